@@ -1,0 +1,191 @@
+//! [`Client`]: what the binding layer holds. Calls are cheap and never block: they validate,
+//! push into the queue and return. Results come back as [`Event`]s through the [`Outbox`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::options::{validate_endpoint, ClientOptions};
+use crate::outbox::{Event, Outbox, Waker};
+use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal};
+use crate::stats::{bump, StatsSnapshot};
+
+pub struct Client {
+    shared: Arc<QueueShared>,
+    outbox: Arc<Outbox>,
+    producer: Producer,
+    max_message_bytes: usize,
+    request_timeout: Duration,
+    linger: Duration,
+    closing: AtomicBool,
+    /// Signalled by the engine thread as its very last act.
+    exited: crossbeam_channel::Receiver<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What `send`/`request` did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// A high-water mark was reached: not queued, counted as refused.
+    Refused,
+}
+
+impl Client {
+    /// Validates, then starts the engine thread. Connecting happens in the background: a
+    /// missing server is not an error, messages wait in the queue until it appears.
+    pub fn connect(
+        endpoint: &str,
+        options: ClientOptions,
+        waker: Box<dyn Waker>,
+    ) -> Result<Client, Error> {
+        validate_endpoint(endpoint)?;
+        options.validate()?;
+        let shared = Arc::new(QueueShared::new());
+        let outbox = Arc::new(Outbox::new(waker));
+        let (producer, consumer) =
+            queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
+        let (exit_tx, exited) = crossbeam_channel::bounded(1);
+        let engine = Engine::new(
+            endpoint.to_owned(),
+            options.clone(),
+            shared.clone(),
+            outbox.clone(),
+            consumer,
+        );
+        let thread = std::thread::Builder::new()
+            .name("zerowire-client".into())
+            .spawn(move || {
+                engine.run();
+                let _ = exit_tx.send(());
+            })
+            .map_err(|e| Error::Spawn(e.to_string()))?;
+        Ok(Client {
+            shared,
+            outbox,
+            producer,
+            max_message_bytes: options.max_message_bytes,
+            request_timeout: options.request_timeout,
+            linger: options.linger,
+            closing: AtomicBool::new(false),
+            exited,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn check(&self, body: &Bytes) -> Result<(), Error> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        if body.len() > self.max_message_bytes {
+            return Err(Error::MessageTooLarge {
+                size: body.len(),
+                max: self.max_message_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn push(&self, out: Outgoing) -> Result<Queued, Error> {
+        match self.producer.push(&self.shared, out) {
+            Ok(()) => Ok(Queued::Yes),
+            Err(Refusal::Full) => Ok(Queued::Refused),
+            Err(Refusal::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// Fire-and-forget.
+    #[inline]
+    pub fn send(&self, body: Bytes) -> Result<Queued, Error> {
+        self.check(&body)?;
+        let queued = self.push(Outgoing {
+            request: None,
+            body,
+        })?;
+        if queued == Queued::Yes {
+            bump(&self.shared.host.sent, 1);
+        }
+        Ok(queued)
+    }
+
+    /// A request with a host-chosen id; its outcome arrives as a Reply, ErrorReply or Timeout
+    /// event carrying that id (or, at close, as `Event::Closed`).
+    #[inline]
+    pub fn request(
+        &self,
+        id: u32,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Queued, Error> {
+        self.check(&body)?;
+        let timeout = timeout.unwrap_or(self.request_timeout);
+        let queued = self.push(Outgoing {
+            request: Some((id, timeout)),
+            body,
+        })?;
+        if queued == Queued::Yes {
+            bump(&self.shared.host.requests, 1);
+        }
+        Ok(queued)
+    }
+
+    /// Forgets a pending request; a reply that still comes is counted as late.
+    pub fn cancel(&self, id: u32) {
+        let _ = self.producer.control(&self.shared, Control::Cancel(id));
+    }
+
+    /// Starts closing: later calls fail with `Closed`; the engine drains for at most the
+    /// linger time and then publishes `Event::Closed`. Returns false if already closing.
+    pub fn close(&self) -> bool {
+        self.close_with(self.linger)
+    }
+
+    pub fn close_with(&self, linger: Duration) -> bool {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _ = self
+            .producer
+            .control(&self.shared, Control::Close { linger });
+        true
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Closes (if not yet) and waits for the engine thread for at most `wait`. Returns whether
+    /// it ended. Used when the host environment goes away and nobody will await `close()`.
+    pub fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
+        self.close_with(linger);
+        let ended = self.exited.recv_timeout(wait).is_ok();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (true, Some(handle)) = (ended, handle) {
+            let _ = handle.join();
+        }
+        ended
+    }
+
+    pub fn take_events(&self) -> Vec<Event> {
+        self.outbox.take()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let e = &self.shared.engine;
+        let connected = e.connects.load(Ordering::Relaxed) > e.disconnects.load(Ordering::Relaxed);
+        StatsSnapshot::read(&self.shared.host, e, connected)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Dropping the producer closes the channel; the engine also gets an explicit close so it
+        // stops reconnecting. The thread is not joined here: `shutdown` is the place for that.
+        self.close_with(Duration::ZERO);
+    }
+}

@@ -1,0 +1,455 @@
+//! The engine: one OS thread per client running a current-thread tokio runtime (a multi-thread
+//! runtime tripled round-trip latency on the target machines) that owns the DEALER socket.
+//!
+//! The zeromq crate's DEALER does not reconnect, has no send limit of ours, no linger and no
+//! drain, so this loop owns all of that: it connects (and reconnects after a disconnect) with
+//! capped exponential backoff, keeps messages in its own backlog while no peer is connected,
+//! times requests out, and on close drains for at most the linger time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use zeromq::{
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv,
+    SocketSend, ZmqError, ZmqMessage, ZmqResult,
+};
+
+use crate::options::ClientOptions;
+use crate::outbox::{Event, Outbox};
+use crate::protocol::{self, Inbound};
+use crate::queue::{Consumer, Control, Outgoing, QueueShared};
+use crate::stats::bump;
+
+/// Most inbound messages handled per wake-up before the loop looks at its queue again.
+const RECV_BATCH: usize = 256;
+/// When the socket's own queue is full, how long before we try to hand it more.
+const SOCKET_FULL_RETRY: Duration = Duration::from_millis(1);
+
+/// A live connection: the two halves of the DEALER and its event monitor.
+struct Conn {
+    send: DealerSendHalf,
+    recv: DealerRecvHalf,
+    monitor: mpsc::Receiver<SocketEvent>,
+}
+
+type Connecting =
+    Pin<Box<dyn Future<Output = ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>> + Send>>;
+
+fn connect(endpoint: String, timeout: Duration) -> Connecting {
+    Box::pin(async move {
+        let mut options = SocketOptions::default();
+        options.connect_timeout(timeout);
+        let mut socket = DealerSocket::with_options(options);
+        let monitor = socket.monitor();
+        socket.connect(&endpoint).await?;
+        Ok((socket, monitor))
+    })
+}
+
+pub(crate) struct Engine {
+    endpoint: String,
+    options: ClientOptions,
+    shared: Arc<QueueShared>,
+    outbox: Arc<Outbox>,
+    queue: Consumer,
+    /// Taken from the channel, not yet handed to the socket.
+    backlog: VecDeque<Outgoing>,
+    /// Pending requests: id → deadline.
+    pending: HashMap<u32, Instant>,
+    /// Cancels that overtook their request (the control channel is separate from the queue).
+    cancelled_early: HashSet<u32>,
+    /// Deadlines in order; entries whose request is gone are skipped lazily.
+    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
+    events: Vec<Event>,
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    socket_full_until: Option<Instant>,
+    close_deadline: Option<Instant>,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        endpoint: String,
+        options: ClientOptions,
+        shared: Arc<QueueShared>,
+        outbox: Arc<Outbox>,
+        queue: Consumer,
+    ) -> Self {
+        let backoff = options.reconnect_interval;
+        Engine {
+            endpoint,
+            options,
+            shared,
+            outbox,
+            queue,
+            backlog: VecDeque::new(),
+            pending: HashMap::new(),
+            cancelled_early: HashSet::new(),
+            deadlines: BinaryHeap::new(),
+            events: Vec::new(),
+            conn: None,
+            connecting: None,
+            retry_at: Some(Instant::now()),
+            backoff,
+            socket_full_until: None,
+            close_deadline: None,
+        }
+    }
+
+    /// Runs the engine to completion on the calling thread.
+    pub(crate) fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => {
+                // Without a runtime nothing can be sent; report closed so nothing waits forever.
+                self.outbox.publish(&mut vec![Event::Closed]);
+                return;
+            }
+        };
+        let outbox = self.outbox.clone();
+        runtime.block_on(self.main());
+        // The socket writer tasks were given their chance in `main`; whatever is left goes.
+        drop(runtime);
+        outbox.publish(&mut vec![Event::Closed]);
+    }
+
+    async fn main(mut self) {
+        loop {
+            let now = Instant::now();
+            self.take_control(now);
+            self.take_queue();
+            self.start_connecting(now);
+            self.flush(now);
+            self.expire(now);
+            self.outbox.publish(&mut self.events);
+            if let Some(deadline) = self.close_deadline {
+                if self.backlog.is_empty() && self.queue.rx.is_empty() || now >= deadline {
+                    break;
+                }
+            }
+            self.wait().await;
+        }
+        self.finish_close().await;
+    }
+
+    fn take_control(&mut self, now: Instant) {
+        while let Ok(order) = self.queue.ctl.try_recv() {
+            match order {
+                Control::Cancel(id) => {
+                    if self.pending.remove(&id).is_none() {
+                        self.cancelled_early.insert(id);
+                    }
+                }
+                Control::Close { linger } => {
+                    if self.close_deadline.is_none() {
+                        self.close_deadline = Some(now + linger);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves everything from the channel to the backlog, registering requests as it goes so
+    /// their deadlines run from the moment the host made the call, connected or not.
+    fn take_queue(&mut self) {
+        while let Ok(out) = self.queue.rx.try_recv() {
+            if let Some((id, timeout)) = out.request {
+                if self.cancelled_early.remove(&id) {
+                    // Left in the backlog unregistered: `flush` drops it as expired.
+                    self.backlog.push_back(out);
+                    continue;
+                }
+                // The host stamped no time; the channel is drained on every wake-up, so the
+                // error is the scheduling delay (micro-seconds), not queueing time.
+                let deadline = Instant::now() + timeout;
+                self.pending.insert(id, deadline);
+                self.deadlines.push(Reverse((deadline, id)));
+            }
+            self.backlog.push_back(out);
+        }
+    }
+
+    fn start_connecting(&mut self, now: Instant) {
+        if self.conn.is_some() || self.connecting.is_some() || self.close_deadline.is_some() {
+            return;
+        }
+        match self.retry_at {
+            Some(at) if at <= now => {
+                self.retry_at = None;
+                // Each attempt may take as long as the current backoff; the crate retries
+                // refused connections inside it, so a server that binds meanwhile is found.
+                self.connecting = Some(connect(self.endpoint.clone(), self.backoff));
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands the backlog to the socket, oldest first, while the socket takes it.
+    fn flush(&mut self, now: Instant) {
+        if matches!(self.socket_full_until, Some(t) if t > now) {
+            return;
+        }
+        self.socket_full_until = None;
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let counters = &self.shared.engine;
+        let (mut released, mut released_bytes, mut written, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+        let mut lost = false;
+        while let Some(out) = self.backlog.pop_front() {
+            let corr = match out.request {
+                Some((id, _)) if !self.pending.contains_key(&id) => {
+                    // Timed out or cancelled before it left: sending it would only earn a late reply.
+                    released += 1;
+                    released_bytes += out.body.len() as u64;
+                    dropped += 1;
+                    continue;
+                }
+                Some((id, _)) => protocol::encode_corr(id),
+                None => protocol::empty_corr(),
+            };
+            let mut message = ZmqMessage::from(corr);
+            message.push_back(out.body.clone());
+            match conn.send.send(message).now_or_never() {
+                Some(Ok(())) => {
+                    released += 1;
+                    released_bytes += out.body.len() as u64;
+                    written += 1;
+                }
+                Some(Err(_)) => {
+                    // No peer (it just went away): keep the message for the next connection.
+                    self.backlog.push_front(out);
+                    lost = true;
+                    break;
+                }
+                None => {
+                    // The crate's per-peer queue is full; the message was not taken.
+                    self.backlog.push_front(out);
+                    self.socket_full_until = Some(now + SOCKET_FULL_RETRY);
+                    break;
+                }
+            }
+        }
+        bump(&counters.written, written);
+        bump(&counters.dropped, dropped);
+        bump(&counters.released_bytes, released_bytes);
+        // Release count last: the host reads it with Acquire and must then see the bytes too.
+        counters.released.store(
+            counters.released.load(Ordering::Relaxed) + released,
+            Ordering::Release,
+        );
+        if lost {
+            self.disconnected();
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.pending.get(&id) == Some(&deadline) {
+                self.pending.remove(&id);
+                bump(&self.shared.engine.timeouts, 1);
+                self.events.push(Event::Timeout { id });
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let mut next = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        for t in [self.retry_at, self.socket_full_until, self.close_deadline]
+            .into_iter()
+            .flatten()
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        next
+    }
+
+    fn disconnected(&mut self) {
+        if self.conn.take().is_some() {
+            bump(&self.shared.engine.disconnects, 1);
+        }
+        self.socket_full_until = None;
+        self.retry_at = Some(Instant::now() + self.options.reconnect_interval);
+        self.backoff = self.options.reconnect_interval;
+    }
+
+    fn handle_inbound(&mut self, message: ZmqMessage) {
+        let counters = &self.shared.engine;
+        match protocol::classify(message.into_vec()) {
+            Inbound::Reply { id, body } => {
+                if self.pending.remove(&id).is_some() {
+                    bump(&counters.replies, 1);
+                    self.events.push(Event::Reply { id, body });
+                } else {
+                    bump(&counters.late_replies, 1);
+                }
+            }
+            Inbound::ErrorReply { id, message } => {
+                if self.pending.remove(&id).is_some() {
+                    bump(&counters.error_replies, 1);
+                    self.events.push(Event::ErrorReply { id, message });
+                } else {
+                    bump(&counters.late_replies, 1);
+                }
+            }
+            Inbound::Push { body } => {
+                bump(&counters.pushes, 1);
+                self.events.push(Event::Push { body });
+            }
+            // Control traffic (hello/ack) is not spoken by this version: ignore it.
+            Inbound::Control { .. } => {}
+            Inbound::Malformed => bump(&counters.malformed, 1),
+        }
+    }
+
+    /// Sleeps until a message arrives, the host pushes something, a connection attempt ends,
+    /// the socket reports an event or a timer is due.
+    async fn wait(&mut self) {
+        let shared = self.shared.clone();
+        shared.sleeping.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `QueueShared::wake_engine`.
+        fence(Ordering::SeqCst);
+        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() {
+            shared.sleeping.store(false, Ordering::Relaxed);
+            return;
+        }
+        let timer = self.next_timer();
+        let sleep = async {
+            match timer {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (recv, monitor) = match self.conn.as_mut() {
+            Some(c) => (Some(&mut c.recv), Some(&mut c.monitor)),
+            None => (None, None),
+        };
+        let recv = async {
+            match recv {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let monitor = async {
+            match monitor {
+                Some(m) => m.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let connecting = async {
+            match self.connecting.as_mut() {
+                Some(c) => c.await,
+                None => std::future::pending().await,
+            }
+        };
+        enum Woke {
+            Host,
+            Timer,
+            Message(ZmqResult<ZmqMessage>),
+            Monitor(Option<SocketEvent>),
+            Connected(ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>),
+        }
+        let woke = tokio::select! {
+            _ = shared.notify.notified() => Woke::Host,
+            _ = sleep => Woke::Timer,
+            m = recv => Woke::Message(m),
+            e = monitor => Woke::Monitor(e),
+            c = connecting => Woke::Connected(c),
+        };
+        shared.sleeping.store(false, Ordering::Relaxed);
+        match woke {
+            Woke::Host | Woke::Timer => {}
+            Woke::Message(Ok(m)) => {
+                self.handle_inbound(m);
+                // Take what else is already there without sleeping again.
+                for _ in 1..RECV_BATCH {
+                    let Some(conn) = self.conn.as_mut() else {
+                        break;
+                    };
+                    match conn.recv.recv().now_or_never() {
+                        Some(Ok(m)) => self.handle_inbound(m),
+                        _ => break,
+                    }
+                }
+            }
+            Woke::Message(Err(_)) => self.disconnected(),
+            Woke::Monitor(Some(SocketEvent::Disconnected(_))) | Woke::Monitor(None) => {
+                self.disconnected()
+            }
+            Woke::Monitor(Some(_)) => {}
+            Woke::Connected(result) => {
+                self.connecting = None;
+                match result {
+                    Ok((socket, monitor)) => {
+                        let (send, recv) = socket.split();
+                        self.conn = Some(Conn {
+                            send,
+                            recv,
+                            monitor,
+                        });
+                        self.backoff = self.options.reconnect_interval;
+                        bump(&self.shared.engine.connects, 1);
+                    }
+                    Err(e) => {
+                        bump(&self.shared.engine.connect_failures, 1);
+                        // A timeout means nobody was there for a whole interval: try again at
+                        // once with a longer one. A hard error waits out the interval first.
+                        let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
+                            Duration::ZERO
+                        } else {
+                            self.backoff
+                        };
+                        self.retry_at = Some(Instant::now() + delay);
+                        self.backoff = (self.backoff * 2).min(self.options.reconnect_max_interval);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the drain: drop what could not be sent (counted), close the socket, and give its
+    /// writer tasks what is left of the linger time to put the last bytes on the wire.
+    async fn finish_close(&mut self) {
+        let counters = &self.shared.engine;
+        let mut left = self.backlog.len() as u64;
+        let mut left_bytes: u64 = self.backlog.iter().map(|o| o.body.len() as u64).sum();
+        self.backlog.clear();
+        // Nothing new can arrive after close, but what raced with it is dropped the same way.
+        while let Ok(out) = self.queue.rx.try_recv() {
+            left += 1;
+            left_bytes += out.body.len() as u64;
+        }
+        bump(&counters.dropped, left);
+        bump(&counters.released_bytes, left_bytes);
+        counters.released.store(
+            counters.released.load(Ordering::Relaxed) + left,
+            Ordering::Release,
+        );
+        self.connecting = None;
+        let had_conn = self.conn.take().is_some();
+        if had_conn {
+            let deadline = self.close_deadline.unwrap_or_else(Instant::now);
+            let metrics = tokio::runtime::Handle::current().metrics();
+            while metrics.num_alive_tasks() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}

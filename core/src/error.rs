@@ -1,0 +1,47 @@
+//! Errors of the core. Each variant maps to a Node-style `code` so the binding layer can
+//! forward them without inventing its own taxonomy.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The endpoint string is not `ipc://path` or `tcp://host:port`.
+    InvalidEndpoint(String),
+    /// An option is out of range.
+    InvalidOption(String),
+    /// A payload is larger than `maxMessageBytes`.
+    MessageTooLarge { size: usize, max: usize },
+    /// The client was closed.
+    Closed,
+    /// The engine thread could not be started.
+    Spawn(String),
+}
+
+impl Error {
+    /// The Node-style error code the binding attaches to the JS error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidEndpoint(_) => "ERR_INVALID_ARG_VALUE",
+            Error::InvalidOption(_) => "ERR_OUT_OF_RANGE",
+            Error::MessageTooLarge { .. } => "EMSGSIZE",
+            Error::Closed => "ECLOSED",
+            Error::Spawn(_) => "ERR_ZEROWIRE_SPAWN",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidEndpoint(why) => write!(f, "invalid endpoint: {why}"),
+            Error::InvalidOption(why) => write!(f, "invalid option: {why}"),
+            Error::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds maxMessageBytes ({max})")
+            }
+            Error::Closed => write!(f, "client is closed"),
+            Error::Spawn(why) => write!(f, "could not start the engine thread: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

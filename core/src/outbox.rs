@@ -1,0 +1,103 @@
+//! Engine → host: events are collected in one shared batch and the host is woken at most once
+//! per batch. The host's callback clears `scheduled` before taking the batch, so an event pushed
+//! after the take always schedules a fresh wake-up and none is stranded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    Reply {
+        id: u32,
+        body: Bytes,
+    },
+    /// The server answered with an error reply; `message` is its text.
+    ErrorReply {
+        id: u32,
+        message: Bytes,
+    },
+    Timeout {
+        id: u32,
+    },
+    /// A message the server pushed (empty corr).
+    Push {
+        body: Bytes,
+    },
+    /// The engine finished closing; every request still pending is to be rejected.
+    Closed,
+}
+
+/// How the engine wakes the host. The binding implements it with a threadsafe function.
+pub trait Waker: Send + Sync + 'static {
+    fn wake(&self);
+}
+
+pub struct Outbox {
+    events: Mutex<Vec<Event>>,
+    scheduled: AtomicBool,
+    waker: Box<dyn Waker>,
+}
+
+impl Outbox {
+    pub fn new(waker: Box<dyn Waker>) -> Self {
+        Outbox {
+            events: Mutex::new(Vec::new()),
+            scheduled: AtomicBool::new(false),
+            waker,
+        }
+    }
+
+    /// Engine side: appends a batch and wakes the host if no wake-up is outstanding.
+    pub fn publish(&self, batch: &mut Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            if events.is_empty() {
+                std::mem::swap(&mut *events, batch);
+            } else {
+                events.append(batch);
+            }
+        }
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    /// Host side: takes everything published so far.
+    pub fn take(&self) -> Vec<Event> {
+        self.scheduled.store(false, Ordering::Release);
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    struct Count(Arc<AtomicUsize>);
+    impl Waker for Count {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn one_wake_per_batch() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox::new(Box::new(Count(wakes.clone())));
+        outbox.publish(&mut vec![Event::Timeout { id: 1 }]);
+        outbox.publish(&mut vec![Event::Timeout { id: 2 }]);
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(outbox.take().len(), 2);
+        outbox.publish(&mut vec![Event::Timeout { id: 3 }]);
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+        assert_eq!(outbox.take(), vec![Event::Timeout { id: 3 }]);
+        assert!(outbox.take().is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! The host → engine queue.
+//!
+//! Messages travel through a bounded crossbeam channel whose capacity is the message high-water
+//! mark; the byte high-water mark and the count of what is still queued come from monotonic
+//! counters (pushed by the host, released by the engine), so the host never contends on a
+//! shared read-modify-write. The engine is woken only when it said it may sleep.
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::Notify;
+
+use crate::stats::{bump, EngineCounters, HostCounters};
+
+/// One message for the wire.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// `None` for fire-and-forget; the request id otherwise.
+    pub request: Option<(u32, Duration)>,
+    pub body: Bytes,
+}
+
+/// Out-of-band orders; never refused, never stuck behind queued messages.
+#[derive(Debug)]
+pub enum Control {
+    /// Forget a pending request (aborted by the caller).
+    Cancel(u32),
+    /// Stop accepting, drain for at most `linger`, then report `Event::Closed`.
+    Close { linger: Duration },
+}
+
+/// The state both threads see.
+pub struct QueueShared {
+    pub host: HostCounters,
+    pub engine: EngineCounters,
+    /// True while the engine is (about to be) parked on `notify`.
+    pub(crate) sleeping: AtomicBool,
+    pub(crate) notify: Notify,
+}
+
+impl QueueShared {
+    pub fn new() -> Self {
+        QueueShared {
+            host: HostCounters::default(),
+            engine: EngineCounters::default(),
+            sleeping: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Host side, after pushing: wake the engine only if it may be asleep.
+    #[inline]
+    pub(crate) fn wake_engine(&self) {
+        // Pairs with the fence in `Engine::park`: either we see `sleeping` or it sees our message.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+impl Default for QueueShared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a message was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A high-water mark was reached; the message was not queued.
+    Full,
+    /// The engine is gone.
+    Closed,
+}
+
+/// Host half of the queue.
+pub struct Producer {
+    tx: Sender<Outgoing>,
+    ctl: Sender<Control>,
+    high_water_mark: u64,
+    high_water_bytes: u64,
+}
+
+/// Engine half of the queue.
+pub struct Consumer {
+    pub rx: Receiver<Outgoing>,
+    pub ctl: Receiver<Control>,
+}
+
+pub fn channel(high_water_mark: usize, high_water_bytes: usize) -> (Producer, Consumer) {
+    let (tx, rx) = crossbeam_channel::bounded(high_water_mark);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+    (
+        Producer {
+            tx,
+            ctl: ctl_tx,
+            high_water_mark: high_water_mark as u64,
+            high_water_bytes: high_water_bytes as u64,
+        },
+        Consumer { rx, ctl: ctl_rx },
+    )
+}
+
+impl Producer {
+    /// Queues one message. Never blocks. Must be called from one thread only (the host's).
+    #[inline]
+    pub fn push(&self, shared: &QueueShared, msg: Outgoing) -> Result<(), Refusal> {
+        let len = msg.body.len() as u64;
+        // The engine moves messages out of the channel into its backlog while disconnected, so
+        // the channel's capacity alone does not bound what is queued: the counters do.
+        let queued = shared.host.pushed.load(Ordering::Relaxed)
+            - shared.engine.released.load(Ordering::Acquire);
+        let queued_bytes = shared.host.pushed_bytes.load(Ordering::Relaxed)
+            - shared.engine.released_bytes.load(Ordering::Acquire);
+        // A single message larger than the byte mark still goes through an empty queue;
+        // otherwise a small high-water mark would make such payloads unsendable.
+        if queued >= self.high_water_mark
+            || (queued_bytes > 0 && queued_bytes + len > self.high_water_bytes)
+        {
+            bump(&shared.host.refused, 1);
+            return Err(Refusal::Full);
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                bump(&shared.host.pushed, 1);
+                bump(&shared.host.pushed_bytes, len);
+                shared.wake_engine();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                bump(&shared.host.refused, 1);
+                Err(Refusal::Full)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Refusal::Closed),
+        }
+    }
+
+    pub fn control(&self, shared: &QueueShared, order: Control) -> Result<(), Refusal> {
+        self.ctl.send(order).map_err(|_| Refusal::Closed)?;
+        shared.wake_engine();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(n: usize) -> Outgoing {
+        Outgoing {
+            request: None,
+            body: Bytes::from(vec![b'x'; n]),
+        }
+    }
+
+    #[test]
+    fn message_mark_refuses_and_counts() {
+        let shared = QueueShared::new();
+        let (p, c) = channel(3, 1 << 20);
+        for _ in 0..3 {
+            assert_eq!(p.push(&shared, msg(1)), Ok(()));
+        }
+        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        assert_eq!(shared.host.refused.load(Ordering::Relaxed), 1);
+        // Taken out of the channel but not yet released: still queued.
+        c.rx.try_recv().unwrap();
+        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        bump(&shared.engine.released, 1);
+        bump(&shared.engine.released_bytes, 1);
+        assert_eq!(p.push(&shared, msg(1)), Ok(()));
+    }
+
+    #[test]
+    fn byte_mark_counts_released_bytes() {
+        let shared = QueueShared::new();
+        let (p, _c) = channel(100, 10);
+        // An oversized message passes an empty queue...
+        assert_eq!(p.push(&shared, msg(25)), Ok(()));
+        // ...but nothing fits behind it until the engine releases it.
+        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        bump(&shared.engine.released_bytes, 25);
+        assert_eq!(p.push(&shared, msg(6)), Ok(()));
+        assert_eq!(p.push(&shared, msg(4)), Ok(()));
+        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+    }
+
+    #[test]
+    fn closed_engine_is_reported() {
+        let shared = QueueShared::new();
+        let (p, c) = channel(4, 100);
+        drop(c);
+        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Closed));
+    }
+}

@@ -1,0 +1,95 @@
+//! Counters. Each is written by exactly one thread (the host or the engine), so writers use
+//! plain load+store and never a locked read-modify-write on the hot path; readers may be on
+//! any thread and see a value at most one batch old.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Bumps a counter that only the calling thread writes.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+/// Written by the host thread only.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct HostCounters {
+    /// Messages accepted by `send()`.
+    pub sent: AtomicU64,
+    /// Requests accepted by `request()`.
+    pub requests: AtomicU64,
+    /// Calls refused because a high-water mark was reached.
+    pub refused: AtomicU64,
+    /// Messages (sends and requests) ever pushed into the queue, and their bytes.
+    pub pushed: AtomicU64,
+    pub pushed_bytes: AtomicU64,
+}
+
+/// Written by the engine thread only.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct EngineCounters {
+    /// Messages that left our queue (handed to the socket or dropped), and their bytes.
+    pub released: AtomicU64,
+    pub released_bytes: AtomicU64,
+    /// Messages handed to the socket.
+    pub written: AtomicU64,
+    /// Messages dropped without being handed to the socket (close, or request expired first).
+    pub dropped: AtomicU64,
+    pub replies: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub late_replies: AtomicU64,
+    pub pushes: AtomicU64,
+    pub malformed: AtomicU64,
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub sent: u64,
+    pub requests: u64,
+    pub refused: u64,
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub written: u64,
+    pub dropped: u64,
+    pub replies: u64,
+    pub error_replies: u64,
+    pub timeouts: u64,
+    pub late_replies: u64,
+    pub pushes: u64,
+    pub malformed: u64,
+    pub connects: u64,
+    pub disconnects: u64,
+    pub connect_failures: u64,
+    pub connected: bool,
+}
+
+impl StatsSnapshot {
+    pub(crate) fn read(host: &HostCounters, engine: &EngineCounters, connected: bool) -> Self {
+        let pushed = host.pushed.load(Relaxed);
+        let pushed_bytes = host.pushed_bytes.load(Relaxed);
+        StatsSnapshot {
+            sent: host.sent.load(Relaxed),
+            requests: host.requests.load(Relaxed),
+            refused: host.refused.load(Relaxed),
+            queued: pushed.saturating_sub(engine.released.load(Relaxed)),
+            queued_bytes: pushed_bytes.saturating_sub(engine.released_bytes.load(Relaxed)),
+            written: engine.written.load(Relaxed),
+            dropped: engine.dropped.load(Relaxed),
+            replies: engine.replies.load(Relaxed),
+            error_replies: engine.error_replies.load(Relaxed),
+            timeouts: engine.timeouts.load(Relaxed),
+            late_replies: engine.late_replies.load(Relaxed),
+            pushes: engine.pushes.load(Relaxed),
+            malformed: engine.malformed.load(Relaxed),
+            connects: engine.connects.load(Relaxed),
+            disconnects: engine.disconnects.load(Relaxed),
+            connect_failures: engine.connect_failures.load(Relaxed),
+            connected,
+        }
+    }
+}

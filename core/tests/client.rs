@@ -1,0 +1,345 @@
+//! The client engine against a real ROUTER (the zeromq crate's) on real ipc sockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+use zerowire_core::client::Queued;
+use zerowire_core::{Client, ClientOptions, Event, Waker};
+
+struct ChannelWaker(Sender<()>);
+impl Waker for ChannelWaker {
+    fn wake(&self) {
+        let _ = self.0.send(());
+    }
+}
+
+struct Harness {
+    client: Arc<Client>,
+    woken: Receiver<()>,
+}
+
+impl Harness {
+    fn new(endpoint: &str, options: ClientOptions) -> Harness {
+        let (tx, woken) = crossbeam_channel::unbounded();
+        let client = Client::connect(endpoint, options, Box::new(ChannelWaker(tx))).unwrap();
+        Harness {
+            client: Arc::new(client),
+            woken,
+        }
+    }
+
+    /// Collects events until `n` have arrived or `within` passes.
+    fn events(&self, n: usize, within: Duration) -> Vec<Event> {
+        let end = Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            if self.woken.recv_timeout(left).is_err() {
+                break;
+            }
+            got.extend(self.client.take_events());
+        }
+        got
+    }
+}
+
+fn tmp_endpoint(name: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("zw-core-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (format!("ipc://{}/s.sock", dir.display()), dir)
+}
+
+/// A ROUTER on its own thread and runtime. It records fire-and-forget bodies and answers each
+/// request with `reply(body)`; `None` means "do not answer".
+struct Router {
+    received: Receiver<Vec<Bytes>>,
+    stop: Sender<()>,
+}
+
+fn router(endpoint: &str, delay_replies: Duration) -> Router {
+    let (rec_tx, received) = crossbeam_channel::unbounded();
+    let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+    let endpoint = endpoint.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut socket = RouterSocket::new();
+            socket.bind(&endpoint).await.unwrap();
+            ready_tx.send(()).unwrap();
+            let mut delayed: Vec<ZmqMessage> = Vec::new();
+            loop {
+                if stop_rx.try_recv().is_ok() {
+                    break;
+                }
+                let msg = tokio::select! {
+                    m = socket.recv() => m,
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                        for m in delayed.drain(..).rev() { socket.send(m).await.unwrap(); }
+                        continue;
+                    }
+                };
+                let Ok(msg) = msg else { break };
+                let frames = msg.into_vec();
+                rec_tx.send(frames.clone()).unwrap();
+                let (id, corr, body) = (&frames[0], &frames[1], &frames[2]);
+                if corr.is_empty() || body.as_ref() == b"no-answer" {
+                    continue;
+                }
+                let mut reply = ZmqMessage::from(id.clone());
+                reply.push_back(corr.clone());
+                let mut answer = b"re:".to_vec();
+                answer.extend_from_slice(body);
+                reply.push_back(Bytes::from(answer));
+                if body.as_ref() == b"fail" {
+                    reply.push_back(Bytes::from_static(b"E"));
+                }
+                if delay_replies.is_zero() {
+                    socket.send(reply).await.unwrap();
+                } else {
+                    // Held back and released in reverse order: replies come out of order.
+                    delayed.push(reply);
+                }
+            }
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    Router { received, stop }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
+}
+
+fn body(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+#[test]
+fn fire_and_forget_keeps_order() {
+    let (ep, _dir) = tmp_endpoint("order");
+    let r = router(&ep, Duration::ZERO);
+    let h = Harness::new(&ep, ClientOptions::default());
+    for i in 0..5000 {
+        assert_eq!(h.client.send(body(&i.to_string())).unwrap(), Queued::Yes);
+    }
+    for i in 0..5000 {
+        let frames = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert!(frames[1].is_empty(), "fire-and-forget has an empty corr");
+        assert_eq!(frames[2], body(&i.to_string()));
+    }
+    assert_eq!(h.client.stats().sent, 5000);
+}
+
+#[test]
+fn requests_are_correlated_out_of_order_and_errors_flagged() {
+    let (ep, _dir) = tmp_endpoint("req");
+    let _r = router(&ep, Duration::from_millis(1));
+    let h = Harness::new(&ep, ClientOptions::default());
+    for id in 1..=200u32 {
+        let text = if id == 7 {
+            "fail".to_string()
+        } else {
+            format!("q{id}")
+        };
+        h.client.request(id, body(&text), None).unwrap();
+    }
+    let events = h.events(200, Duration::from_secs(10));
+    assert_eq!(events.len(), 200);
+    let mut seen = std::collections::HashSet::new();
+    let mut in_order = true;
+    let mut last = 0;
+    for e in events {
+        match e {
+            Event::Reply { id, body: b } => {
+                assert_eq!(b, body(&format!("re:q{id}")));
+                in_order &= id > last;
+                last = id;
+                assert!(seen.insert(id));
+            }
+            Event::ErrorReply { id, message } => {
+                assert_eq!(id, 7);
+                assert_eq!(message, body("re:fail"));
+                assert!(seen.insert(id));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !in_order,
+        "the router answered out of order, so must the events be"
+    );
+    assert_eq!(h.client.stats().replies, 199);
+    assert_eq!(h.client.stats().error_replies, 1);
+}
+
+#[test]
+fn timeout_then_late_reply_is_counted() {
+    let (ep, _dir) = tmp_endpoint("late");
+    let r = router(&ep, Duration::ZERO);
+    let h = Harness::new(&ep, ClientOptions::default());
+    // Unanswered: times out.
+    h.client
+        .request(1, body("no-answer"), Some(Duration::from_millis(50)))
+        .unwrap();
+    let t0 = Instant::now();
+    let ev = h.events(1, Duration::from_secs(5));
+    assert_eq!(ev, vec![Event::Timeout { id: 1 }]);
+    assert!(t0.elapsed() >= Duration::from_millis(45));
+    assert_eq!(h.client.stats().timeouts, 1);
+    // A reply that arrives after its request timed out: the router answers id 2 only once it
+    // has seen id 3, by which time 2 is long expired.
+    drop(r);
+    std::thread::sleep(Duration::from_millis(20));
+    let _ = std::fs::remove_file(ep.trim_start_matches("ipc://"));
+    let (ep2, _dir2) = tmp_endpoint("late2");
+    let r2 = router(&ep2, Duration::from_millis(1));
+    let h2 = Harness::new(&ep2, ClientOptions::default());
+    h2.client
+        .request(2, body("x"), Some(Duration::from_millis(1)))
+        .unwrap();
+    let _ = r2.received.recv_timeout(Duration::from_secs(5)).unwrap();
+    let ev = h2.events(1, Duration::from_secs(5));
+    assert!(matches!(ev[..], [Event::Timeout { id: 2 }] | []));
+    let end = Instant::now() + Duration::from_secs(5);
+    while h2.client.stats().late_replies == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = h2.client.stats();
+    assert_eq!((s.timeouts, s.late_replies, s.replies), (1, 1, 0));
+}
+
+#[test]
+fn queues_until_the_server_appears() {
+    let (ep, _dir) = tmp_endpoint("later");
+    let h = Harness::new(&ep, ClientOptions::default());
+    for i in 0..100 {
+        h.client.send(body(&format!("m{i}"))).unwrap();
+    }
+    h.client.request(9, body("late-server"), None).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(h.client.stats().queued, 101);
+    let r = router(&ep, Duration::ZERO);
+    for i in 0..100 {
+        let f = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(f[2], body(&format!("m{i}")));
+    }
+    let ev = h.events(1, Duration::from_secs(5));
+    assert_eq!(
+        ev,
+        vec![Event::Reply {
+            id: 9,
+            body: body("re:late-server")
+        }]
+    );
+    assert_eq!(h.client.stats().queued, 0);
+}
+
+#[test]
+fn high_water_marks_refuse_and_count() {
+    let (ep, _dir) = tmp_endpoint("hwm");
+    let options = ClientOptions {
+        send_high_water_mark: 10,
+        send_high_water_bytes: 1000,
+        ..Default::default()
+    };
+    let h = Harness::new(&ep, options);
+    let mut refused = 0;
+    for _ in 0..25 {
+        if h.client.send(body("0123456789")).unwrap() == Queued::Refused {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 15);
+    let s = h.client.stats();
+    assert_eq!((s.sent, s.refused, s.queued), (10, 15, 10));
+    let big = Bytes::from(vec![b'x'; 2000]);
+    let (ep2, _dir2) = tmp_endpoint("hwb");
+    let h2 = Harness::new(
+        &ep2,
+        ClientOptions {
+            send_high_water_bytes: 1000,
+            ..Default::default()
+        },
+    );
+    assert_eq!(h2.client.send(big.clone()).unwrap(), Queued::Yes);
+    assert_eq!(h2.client.send(body("x")).unwrap(), Queued::Refused);
+    let too_big = Bytes::from(vec![b'x'; (16 << 20) + 1]);
+    assert_eq!(h2.client.send(too_big).unwrap_err().code(), "EMSGSIZE");
+}
+
+#[test]
+fn close_drains_then_reports_closed() {
+    let (ep, _dir) = tmp_endpoint("drain");
+    let r = router(&ep, Duration::ZERO);
+    let h = Harness::new(&ep, ClientOptions::default());
+    for i in 0..20_000 {
+        h.client.send(body(&format!("{i:08}"))).unwrap();
+    }
+    h.client.request(1, body("no-answer"), None).unwrap();
+    assert!(h.client.close());
+    assert_eq!(h.client.send(body("after")).unwrap_err().code(), "ECLOSED");
+    let ev = h.events(1, Duration::from_secs(5));
+    assert_eq!(ev, vec![Event::Closed]);
+    for i in 0..20_000 {
+        let f = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(f[2], body(&format!("{i:08}")));
+    }
+    let s = h.client.stats();
+    assert_eq!((s.written, s.dropped, s.queued), (20_001, 0, 0));
+}
+
+#[test]
+fn close_without_server_ends_within_linger_and_counts_drops() {
+    let (ep, _dir) = tmp_endpoint("noserver");
+    let h = Harness::new(
+        &ep,
+        ClientOptions {
+            linger: Duration::from_millis(200),
+            ..Default::default()
+        },
+    );
+    for _ in 0..50 {
+        h.client.send(body("lost")).unwrap();
+    }
+    let t0 = Instant::now();
+    h.client.close();
+    let ev = h.events(1, Duration::from_secs(5));
+    assert_eq!(ev, vec![Event::Closed]);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let s = h.client.stats();
+    assert_eq!((s.dropped, s.queued, s.written), (50, 0, 0));
+    assert!(h.client.shutdown(Duration::ZERO, Duration::from_secs(1)));
+}
+
+#[test]
+fn cancelled_request_reply_is_late() {
+    let (ep, _dir) = tmp_endpoint("cancel");
+    let r = router(&ep, Duration::from_millis(1));
+    let h = Harness::new(&ep, ClientOptions::default());
+    h.client.request(5, body("q"), None).unwrap();
+    h.client.cancel(5);
+    let _ = r.received.recv_timeout(Duration::from_secs(5));
+    let end = Instant::now() + Duration::from_secs(5);
+    while h.client.stats().late_replies + h.client.stats().dropped == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = h.client.stats();
+    assert_eq!(s.replies, 0);
+    assert_eq!(s.late_replies + s.dropped, 1);
+    assert!(h.client.take_events().is_empty());
+}
