@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    napi_build::setup();
+}

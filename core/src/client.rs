@@ -155,6 +155,10 @@ impl Client {
         true
     }
 
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
     }

@@ -12,11 +12,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
+use tokio_util::sync::ReusableBoxFuture;
 use zeromq::{
     DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv,
     SocketSend, ZmqError, ZmqMessage, ZmqResult,
@@ -28,16 +31,69 @@ use crate::protocol::{self, Inbound};
 use crate::queue::{Consumer, Control, Outgoing, QueueShared};
 use crate::stats::bump;
 
+/// Shortest time one connection attempt (connect + ZMTP handshake) is given.
+const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
 /// Most inbound messages handled per wake-up before the loop looks at its queue again.
 const RECV_BATCH: usize = 256;
-/// When the socket's own queue is full, how long before we try to hand it more.
-const SOCKET_FULL_RETRY: Duration = Duration::from_millis(1);
 
 /// A live connection: the two halves of the DEALER and its event monitor.
 struct Conn {
-    send: DealerSendHalf,
+    writer: Writer,
     recv: DealerRecvHalf,
     monitor: mpsc::Receiver<SocketEvent>,
+}
+
+type Written = (DealerSendHalf, ZmqResult<()>);
+
+async fn write(mut half: DealerSendHalf, message: ZmqMessage) -> Written {
+    let result = half.send(message).await;
+    (half, result)
+}
+
+/// The send half, and the suspended send that owns it while the crate's queue is full.
+///
+/// A send future must never be dropped once polled: for a single peer the crate enqueues the
+/// message on a fresh clone of the channel sender and only then reports `Pending` (waiting for
+/// the flush), so dropping and retrying would deliver the message twice. The future lives in a
+/// reusable box and the engine's select loop polls it to completion.
+struct Writer {
+    idle: Option<DealerSendHalf>,
+    slot: Option<ReusableBoxFuture<'static, Written>>,
+}
+
+impl Writer {
+    fn busy(&self) -> bool {
+        self.idle.is_none()
+    }
+
+    /// Starts sending `message`; returns the result if it finished without waiting.
+    fn start(&mut self, message: ZmqMessage) -> Option<ZmqResult<()>> {
+        let half = self.idle.take().expect("start() on a busy writer");
+        let future = write(half, message);
+        let slot = match &mut self.slot {
+            Some(slot) => {
+                slot.set(future);
+                slot
+            }
+            None => self.slot.insert(ReusableBoxFuture::new(future)),
+        };
+        // A no-op waker is fine: if this is Pending, the select loop polls again with its own.
+        let waker = futures::task::noop_waker();
+        match slot.poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready((half, result)) => {
+                self.idle = Some(half);
+                Some(result)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    async fn finish(&mut self) -> ZmqResult<()> {
+        let slot = self.slot.as_mut().expect("finish() without a send");
+        let (half, result) = std::future::poll_fn(|cx| slot.poll(cx)).await;
+        self.idle = Some(half);
+        result
+    }
 }
 
 type Connecting =
@@ -73,8 +129,12 @@ pub(crate) struct Engine {
     connecting: Option<Connecting>,
     retry_at: Option<Instant>,
     backoff: Duration,
-    socket_full_until: Option<Instant>,
     close_deadline: Option<Instant>,
+    /// Something was written on the current connection since the server last confirmed.
+    unconfirmed: bool,
+    /// The corr of the close barrier in flight, if any.
+    barrier: Option<Bytes>,
+    barrier_seq: u32,
 }
 
 impl Engine {
@@ -101,8 +161,10 @@ impl Engine {
             connecting: None,
             retry_at: Some(Instant::now()),
             backoff,
-            socket_full_until: None,
             close_deadline: None,
+            unconfirmed: false,
+            barrier: None,
+            barrier_seq: 0,
         }
     }
 
@@ -132,17 +194,50 @@ impl Engine {
             self.take_control(now);
             self.take_queue();
             self.start_connecting(now);
-            self.flush(now);
+            self.flush();
             self.expire(now);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
-                if self.backlog.is_empty() && self.queue.rx.is_empty() || now >= deadline {
+                if now >= deadline || self.drained() {
                     break;
                 }
             }
             self.wait().await;
         }
-        self.finish_close().await;
+        self.finish_close();
+    }
+
+    /// While closing: true once nothing is left to send and the server has confirmed reading
+    /// everything we wrote. Confirmation matters: a libzmq ROUTER behind its receive HWM
+    /// discards what is still in the kernel buffer when an ipc peer closes, so "written" is
+    /// not "delivered". The barrier is a control request sent after the last message; the
+    /// server reads in order, so any reply to it means everything before it was read.
+    fn drained(&mut self) -> bool {
+        if !(self.backlog.is_empty() && self.queue.rx.is_empty()) {
+            return false;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            // Nothing in flight on a connection: what is left is the empty backlog.
+            return true;
+        };
+        if conn.writer.busy() {
+            return false;
+        }
+        if !self.unconfirmed {
+            return true;
+        }
+        if self.barrier.is_none() {
+            self.barrier_seq = self.barrier_seq.wrapping_add(1);
+            let corr = protocol::encode_control(protocol::CONTROL_BARRIER, self.barrier_seq);
+            let mut message = ZmqMessage::from(corr.clone());
+            message.push_back(Bytes::new());
+            self.barrier = Some(corr);
+            if let Some(Err(_)) = conn.writer.start(message) {
+                self.disconnected();
+                return true;
+            }
+        }
+        false
     }
 
     fn take_control(&mut self, now: Instant) {
@@ -183,66 +278,76 @@ impl Engine {
     }
 
     fn start_connecting(&mut self, now: Instant) {
-        if self.conn.is_some() || self.connecting.is_some() || self.close_deadline.is_some() {
+        // Closing does not stop us: what is queued still deserves its linger time.
+        if self.conn.is_some() || self.connecting.is_some() {
             return;
         }
         match self.retry_at {
             Some(at) if at <= now => {
                 self.retry_at = None;
-                // Each attempt may take as long as the current backoff; the crate retries
-                // refused connections inside it, so a server that binds meanwhile is found.
-                self.connecting = Some(connect(self.endpoint.clone(), self.backoff));
+                // The crate retries refused connections inside one attempt (50 ms, then
+                // doubling), so a server that binds meanwhile is found. The attempt's bound also
+                // covers the handshake, which a loaded machine can slow to tens of ms: never
+                // give it less than MIN_CONNECT_ATTEMPT.
+                let bound = self.backoff.max(MIN_CONNECT_ATTEMPT);
+                self.connecting = Some(connect(self.endpoint.clone(), bound));
             }
             _ => {}
         }
     }
 
-    /// Hands the backlog to the socket, oldest first, while the socket takes it.
-    fn flush(&mut self, now: Instant) {
-        if matches!(self.socket_full_until, Some(t) if t > now) {
-            return;
-        }
-        self.socket_full_until = None;
+    /// Hands the backlog to the socket, oldest first, until the socket makes us wait.
+    fn flush(&mut self) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
         let counters = &self.shared.engine;
         let (mut released, mut released_bytes, mut written, mut dropped) = (0u64, 0u64, 0u64, 0u64);
         let mut lost = false;
-        while let Some(out) = self.backlog.pop_front() {
+        while !conn.writer.busy() {
+            let Some(out) = self.backlog.pop_front() else {
+                break;
+            };
+            let len = out.body.len() as u64;
             let corr = match out.request {
                 Some((id, _)) if !self.pending.contains_key(&id) => {
                     // Timed out or cancelled before it left: sending it would only earn a late reply.
                     released += 1;
-                    released_bytes += out.body.len() as u64;
+                    released_bytes += len;
                     dropped += 1;
                     continue;
                 }
                 Some((id, _)) => protocol::encode_corr(id),
                 None => protocol::empty_corr(),
             };
+            let request = out.request;
             let mut message = ZmqMessage::from(corr);
-            message.push_back(out.body.clone());
-            match conn.send.send(message).now_or_never() {
-                Some(Ok(())) => {
+            message.push_back(out.body);
+            match conn.writer.start(message) {
+                // Handed over (done, or suspended on a full queue): the socket owns it now.
+                None | Some(Ok(())) => {
                     released += 1;
-                    released_bytes += out.body.len() as u64;
+                    released_bytes += len;
                     written += 1;
                 }
-                Some(Err(_)) => {
-                    // No peer (it just went away): keep the message for the next connection.
-                    self.backlog.push_front(out);
+                Some(Err(ZmqError::ReturnToSender { message, .. })) => {
+                    // No peer after all: the crate gave it back; it waits for the next one.
+                    if let Some(body) = message.into_vec().pop() {
+                        self.backlog.push_front(Outgoing { request, body });
+                    }
                     lost = true;
                     break;
                 }
-                None => {
-                    // The crate's per-peer queue is full; the message was not taken.
-                    self.backlog.push_front(out);
-                    self.socket_full_until = Some(now + SOCKET_FULL_RETRY);
+                Some(Err(_)) => {
+                    released += 1;
+                    released_bytes += len;
+                    bump(&counters.lost, 1);
+                    lost = true;
                     break;
                 }
             }
         }
+        self.unconfirmed |= written > 0;
         bump(&counters.written, written);
         bump(&counters.dropped, dropped);
         bump(&counters.released_bytes, released_bytes);
@@ -272,20 +377,19 @@ impl Engine {
 
     fn next_timer(&self) -> Option<Instant> {
         let mut next = self.deadlines.peek().map(|Reverse((t, _))| *t);
-        for t in [self.retry_at, self.socket_full_until, self.close_deadline]
-            .into_iter()
-            .flatten()
-        {
+        for t in [self.retry_at, self.close_deadline].into_iter().flatten() {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         next
     }
 
     fn disconnected(&mut self) {
+        // Whatever was in flight on that connection is beyond confirming now.
+        self.unconfirmed = false;
+        self.barrier = None;
         if self.conn.take().is_some() {
             bump(&self.shared.engine.disconnects, 1);
         }
-        self.socket_full_until = None;
         self.retry_at = Some(Instant::now() + self.options.reconnect_interval);
         self.backoff = self.options.reconnect_interval;
     }
@@ -313,8 +417,12 @@ impl Engine {
                 bump(&counters.pushes, 1);
                 self.events.push(Event::Push { body });
             }
-            // Control traffic (hello/ack) is not spoken by this version: ignore it.
-            Inbound::Control { .. } => {}
+            Inbound::Control { frame, .. } => {
+                if self.barrier.as_ref() == Some(&frame) {
+                    self.barrier = None;
+                    self.unconfirmed = false;
+                }
+            }
             Inbound::Malformed => bump(&counters.malformed, 1),
         }
     }
@@ -337,9 +445,19 @@ impl Engine {
                 None => std::future::pending().await,
             }
         };
-        let (recv, monitor) = match self.conn.as_mut() {
-            Some(c) => (Some(&mut c.recv), Some(&mut c.monitor)),
-            None => (None, None),
+        let (recv, monitor, writer) = match self.conn.as_mut() {
+            Some(c) => (
+                Some(&mut c.recv),
+                Some(&mut c.monitor),
+                Some(&mut c.writer).filter(|w| w.busy()),
+            ),
+            None => (None, None, None),
+        };
+        let written = async {
+            match writer {
+                Some(w) => w.finish().await,
+                None => std::future::pending().await,
+            }
         };
         let recv = async {
             match recv {
@@ -365,6 +483,7 @@ impl Engine {
             Message(ZmqResult<ZmqMessage>),
             Monitor(Option<SocketEvent>),
             Connected(ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>),
+            Written(ZmqResult<()>),
         }
         let woke = tokio::select! {
             _ = shared.notify.notified() => Woke::Host,
@@ -372,10 +491,16 @@ impl Engine {
             m = recv => Woke::Message(m),
             e = monitor => Woke::Monitor(e),
             c = connecting => Woke::Connected(c),
+            w = written => Woke::Written(w),
         };
         shared.sleeping.store(false, Ordering::Relaxed);
         match woke {
-            Woke::Host | Woke::Timer => {}
+            Woke::Host | Woke::Timer | Woke::Written(Ok(())) => {}
+            Woke::Written(Err(_)) => {
+                // The suspended message was counted as written; the connection took it down.
+                bump(&self.shared.engine.lost, 1);
+                self.disconnected();
+            }
             Woke::Message(Ok(m)) => {
                 self.handle_inbound(m);
                 // Take what else is already there without sleeping again.
@@ -400,7 +525,10 @@ impl Engine {
                     Ok((socket, monitor)) => {
                         let (send, recv) = socket.split();
                         self.conn = Some(Conn {
-                            send,
+                            writer: Writer {
+                                idle: Some(send),
+                                slot: None,
+                            },
                             recv,
                             monitor,
                         });
@@ -424,9 +552,8 @@ impl Engine {
         }
     }
 
-    /// After the drain: drop what could not be sent (counted), close the socket, and give its
-    /// writer tasks what is left of the linger time to put the last bytes on the wire.
-    async fn finish_close(&mut self) {
+    /// After the drain: drop what could not be sent (counted) and close the socket.
+    fn finish_close(&mut self) {
         let counters = &self.shared.engine;
         let mut left = self.backlog.len() as u64;
         let mut left_bytes: u64 = self.backlog.iter().map(|o| o.body.len() as u64).sum();
@@ -443,13 +570,8 @@ impl Engine {
             Ordering::Release,
         );
         self.connecting = None;
-        let had_conn = self.conn.take().is_some();
-        if had_conn {
-            let deadline = self.close_deadline.unwrap_or_else(Instant::now);
-            let metrics = tokio::runtime::Handle::current().metrics();
-            while metrics.num_alive_tasks() > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
+        // Closing the socket here is safe: either the server confirmed everything or the
+        // linger time is up.
+        self.conn = None;
     }
 }

@@ -9,6 +9,7 @@
 //! - [`engine`]   — the background thread: a current-thread tokio runtime owning the DEALER socket.
 //! - [`client`]   — [`client::Client`], the handle the binding layer drives.
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
+//! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
 //!
 //! Threads: the host (JS main thread) only pushes [`queue::Command`]s and reads atomics; the
 //! engine thread owns the socket, the pending-request table and every timer.
@@ -20,6 +21,7 @@ pub mod options;
 pub mod outbox;
 pub mod protocol;
 pub mod queue;
+pub mod sniff;
 pub mod stats;
 
 pub use client::Client;

@@ -20,6 +20,19 @@ pub const ERROR_STATUS: &[u8] = b"E";
 /// Longest corr a peer may use (the protocol says 1..=16 opaque bytes).
 pub const MAX_CORR_LEN: usize = 16;
 
+/// Control kind of the close barrier: a request whose reply (any reply) confirms the server has
+/// read everything sent before it.
+pub const CONTROL_BARRIER: u8 = b'B';
+
+/// A control corr: `0x00`, the kind, then a u32 little-endian sequence number.
+pub fn encode_control(kind: u8, seq: u32) -> Bytes {
+    let mut corr = [0u8; 6];
+    corr[0] = CONTROL_TAG;
+    corr[1] = kind;
+    corr[2..].copy_from_slice(&seq.to_le_bytes());
+    Bytes::copy_from_slice(&corr)
+}
+
 pub fn encode_corr(id: u32) -> Bytes {
     let mut corr = [0u8; 5];
     corr[0] = REQUEST_TAG;

@@ -34,6 +34,8 @@ pub struct EngineCounters {
     pub released_bytes: AtomicU64,
     /// Messages handed to the socket.
     pub written: AtomicU64,
+    /// Written messages known to have gone down with their connection.
+    pub lost: AtomicU64,
     /// Messages dropped without being handed to the socket (close, or request expired first).
     pub dropped: AtomicU64,
     pub replies: AtomicU64,
@@ -55,6 +57,7 @@ pub struct StatsSnapshot {
     pub queued: u64,
     pub queued_bytes: u64,
     pub written: u64,
+    pub lost: u64,
     pub dropped: u64,
     pub replies: u64,
     pub error_replies: u64,
@@ -79,6 +82,7 @@ impl StatsSnapshot {
             queued: pushed.saturating_sub(engine.released.load(Relaxed)),
             queued_bytes: pushed_bytes.saturating_sub(engine.released_bytes.load(Relaxed)),
             written: engine.written.load(Relaxed),
+            lost: engine.lost.load(Relaxed),
             dropped: engine.dropped.load(Relaxed),
             replies: engine.replies.load(Relaxed),
             error_replies: engine.error_replies.load(Relaxed),
