@@ -1,0 +1,29 @@
+'use strict'
+// The wire protocol against a plain libzmq ROUTER (pyzmq) that implements only the two-frame
+// envelope of docs/PROTOCOL.md, over ipc:// and tcp://127.0.0.1.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { Client } = require('..')
+const { tmpEndpoint, startPyRouter, routerCount, waitFor } = require('./helpers')
+
+for (const transport of ['ipc', 'tcp']) {
+  test(`pyzmq ROUTER over ${transport}://: fire-and-forget counted, requests answered`, async () => {
+    const router = await startPyRouter(transport === 'ipc' ? tmpEndpoint() : 'tcp://127.0.0.1:0')
+    const ep = router.endpoint
+    assert.ok(ep.startsWith(transport + '://'))
+    const c = new Client(ep)
+    for (let i = 0; i < 10_000; i++) c.send(`seq:${i}`)
+    const replies = await Promise.all(Array.from({ length: 500 }, (_, i) => c.request(`q${i}`)))
+    replies.forEach((r, i) => assert.equal(r, `echo:q${i}`))
+    // A large message in both directions.
+    const big = 'b'.repeat(4 << 20)
+    assert.equal((await c.request(big)).length, big.length + 5)
+    await waitFor(() => c.stats().written === 10_501)
+    await c.close()
+    const s = await routerCount(ep, 10_000)
+    assert.equal(s.count, 10_000)
+    assert.equal(s.orderOk, true)
+    await router.stop()
+  })
+}

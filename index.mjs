@@ -1,0 +1,5 @@
+// ESM entry: the same classes as the CommonJS one.
+import zerowire from './index.js'
+
+export const { Client } = zerowire
+export default zerowire
