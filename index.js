@@ -89,6 +89,8 @@ class Client extends EventEmitter {
     this._resolveClose = null
     this._refd = false
     this._h = native.clientCreate(endpoint, numbers, (batch) => this._onEvents(batch))
+    // Messages of one tick are handed to the engine together, at the end of the tick.
+    this._flush = () => native.clientFlush(this._h)
     track(this)
   }
 
@@ -98,7 +100,9 @@ class Client extends EventEmitter {
    * A Buffer of 16 KiB or more is sent without a copy: do not modify it afterwards.
    */
   send (raw) {
-    return native.clientSend(this._h, raw)
+    const r = native.clientSend(this._h, raw)
+    if (r === 2) queueMicrotask(this._flush)
+    return r !== 0
   }
 
   /**
@@ -131,7 +135,8 @@ class Client extends EventEmitter {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (!queued) {
+    if (queued === 2) queueMicrotask(this._flush)
+    if (queued === 0) {
       return Promise.reject(codedError(Error, 'EFULL', 'request refused: the send queue is at its high-water mark'))
     }
     return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@
 //! object until the engine has written the bytes, and the reference is released on the main
 //! thread at the next wake-up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::sys;
 use zerowire_core::client::Queued;
+use zerowire_core::queue::Staging;
 use zerowire_core::stats::StatsSnapshot;
 use zerowire_core::{Client, Error, Event, Waker};
 
@@ -39,9 +40,14 @@ unsafe impl<T> Sync for SendPtr<T> {}
 #[derive(Default)]
 struct ReleaseList(Mutex<Vec<SendPtr<sys::napi_ref__>>>);
 
-/// Everything one JS client owns on the native side.
+/// Everything one JS client owns on the native side. Only the JS thread touches a Handle; the
+/// engine thread gets the `Gate` and the release list through their own `Arc`s.
 struct Handle {
     client: OnceLock<Client>,
+    /// Messages of the current JS tick, handed to the engine by `clientFlush`.
+    staging: RefCell<Staging>,
+    /// A `clientFlush` is already scheduled for this tick.
+    flush_scheduled: Cell<bool>,
     tsfn: OnceLock<SendPtr<sys::napi_threadsafe_function__>>,
     /// Closed when the env goes away or the client finished closing: no more calls into JS.
     gate: Arc<Gate>,
@@ -353,6 +359,8 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
     let linger = options.linger;
     let h = Arc::new(Handle {
         client: OnceLock::new(),
+        staging: RefCell::new(Staging::default()),
+        flush_scheduled: Cell::new(false),
         tsfn: OnceLock::new(),
         gate: Arc::new(Gate {
             open: Mutex::new(true),
@@ -444,7 +452,11 @@ unsafe extern "C" fn env_cleanup(arg: *mut c_void) {
         // and end its thread so nothing outlives the env.
         h.gate.shut();
         if let Some(c) = h.client.get() {
-            c.shutdown(h.linger, h.linger + Duration::from_millis(500));
+            c.shutdown(
+                &mut h.staging(),
+                h.linger,
+                h.linger + Duration::from_millis(500),
+            );
         }
     }
 }
@@ -511,7 +523,7 @@ unsafe fn finish(env: Env, h: &Handle) {
     release_refs(env, h);
     if let Some(c) = h.client.get() {
         // The thread has signalled its end; joining is immediate.
-        c.shutdown(Duration::ZERO, Duration::from_millis(100));
+        c.shutdown(&mut h.staging(), Duration::ZERO, Duration::from_millis(100));
     }
     // Give back the cleanup hook's strong count.
     let hook_arg = h as *const Handle as *mut c_void;
@@ -523,7 +535,33 @@ unsafe fn finish(env: Env, h: &Handle) {
     }
 }
 
-/// clientSend(handle, raw) → true if queued, false if refused (full). Throws on bad input.
+impl Handle {
+    fn staging(&self) -> RefMut<'_, Staging> {
+        self.staging.borrow_mut()
+    }
+
+    /// What `clientSend`/`clientRequest` return: 0 refused, 1 queued, 2 queued and the caller
+    /// must schedule `clientFlush` for the end of the tick (the first message of a tick).
+    fn outcome(&self, queued: Queued) -> i32 {
+        match queued {
+            Queued::Refused => 0,
+            Queued::Yes if self.flush_scheduled.get() || self.staging.borrow().is_empty() => 1,
+            Queued::Yes => {
+                self.flush_scheduled.set(true);
+                2
+            }
+        }
+    }
+}
+
+unsafe fn int(env: Env, n: i32) -> Value {
+    let mut out = ptr::null_mut();
+    sys::napi_create_int32(env, n, &mut out);
+    out
+}
+
+/// clientSend(handle, raw) → 0 refused (full), 1 queued, 2 queued + schedule clientFlush.
+/// Throws on bad input.
 unsafe extern "C" fn client_send(env: Env, info: sys::napi_callback_info) -> Value {
     let [hv, raw] = args::<2>(env, info);
     let h = match handle(env, hv) {
@@ -543,13 +581,14 @@ unsafe extern "C" fn client_send(env: Env, info: sys::napi_callback_info) -> Val
         Ok(b) => b,
         Err(t) => return throw(env, t),
     };
-    match client.send(body) {
-        Ok(q) => boolean(env, q == Queued::Yes),
+    let result = client.send(&mut h.staging(), body);
+    match result {
+        Ok(q) => int(env, h.outcome(q)),
         Err(e) => throw(env, e.into()),
     }
 }
 
-/// clientRequest(handle, id, raw, timeoutMs) → true if queued, false if refused (full).
+/// clientRequest(handle, id, raw, timeoutMs) → like clientSend.
 unsafe extern "C" fn client_request(env: Env, info: sys::napi_callback_info) -> Value {
     let [hv, idv, raw, tv] = args::<4>(env, info);
     let h = match handle(env, hv) {
@@ -571,8 +610,9 @@ unsafe extern "C" fn client_request(env: Env, info: sys::napi_callback_info) -> 
         Ok(b) => b,
         Err(t) => return throw(env, t),
     };
-    match client.request(id, body, timeout) {
-        Ok(q) => boolean(env, q == Queued::Yes),
+    let result = client.request(&mut h.staging(), id, body, timeout);
+    match result {
+        Ok(q) => int(env, h.outcome(q)),
         Err(e) => throw(env, e.into()),
     }
 }
@@ -587,7 +627,21 @@ unsafe extern "C" fn client_cancel(env: Env, info: sys::napi_callback_info) -> V
     let mut id = 0u32;
     sys::napi_get_value_uint32(env, idv, &mut id);
     if let Some(c) = h.client.get() {
-        c.cancel(id);
+        c.cancel(&mut h.staging(), id);
+    }
+    undefined(env)
+}
+
+/// clientFlush(handle): hands the messages staged during this tick to the engine.
+unsafe extern "C" fn client_flush(env: Env, info: sys::napi_callback_info) -> Value {
+    let [hv] = args::<1>(env, info);
+    let h = match handle(env, hv) {
+        Ok(h) => h,
+        Err(t) => return throw(env, t),
+    };
+    h.flush_scheduled.set(false);
+    if let Some(c) = h.client.get() {
+        c.flush(&mut h.staging());
     }
     undefined(env)
 }
@@ -599,7 +653,11 @@ unsafe extern "C" fn client_close(env: Env, info: sys::napi_callback_info) -> Va
         Ok(h) => h,
         Err(t) => return throw(env, t),
     };
-    let started = h.client.get().map(|c| c.close()).unwrap_or(false);
+    let started = h
+        .client
+        .get()
+        .map(|c| c.close(&mut h.staging()))
+        .unwrap_or(false);
     boolean(env, started)
 }
 
@@ -612,9 +670,11 @@ unsafe extern "C" fn client_close_sync(env: Env, info: sys::napi_callback_info) 
         Err(t) => return throw(env, t),
     };
     let ended = match h.client.get() {
-        Some(c) if !h.finished.load(Ordering::Acquire) => {
-            c.shutdown(h.linger, h.linger + Duration::from_millis(250))
-        }
+        Some(c) if !h.finished.load(Ordering::Acquire) => c.shutdown(
+            &mut h.staging(),
+            h.linger,
+            h.linger + Duration::from_millis(250),
+        ),
         _ => true,
     };
     boolean(env, ended)
@@ -669,9 +729,10 @@ unsafe fn stats_object(env: Env, s: &StatsSnapshot) -> Value {
 /// Adds the raw functions to `exports`.
 pub fn register(env: Env, exports: Value) {
     type Cb = unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value;
-    let functions: [(&str, Cb); 8] = [
+    let functions: [(&str, Cb); 9] = [
         ("clientCreate", client_create),
         ("clientSend", client_send),
+        ("clientFlush", client_flush),
         ("clientRequest", client_request),
         ("clientCancel", client_cancel),
         ("clientClose", client_close),

@@ -1,5 +1,7 @@
 //! [`Client`]: what the binding layer holds. Calls are cheap and never block: they validate,
-//! push into the queue and return. Results come back as [`Event`]s through the [`Outbox`].
+//! stage the message and return. The host owns a [`Staging`] and calls [`Client::flush`] at the
+//! end of its tick (the calls flush by themselves every `STAGE_MAX` messages). Results come
+//! back as [`Event`]s through the [`Outbox`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::options::{validate_endpoint, ClientOptions};
 use crate::outbox::{Event, Outbox, Waker};
-use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal};
+use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Staging};
 use crate::stats::{bump, StatsSnapshot};
 
 pub struct Client {
@@ -91,8 +93,8 @@ impl Client {
         Ok(())
     }
 
-    fn push(&self, out: Outgoing) -> Result<Queued, Error> {
-        match self.producer.push(&self.shared, out) {
+    fn push(&self, staging: &mut Staging, out: Outgoing) -> Result<Queued, Error> {
+        match self.producer.push(&self.shared, staging, out) {
             Ok(()) => Ok(Queued::Yes),
             Err(Refusal::Full) => Ok(Queued::Refused),
             Err(Refusal::Closed) => Err(Error::Closed),
@@ -101,12 +103,15 @@ impl Client {
 
     /// Fire-and-forget.
     #[inline]
-    pub fn send(&self, body: Bytes) -> Result<Queued, Error> {
+    pub fn send(&self, staging: &mut Staging, body: Bytes) -> Result<Queued, Error> {
         self.check(&body)?;
-        let queued = self.push(Outgoing {
-            request: None,
-            body,
-        })?;
+        let queued = self.push(
+            staging,
+            Outgoing {
+                request: None,
+                body,
+            },
+        )?;
         if queued == Queued::Yes {
             bump(&self.shared.host.sent, 1);
         }
@@ -118,34 +123,48 @@ impl Client {
     #[inline]
     pub fn request(
         &self,
+        staging: &mut Staging,
         id: u32,
         body: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Queued, Error> {
         self.check(&body)?;
         let timeout = timeout.unwrap_or(self.request_timeout);
-        let queued = self.push(Outgoing {
-            request: Some((id, timeout)),
-            body,
-        })?;
+        let queued = self.push(
+            staging,
+            Outgoing {
+                request: Some((id, timeout)),
+                body,
+            },
+        )?;
         if queued == Queued::Yes {
             bump(&self.shared.host.requests, 1);
         }
         Ok(queued)
     }
 
+    /// Hands what is staged to the engine.
+    pub fn flush(&self, staging: &mut Staging) {
+        // Refusal::Closed: the engine is gone and so are these messages; nothing to add.
+        let _ = self.producer.flush(&self.shared, staging);
+    }
+
     /// Forgets a pending request; a reply that still comes is counted as late.
-    pub fn cancel(&self, id: u32) {
+    pub fn cancel(&self, staging: &mut Staging, id: u32) {
+        // The request may still be staged: hand it over first so the order holds.
+        self.flush(staging);
         let _ = self.producer.control(&self.shared, Control::Cancel(id));
     }
 
-    /// Starts closing: later calls fail with `Closed`; the engine drains for at most the
-    /// linger time and then publishes `Event::Closed`. Returns false if already closing.
-    pub fn close(&self) -> bool {
-        self.close_with(self.linger)
+    /// Starts closing: later calls fail with `Closed`; the engine drains what was staged and
+    /// queued for at most the linger time and then publishes `Event::Closed`. Returns false if
+    /// already closing.
+    pub fn close(&self, staging: &mut Staging) -> bool {
+        self.close_with(staging, self.linger)
     }
 
-    pub fn close_with(&self, linger: Duration) -> bool {
+    pub fn close_with(&self, staging: &mut Staging, linger: Duration) -> bool {
+        self.flush(staging);
         if self.closing.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -165,8 +184,8 @@ impl Client {
 
     /// Closes (if not yet) and waits for the engine thread for at most `wait`. Returns whether
     /// it ended. Used when the host environment goes away and nobody will await `close()`.
-    pub fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
-        self.close_with(linger);
+    pub fn shutdown(&self, staging: &mut Staging, linger: Duration, wait: Duration) -> bool {
+        self.close_with(staging, linger);
         let ended = self.exited.recv_timeout(wait).is_ok();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let (true, Some(handle)) = (ended, handle) {
@@ -188,8 +207,9 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        // Dropping the producer closes the channel; the engine also gets an explicit close so it
-        // stops reconnecting. The thread is not joined here: `shutdown` is the place for that.
-        self.close_with(Duration::ZERO);
+        // The engine also gets an explicit close so it stops reconnecting. The thread is not
+        // joined here: `shutdown` is the place for that. Staged messages were the host's to
+        // flush; a dropped client has none it can still reach.
+        self.close_with(&mut Staging::default(), Duration::ZERO);
     }
 }

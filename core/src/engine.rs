@@ -260,16 +260,23 @@ impl Engine {
     /// Moves everything from the channel to the backlog, registering requests as it goes so
     /// their deadlines run from the moment the host made the call, connected or not.
     fn take_queue(&mut self) {
-        while let Ok(out) = self.queue.rx.try_recv() {
+        while let Ok(batch) = self.queue.rx.try_recv() {
+            self.admit(batch);
+        }
+    }
+
+    fn admit(&mut self, batch: Vec<Outgoing>) {
+        // The host stamps no time: deadlines run from here. Batches leave the host at the end
+        // of its tick and are taken on every wake-up, so the error is that delay (micro-seconds).
+        let now = Instant::now();
+        for out in batch {
             if let Some((id, timeout)) = out.request {
                 if self.cancelled_early.remove(&id) {
                     // Left in the backlog unregistered: `flush` drops it as expired.
                     self.backlog.push_back(out);
                     continue;
                 }
-                // The host stamped no time; the channel is drained on every wake-up, so the
-                // error is the scheduling delay (micro-seconds), not queueing time.
-                let deadline = Instant::now() + timeout;
+                let deadline = now + timeout;
                 self.pending.insert(id, deadline);
                 self.deadlines.push(Reverse((deadline, id)));
             }
@@ -559,9 +566,9 @@ impl Engine {
         let mut left_bytes: u64 = self.backlog.iter().map(|o| o.body.len() as u64).sum();
         self.backlog.clear();
         // Nothing new can arrive after close, but what raced with it is dropped the same way.
-        while let Ok(out) = self.queue.rx.try_recv() {
-            left += 1;
-            left_bytes += out.body.len() as u64;
+        while let Ok(batch) = self.queue.rx.try_recv() {
+            left += batch.len() as u64;
+            left_bytes += batch.iter().map(|o| o.body.len() as u64).sum::<u64>();
         }
         bump(&counters.dropped, left);
         bump(&counters.released_bytes, left_bytes);

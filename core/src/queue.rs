@@ -1,9 +1,15 @@
 //! The host → engine queue.
 //!
-//! Messages travel through a bounded crossbeam channel whose capacity is the message high-water
-//! mark; the byte high-water mark and the count of what is still queued come from monotonic
-//! counters (pushed by the host, released by the engine), so the host never contends on a
-//! shared read-modify-write. The engine is woken only when it said it may sleep.
+//! The host stages admitted messages in a local [`Staging`] vector and hands them to the engine
+//! as one batch: at the end of the JS tick (the binding schedules a microtask) or every
+//! [`STAGE_MAX`] messages. Per message that leaves a bounds check and a `Vec::push`; the
+//! channel operation, the fence and the possible wake-up are paid once per batch.
+//!
+//! Batches travel through a bounded crossbeam channel whose capacity is the message high-water
+//! mark (a batch holds at least one message, so it never fills before the counters refuse).
+//! The byte high-water mark and the count of what is still queued come from monotonic counters
+//! (pushed by the host, released by the engine), so the host never contends on a shared
+//! read-modify-write. The engine is woken only when it said it may sleep.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
@@ -76,9 +82,24 @@ pub enum Refusal {
     Closed,
 }
 
+/// Most messages staged before they are handed over without waiting for the end of the tick.
+pub const STAGE_MAX: usize = 64;
+
+/// Messages admitted by the host but not yet handed to the engine. Owned by the host thread.
+#[derive(Debug, Default)]
+pub struct Staging {
+    msgs: Vec<Outgoing>,
+}
+
+impl Staging {
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+}
+
 /// Host half of the queue.
 pub struct Producer {
-    tx: Sender<Outgoing>,
+    tx: Sender<Vec<Outgoing>>,
     ctl: Sender<Control>,
     high_water_mark: u64,
     high_water_bytes: u64,
@@ -86,7 +107,7 @@ pub struct Producer {
 
 /// Engine half of the queue.
 pub struct Consumer {
-    pub rx: Receiver<Outgoing>,
+    pub rx: Receiver<Vec<Outgoing>>,
     pub ctl: Receiver<Control>,
 }
 
@@ -105,12 +126,19 @@ pub fn channel(high_water_mark: usize, high_water_bytes: usize) -> (Producer, Co
 }
 
 impl Producer {
-    /// Queues one message. Never blocks. Must be called from one thread only (the host's).
+    /// Admits one message into `staging`. Never blocks. Must be called from one thread only
+    /// (the host's), which also owns `staging`.
     #[inline]
-    pub fn push(&self, shared: &QueueShared, msg: Outgoing) -> Result<(), Refusal> {
+    pub fn push(
+        &self,
+        shared: &QueueShared,
+        staging: &mut Staging,
+        msg: Outgoing,
+    ) -> Result<(), Refusal> {
         let len = msg.body.len() as u64;
         // The engine moves messages out of the channel into its backlog while disconnected, so
-        // the channel's capacity alone does not bound what is queued: the counters do.
+        // the channel's capacity alone does not bound what is queued: the counters do. What is
+        // staged here already counts as pushed.
         let queued = shared.host.pushed.load(Ordering::Relaxed)
             - shared.engine.released.load(Ordering::Acquire);
         let queued_bytes = shared.host.pushed_bytes.load(Ordering::Relaxed)
@@ -123,17 +151,29 @@ impl Producer {
             bump(&shared.host.refused, 1);
             return Err(Refusal::Full);
         }
-        match self.tx.try_send(msg) {
+        bump(&shared.host.pushed, 1);
+        bump(&shared.host.pushed_bytes, len);
+        staging.msgs.push(msg);
+        if staging.msgs.len() >= STAGE_MAX {
+            self.flush(shared, staging)?;
+        }
+        Ok(())
+    }
+
+    /// Hands everything staged to the engine and wakes it if it may be asleep.
+    pub fn flush(&self, shared: &QueueShared, staging: &mut Staging) -> Result<(), Refusal> {
+        if staging.msgs.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut staging.msgs, Vec::with_capacity(STAGE_MAX));
+        match self.tx.try_send(batch) {
             Ok(()) => {
-                bump(&shared.host.pushed, 1);
-                bump(&shared.host.pushed_bytes, len);
                 shared.wake_engine();
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => {
-                bump(&shared.host.refused, 1);
-                Err(Refusal::Full)
-            }
+            // Cannot happen while the counters hold (every batch has a message and at most
+            // high-water-mark messages are pushed and unreleased); refuse rather than block.
+            Err(TrySendError::Full(_)) => Err(Refusal::Full),
             Err(TrySendError::Disconnected(_)) => Err(Refusal::Closed),
         }
     }
@@ -159,39 +199,59 @@ mod tests {
     #[test]
     fn message_mark_refuses_and_counts() {
         let shared = QueueShared::new();
+        let mut st = Staging::default();
         let (p, c) = channel(3, 1 << 20);
         for _ in 0..3 {
-            assert_eq!(p.push(&shared, msg(1)), Ok(()));
+            assert_eq!(p.push(&shared, &mut st, msg(1)), Ok(()));
         }
-        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        assert_eq!(p.push(&shared, &mut st, msg(1)), Err(Refusal::Full));
         assert_eq!(shared.host.refused.load(Ordering::Relaxed), 1);
-        // Taken out of the channel but not yet released: still queued.
-        c.rx.try_recv().unwrap();
-        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        // Handed over and taken out of the channel but not yet released: still queued.
+        p.flush(&shared, &mut st).unwrap();
+        assert!(st.is_empty());
+        assert_eq!(c.rx.try_recv().unwrap().len(), 3);
+        assert_eq!(p.push(&shared, &mut st, msg(1)), Err(Refusal::Full));
         bump(&shared.engine.released, 1);
         bump(&shared.engine.released_bytes, 1);
-        assert_eq!(p.push(&shared, msg(1)), Ok(()));
+        assert_eq!(p.push(&shared, &mut st, msg(1)), Ok(()));
     }
 
     #[test]
     fn byte_mark_counts_released_bytes() {
         let shared = QueueShared::new();
+        let mut st = Staging::default();
         let (p, _c) = channel(100, 10);
         // An oversized message passes an empty queue...
-        assert_eq!(p.push(&shared, msg(25)), Ok(()));
+        assert_eq!(p.push(&shared, &mut st, msg(25)), Ok(()));
         // ...but nothing fits behind it until the engine releases it.
-        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        assert_eq!(p.push(&shared, &mut st, msg(1)), Err(Refusal::Full));
         bump(&shared.engine.released_bytes, 25);
-        assert_eq!(p.push(&shared, msg(6)), Ok(()));
-        assert_eq!(p.push(&shared, msg(4)), Ok(()));
-        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Full));
+        assert_eq!(p.push(&shared, &mut st, msg(6)), Ok(()));
+        assert_eq!(p.push(&shared, &mut st, msg(4)), Ok(()));
+        assert_eq!(p.push(&shared, &mut st, msg(1)), Err(Refusal::Full));
+    }
+
+    #[test]
+    fn a_full_stage_is_handed_over_without_waiting() {
+        let shared = QueueShared::new();
+        let mut st = Staging::default();
+        let (p, c) = channel(1000, 1 << 20);
+        for _ in 0..STAGE_MAX + 1 {
+            p.push(&shared, &mut st, msg(1)).unwrap();
+        }
+        assert_eq!(c.rx.try_recv().unwrap().len(), STAGE_MAX);
+        assert!(c.rx.try_recv().is_err());
+        p.flush(&shared, &mut st).unwrap();
+        assert_eq!(c.rx.try_recv().unwrap().len(), 1);
     }
 
     #[test]
     fn closed_engine_is_reported() {
         let shared = QueueShared::new();
+        let mut st = Staging::default();
         let (p, c) = channel(4, 100);
         drop(c);
-        assert_eq!(p.push(&shared, msg(1)), Err(Refusal::Closed));
+        p.push(&shared, &mut st, msg(1)).unwrap();
+        assert_eq!(p.flush(&shared, &mut st), Err(Refusal::Closed));
     }
 }

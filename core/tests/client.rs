@@ -1,5 +1,6 @@
 //! The client engine against a real ROUTER (the zeromq crate's) on real ipc sockets.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerowire_core::client::Queued;
-use zerowire_core::{Client, ClientOptions, Event, Waker};
+use zerowire_core::queue::Staging;
+use zerowire_core::{Client, ClientOptions, Error, Event, Waker};
 
 struct ChannelWaker(Sender<()>);
 impl Waker for ChannelWaker {
@@ -19,6 +21,7 @@ impl Waker for ChannelWaker {
 struct Harness {
     client: Arc<Client>,
     woken: Receiver<()>,
+    staging: RefCell<Staging>,
 }
 
 impl Harness {
@@ -28,7 +31,44 @@ impl Harness {
         Harness {
             client: Arc::new(client),
             woken,
+            staging: RefCell::new(Staging::default()),
         }
+    }
+
+    /// Stages a message without handing it over (as within one JS tick).
+    fn stage(&self, body: Bytes) -> Result<Queued, Error> {
+        self.client.send(&mut self.staging.borrow_mut(), body)
+    }
+
+    fn flush(&self) {
+        self.client.flush(&mut self.staging.borrow_mut());
+    }
+
+    fn send(&self, body: Bytes) -> Result<Queued, Error> {
+        let r = self.stage(body);
+        self.flush();
+        r
+    }
+
+    fn request(&self, id: u32, body: Bytes, timeout: Option<Duration>) -> Result<Queued, Error> {
+        let r = self
+            .client
+            .request(&mut self.staging.borrow_mut(), id, body, timeout);
+        self.flush();
+        r
+    }
+
+    fn cancel(&self, id: u32) {
+        self.client.cancel(&mut self.staging.borrow_mut(), id);
+    }
+
+    fn close(&self) -> bool {
+        self.client.close(&mut self.staging.borrow_mut())
+    }
+
+    fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
+        self.client
+            .shutdown(&mut self.staging.borrow_mut(), linger, wait)
     }
 
     /// Collects events until `n` have arrived or `within` passes.
@@ -136,8 +176,9 @@ fn fire_and_forget_keeps_order() {
     let r = router(&ep, Duration::ZERO);
     let h = Harness::new(&ep, ClientOptions::default());
     for i in 0..5000 {
-        assert_eq!(h.client.send(body(&i.to_string())).unwrap(), Queued::Yes);
+        assert_eq!(h.stage(body(&i.to_string())).unwrap(), Queued::Yes);
     }
+    h.flush();
     for i in 0..5000 {
         let frames = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(frames.len(), 3);
@@ -158,7 +199,7 @@ fn requests_are_correlated_out_of_order_and_errors_flagged() {
         } else {
             format!("q{id}")
         };
-        h.client.request(id, body(&text), None).unwrap();
+        h.request(id, body(&text), None).unwrap();
     }
     let events = h.events(200, Duration::from_secs(10));
     assert_eq!(events.len(), 200);
@@ -195,8 +236,7 @@ fn timeout_then_late_reply_is_counted() {
     let r = router(&ep, Duration::ZERO);
     let h = Harness::new(&ep, ClientOptions::default());
     // Unanswered: times out.
-    h.client
-        .request(1, body("no-answer"), Some(Duration::from_millis(50)))
+    h.request(1, body("no-answer"), Some(Duration::from_millis(50)))
         .unwrap();
     let t0 = Instant::now();
     let ev = h.events(1, Duration::from_secs(5));
@@ -211,8 +251,7 @@ fn timeout_then_late_reply_is_counted() {
     let (ep2, _dir2) = tmp_endpoint("late2");
     let r2 = router(&ep2, Duration::from_millis(1));
     let h2 = Harness::new(&ep2, ClientOptions::default());
-    h2.client
-        .request(2, body("x"), Some(Duration::from_millis(1)))
+    h2.request(2, body("x"), Some(Duration::from_millis(1)))
         .unwrap();
     let _ = r2.received.recv_timeout(Duration::from_secs(5)).unwrap();
     let ev = h2.events(1, Duration::from_secs(5));
@@ -230,9 +269,9 @@ fn queues_until_the_server_appears() {
     let (ep, _dir) = tmp_endpoint("later");
     let h = Harness::new(&ep, ClientOptions::default());
     for i in 0..100 {
-        h.client.send(body(&format!("m{i}"))).unwrap();
+        h.send(body(&format!("m{i}"))).unwrap();
     }
-    h.client.request(9, body("late-server"), None).unwrap();
+    h.request(9, body("late-server"), None).unwrap();
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(h.client.stats().queued, 101);
     let r = router(&ep, Duration::ZERO);
@@ -262,7 +301,7 @@ fn high_water_marks_refuse_and_count() {
     let h = Harness::new(&ep, options);
     let mut refused = 0;
     for _ in 0..25 {
-        if h.client.send(body("0123456789")).unwrap() == Queued::Refused {
+        if h.send(body("0123456789")).unwrap() == Queued::Refused {
             refused += 1;
         }
     }
@@ -278,10 +317,10 @@ fn high_water_marks_refuse_and_count() {
             ..Default::default()
         },
     );
-    assert_eq!(h2.client.send(big.clone()).unwrap(), Queued::Yes);
-    assert_eq!(h2.client.send(body("x")).unwrap(), Queued::Refused);
+    assert_eq!(h2.send(big.clone()).unwrap(), Queued::Yes);
+    assert_eq!(h2.send(body("x")).unwrap(), Queued::Refused);
     let too_big = Bytes::from(vec![b'x'; (16 << 20) + 1]);
-    assert_eq!(h2.client.send(too_big).unwrap_err().code(), "EMSGSIZE");
+    assert_eq!(h2.send(too_big).unwrap_err().code(), "EMSGSIZE");
 }
 
 #[test]
@@ -290,11 +329,14 @@ fn close_drains_then_reports_closed() {
     let r = router(&ep, Duration::ZERO);
     let h = Harness::new(&ep, ClientOptions::default());
     for i in 0..20_000 {
-        h.client.send(body(&format!("{i:08}"))).unwrap();
+        h.stage(body(&format!("{i:08}"))).unwrap();
     }
-    h.client.request(1, body("no-answer"), None).unwrap();
-    assert!(h.client.close());
-    assert_eq!(h.client.send(body("after")).unwrap_err().code(), "ECLOSED");
+    h.client
+        .request(&mut h.staging.borrow_mut(), 1, body("no-answer"), None)
+        .unwrap();
+    // close() hands over what is still staged before it starts draining.
+    assert!(h.close());
+    assert_eq!(h.send(body("after")).unwrap_err().code(), "ECLOSED");
     let ev = h.events(1, Duration::from_secs(5));
     assert_eq!(ev, vec![Event::Closed]);
     for i in 0..20_000 {
@@ -319,10 +361,10 @@ fn close_without_server_ends_within_linger_and_counts_drops() {
         },
     );
     for _ in 0..50 {
-        h.client.send(body("lost")).unwrap();
+        h.send(body("lost")).unwrap();
     }
     let t0 = Instant::now();
-    h.client.close();
+    h.close();
     let ev = h.events(1, Duration::from_secs(5));
     assert_eq!(ev, vec![Event::Closed]);
     let took = t0.elapsed();
@@ -332,7 +374,7 @@ fn close_without_server_ends_within_linger_and_counts_drops() {
     );
     let s = h.client.stats();
     assert_eq!((s.dropped, s.queued, s.written), (50, 0, 0));
-    assert!(h.client.shutdown(Duration::ZERO, Duration::from_secs(1)));
+    assert!(h.shutdown(Duration::ZERO, Duration::from_secs(1)));
 }
 
 #[test]
@@ -340,8 +382,8 @@ fn cancelled_request_reply_is_late() {
     let (ep, _dir) = tmp_endpoint("cancel");
     let r = router(&ep, Duration::from_millis(1));
     let h = Harness::new(&ep, ClientOptions::default());
-    h.client.request(5, body("q"), None).unwrap();
-    h.client.cancel(5);
+    h.request(5, body("q"), None).unwrap();
+    h.cancel(5);
     // Either it was cancelled before it left (dropped) or it went and its reply is late.
     let _ = r.received.recv_timeout(Duration::from_millis(500));
     let end = Instant::now() + Duration::from_secs(5);
@@ -370,12 +412,11 @@ fn backpressure_never_duplicates_or_reorders() {
     let n = 250_000u32;
     for i in 0..n {
         assert_eq!(
-            h.client
-                .send(Bytes::copy_from_slice(&i.to_le_bytes()))
-                .unwrap(),
+            h.stage(Bytes::copy_from_slice(&i.to_le_bytes())).unwrap(),
             Queued::Yes
         );
     }
+    h.flush();
     for i in 0..n {
         let f = r.received.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(f[2].as_ref(), &i.to_le_bytes(), "message {i}");
