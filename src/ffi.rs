@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -40,8 +41,9 @@ unsafe impl<T> Sync for SendPtr<T> {}
 #[derive(Default)]
 struct ReleaseList(Mutex<Vec<SendPtr<sys::napi_ref__>>>);
 
-/// Everything one JS client owns on the native side. Only the JS thread touches a Handle; the
-/// engine thread gets the `Gate` and the release list through their own `Arc`s.
+/// Everything one JS client owns on the native side. Only the JS thread touches a Handle (every
+/// N-API callback and finalizer runs there), hence `Rc`; the engine thread gets the `Gate` and
+/// the release list through their own `Arc`s.
 struct Handle {
     client: OnceLock<Client>,
     /// Messages of the current JS tick, handed to the engine by `clientFlush`.
@@ -357,7 +359,7 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
         Err(e) => return throw(env, e.into()),
     };
     let linger = options.linger;
-    let h = Arc::new(Handle {
+    let h = Rc::new(Handle {
         client: OnceLock::new(),
         staging: RefCell::new(Staging::default()),
         flush_scheduled: Cell::new(false),
@@ -382,7 +384,7 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
     );
     let mut tsfn = ptr::null_mut();
     // The threadsafe function owns one strong count, given back in `tsfn_finalize`.
-    let context = Arc::into_raw(h.clone()) as *mut c_void;
+    let context = Rc::into_raw(h.clone()) as *mut c_void;
     let status = sys::napi_create_threadsafe_function(
         env,
         on_events,
@@ -397,7 +399,7 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
         &mut tsfn,
     );
     if status != sys::Status::napi_ok {
-        drop(Arc::from_raw(context as *const Handle));
+        drop(Rc::from_raw(context as *const Handle));
         return throw(
             env,
             Thrown::Type("ERR_INVALID_ARG_TYPE", "onEvents must be a function".into()),
@@ -423,13 +425,13 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
     sys::napi_add_env_cleanup_hook(
         env,
         Some(env_cleanup),
-        Arc::into_raw(h.clone()) as *mut c_void,
+        Rc::into_raw(h.clone()) as *mut c_void,
     );
 
     let mut external = ptr::null_mut();
     sys::napi_create_external(
         env,
-        Arc::into_raw(h) as *mut c_void,
+        Rc::into_raw(h) as *mut c_void,
         Some(external_finalize),
         ptr::null_mut(),
         &mut external,
@@ -438,15 +440,15 @@ unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> V
 }
 
 unsafe extern "C" fn external_finalize(_env: Env, data: *mut c_void, _hint: *mut c_void) {
-    drop(Arc::from_raw(data as *const Handle));
+    drop(Rc::from_raw(data as *const Handle));
 }
 
 unsafe extern "C" fn tsfn_finalize(_env: Env, _data: *mut c_void, context: *mut c_void) {
-    drop(Arc::from_raw(context as *const Handle));
+    drop(Rc::from_raw(context as *const Handle));
 }
 
 unsafe extern "C" fn env_cleanup(arg: *mut c_void) {
-    let h = Arc::from_raw(arg as *const Handle);
+    let h = Rc::from_raw(arg as *const Handle);
     if !h.finished.swap(true, Ordering::AcqRel) {
         // No JS can run any more; stop calling into it, then let the engine drain (bounded)
         // and end its thread so nothing outlives the env.
@@ -528,7 +530,7 @@ unsafe fn finish(env: Env, h: &Handle) {
     // Give back the cleanup hook's strong count.
     let hook_arg = h as *const Handle as *mut c_void;
     if sys::napi_remove_env_cleanup_hook(env, Some(env_cleanup), hook_arg) == sys::Status::napi_ok {
-        drop(Arc::from_raw(hook_arg as *const Handle));
+        drop(Rc::from_raw(hook_arg as *const Handle));
     }
     if let Some(t) = h.tsfn.get() {
         sys::napi_release_threadsafe_function(t.0, sys::ThreadsafeFunctionReleaseMode::release);
