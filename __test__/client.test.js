@@ -185,6 +185,7 @@ test('close() drains queued sends, then rejects pending requests with ECLOSED', 
   const s = c.stats()
   assert.equal(s.written, 30_001)
   assert.equal(s.dropped, 0)
+  assert.equal(s.sent + s.requests, s.written + s.dropped + s.queued)
   assert.equal((await routerCount(ep, 30_000)).count, 30_000)
   await r.stop()
 })
@@ -201,6 +202,7 @@ test('close() with no server resolves within lingerMs and counts what it dropped
   const s = c.stats()
   assert.equal(s.dropped, 11)
   assert.equal(s.queued, 0)
+  assert.equal(s.sent + s.requests, s.written + s.dropped + s.queued)
 })
 
 test('messages sent before the server exists are delivered once it binds', async () => {

@@ -346,8 +346,10 @@ impl Engine {
                     break;
                 }
                 Some(Err(_)) => {
+                    // Handed over and lost with the connection: written, and counted as lost.
                     released += 1;
                     released_bytes += len;
+                    written += 1;
                     bump(&counters.lost, 1);
                     lost = true;
                     break;

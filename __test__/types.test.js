@@ -1,0 +1,38 @@
+'use strict'
+// index.d.ts is written by hand over index.js: check that what it declares exists, so the two
+// cannot drift apart silently.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { Client } = require('..')
+
+const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')
+
+function block (name) {
+  const start = dts.indexOf(name + ' {')
+  assert.notEqual(start, -1, `${name} is declared`)
+  return dts.slice(start, dts.indexOf('\n}', start))
+}
+
+test('every Client method declared in index.d.ts exists', () => {
+  const methods = [...block('declare class Client extends EventEmitter').matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1])
+  assert.ok(methods.length >= 4)
+  for (const m of methods) assert.equal(typeof Client.prototype[m], 'function', m)
+})
+
+test('ClientStats declares exactly the fields stats() returns', async () => {
+  const declared = [...block('interface ClientStats').matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]).sort()
+  const c = new Client('ipc:///tmp/zerowire-types-never.sock', { lingerMs: 0 })
+  const actual = Object.keys(c.stats()).sort()
+  await c.close()
+  assert.deepEqual(declared, actual)
+})
+
+test('every declared ClientOptions field is accepted', async () => {
+  const fields = [...block('interface ClientOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
+  const options = Object.fromEntries(fields.map((f) => [f, 1000]))
+  const c = new Client('ipc:///tmp/zerowire-types-never.sock', { ...options, lingerMs: 0 })
+  await c.close()
+})

@@ -1,0 +1,95 @@
+// Type definitions for zerowire. index.js is a thin class over the native addon; these types
+// describe that class. __test__/types.test.js checks that every declared member exists.
+
+import { EventEmitter } from 'node:events'
+
+/** Anything `send()` and `request()` accept as a message body. Strings are sent as UTF-8. */
+export type Payload = string | Buffer | Uint8Array
+
+export interface ClientOptions {
+  /** Default deadline of `request()`, in ms. Default 5000. */
+  requestTimeoutMs?: number
+  /** Messages queued in Rust (not yet written) before `send()` refuses. Default 100 000. */
+  sendHighWaterMark?: number
+  /** Bytes queued in Rust before `send()` refuses. Default 64 MiB. */
+  sendHighWaterBytes?: number
+  /** Larger payloads are a RangeError with code EMSGSIZE. Default 16 MiB. */
+  maxMessageBytes?: number
+  /** How long `close()` (and process exit) may spend draining queued messages. Default 1000. */
+  lingerMs?: number
+  /** First delay between connection attempts, doubling up to the maximum. Default 100. */
+  reconnectIntervalMs?: number
+  /** Longest delay between connection attempts. Default 5000. */
+  reconnectMaxIntervalMs?: number
+}
+
+export interface RequestOptions {
+  /** Overrides `requestTimeoutMs` for this request. */
+  timeoutMs?: number
+  /** Aborting rejects the request with an AbortError; a reply that still comes is dropped. */
+  signal?: AbortSignal
+}
+
+export interface ClientStats {
+  /** Messages accepted by `send()`. */
+  sent: number
+  /** Requests accepted by `request()`. */
+  requests: number
+  /** Calls refused because a high-water mark was reached. */
+  refused: number
+  /** Messages waiting in Rust to be written, and their bytes. */
+  queued: number
+  queuedBytes: number
+  /** Messages handed to the socket. */
+  written: number
+  /** Written messages known to have gone down with their connection. */
+  lost: number
+  /** Messages dropped unsent: close() ran out of lingerMs, or the request expired first. */
+  dropped: number
+  replies: number
+  errorReplies: number
+  timeouts: number
+  /** Replies that came after their request timed out or was aborted. */
+  lateReplies: number
+  /** Messages pushed by the server ('message' events). */
+  pushes: number
+  /** Inbound messages that fit no known shape (dropped). */
+  malformed: number
+  connects: number
+  disconnects: number
+  connectFailures: number
+  connected: boolean
+  /** Requests awaiting their reply. */
+  pending: number
+}
+
+/** A ZeroMQ DEALER whose socket lives on a Rust thread. */
+export declare class Client extends EventEmitter {
+  /** @param endpoint `ipc:///path/to.sock` or `tcp://host:port`. Connects in the background. */
+  constructor(endpoint: string, options?: ClientOptions)
+  readonly endpoint: string
+  /**
+   * Queues a fire-and-forget message and returns at once: true if queued, false if refused
+   * because a high-water mark is reached (counted in `stats().refused`). Never waits, never
+   * throws because of load or a missing server. A Buffer of 16 KiB or more is sent without a
+   * copy: do not modify it afterwards.
+   * @throws TypeError (ERR_INVALID_ARG_TYPE), RangeError (EMSGSIZE), Error (ECLOSED)
+   */
+  send(raw: Payload): boolean
+  /**
+   * Sends a request and resolves with the reply body. Rejects with code ETIMEDOUT, EFULL,
+   * ECLOSED, EREMOTE (the server answered with an error reply), EMSGSIZE,
+   * ERR_INVALID_ARG_TYPE, or an AbortError.
+   */
+  request(raw: Payload, options?: RequestOptions): Promise<string>
+  stats(): ClientStats
+  /**
+   * Stops accepting messages, drains what is queued for at most `lingerMs`, rejects requests
+   * still pending with ECLOSED, and resolves when the background thread has ended.
+   */
+  close(): Promise<void>
+
+  on(event: 'message', listener: (raw: string) => void): this
+  on(event: 'close', listener: () => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
