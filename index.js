@@ -11,6 +11,8 @@ const EV_ERROR_REPLY = 1
 const EV_TIMEOUT = 2
 const EV_PUSH = 3
 const EV_CLOSED = 4
+const EV_READY = 5
+const EV_DISCONNECTED = 6
 
 // Order matters: it is the order `clientCreate` reads them in.
 const NUMERIC_OPTIONS = [
@@ -80,7 +82,14 @@ class Client extends EventEmitter {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
     const numbers = readOptions(options)
+    const name = options?.name
+    if (name !== undefined && typeof name !== 'string') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.name must be a string')
+    }
     this.endpoint = endpoint
+    /** Server-assigned id, once a zerowire server acknowledged this connection. */
+    this.clientId = undefined
+    this.isReady = false
     this._pending = new Map()
     this._nextId = 1
     this._closed = false
@@ -88,7 +97,7 @@ class Client extends EventEmitter {
     this._closePromise = null
     this._resolveClose = null
     this._refd = false
-    this._h = native.clientCreate(endpoint, numbers, (batch) => this._onEvents(batch))
+    this._h = native.clientCreate(endpoint, numbers, name, (batch) => this._onEvents(batch))
     // Messages of one tick are handed to the engine together, at the end of the tick.
     this._flush = () => native.clientFlush(this._h)
     track(this)
@@ -214,6 +223,13 @@ class Client extends EventEmitter {
         this.emit('message', batch[i + 2])
       } else if (kind === EV_CLOSED) {
         closed = true
+      } else if (kind === EV_READY) {
+        this.clientId = batch[i + 2]
+        this.isReady = true
+        this.emit('ready', { clientId: this.clientId, serverPid: id })
+      } else if (kind === EV_DISCONNECTED) {
+        this.isReady = false
+        this.emit('disconnect')
       }
     }
     if (closed) this._onClosed()
@@ -223,6 +239,7 @@ class Client extends EventEmitter {
   _onClosed () {
     this._closedDone = true
     this._closed = true
+    this.isReady = false
     open.delete(this)
     for (const id of [...this._pending.keys()]) {
       this._settle(id, false, codedError(Error, 'ECLOSED', 'client closed before the reply arrived'))

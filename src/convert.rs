@@ -8,7 +8,7 @@ use zerowire_core::{ClientOptions, Error};
 /// Options arrive as numbers in a fixed order (NaN = use the default):
 /// requestTimeoutMs, sendHighWaterMark, sendHighWaterBytes, maxMessageBytes, lingerMs,
 /// reconnectIntervalMs, reconnectMaxIntervalMs.
-pub fn options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
+pub fn client_options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
     const NAMES: [&str; 7] = [
         "requestTimeoutMs",
         "sendHighWaterMark",
@@ -49,7 +49,7 @@ pub fn options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
 }
 
 /// The counters `client.stats()` shows, by their JS names.
-pub fn stats_fields(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
+pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
     [
         ("sent", s.sent),
         ("requests", s.requests),

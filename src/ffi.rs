@@ -1,140 +1,66 @@
-//! Every raw N-API call of the addon lives here, and so does every `unsafe` block.
+//! Every raw N-API call of the addon, and so every `unsafe` block, lives in this file. What it
+//! exports is a small safe API for `client.rs` and `server.rs`:
 //!
-//! The hot functions (`clientSend`, `clientRequest`) are plain N-API callbacks rather than
-//! `#[napi]` methods: a class method measured ≈ 250 ns more per call, and the string argument
-//! is written straight into the buffer we send instead of going through an intermediate
-//! `String`. Buffers of 16 KiB and more are not copied at all: we keep a reference to the JS
-//! object until the engine has written the bytes, and the reference is released on the main
-//! thread at the next wake-up.
+//! - [`Cx`]: the arguments of a call and the values it returns or throws;
+//! - tagged externals: an `Rc<T>` handed to JS as an opaque handle and checked on the way back;
+//! - [`Cx::payload`]: a string (UTF-8 encoded once, straight into the buffer we send) or a
+//!   Uint8Array/Buffer (copied when small, referenced without a copy from 16 KiB up);
+//! - [`Wakeup`]: one long-lived threadsafe function per handle that the engine thread calls to
+//!   have a batch delivered on the JS thread;
+//! - [`EventArray`]: the flat array a batch is delivered as.
+//!
+//! The exported functions are plain N-API callbacks rather than `#[napi]` methods: a class
+//! method measured ≈ 250 ns more per call, and a `String` argument would be an extra copy.
 
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use napi::sys;
-use zerowire_core::client::Queued;
-use zerowire_core::queue::Staging;
-use zerowire_core::stats::StatsSnapshot;
-use zerowire_core::{Client, Error, Event, Waker};
+use zerowire_core::{Error, Waker};
 
-use crate::convert;
+pub type Env = sys::napi_env;
+pub type Value = sys::napi_value;
+pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy).
 const ZERO_COPY_MIN: usize = 16 * 1024;
-/// Strings up to this many UTF-16 units are converted in a reusable scratch buffer and then
-/// copied to an exact-size allocation; longer ones are written in place and shrunk.
+/// Strings up to this many UTF-16 units are encoded in a reusable scratch buffer and copied to
+/// an exact-size allocation; longer ones are written in place and shrunk.
 const SCRATCH_UNITS: usize = 8 * 1024;
 
-/// A raw pointer that may cross threads because N-API says the object is thread-safe
-/// (threadsafe functions) or because only the main thread dereferences it (refs).
+/// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
+/// and references are only dereferenced (deleted) on the JS thread.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
+// SAFETY: see the type's comment; the pointee is never touched off the JS thread except
+// through N-API calls documented as thread-safe.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
-
-/// References to JS buffers whose bytes the engine no longer needs; deleted on the main thread.
-#[derive(Default)]
-struct ReleaseList(Mutex<Vec<SendPtr<sys::napi_ref__>>>);
-
-/// Everything one JS client owns on the native side. Only the JS thread touches a Handle (every
-/// N-API callback and finalizer runs there), hence `Rc`; the engine thread gets the `Gate` and
-/// the release list through their own `Arc`s.
-struct Handle {
-    client: OnceLock<Client>,
-    /// Messages of the current JS tick, handed to the engine by `clientFlush`.
-    staging: RefCell<Staging>,
-    /// A `clientFlush` is already scheduled for this tick.
-    flush_scheduled: Cell<bool>,
-    tsfn: OnceLock<SendPtr<sys::napi_threadsafe_function__>>,
-    /// Closed when the env goes away or the client finished closing: no more calls into JS.
-    gate: Arc<Gate>,
-    releases: Arc<ReleaseList>,
-    refd: AtomicBool,
-    finished: AtomicBool,
-    linger: Duration,
-}
-
-struct Gate {
-    open: Mutex<bool>,
-    tsfn: OnceLock<SendPtr<sys::napi_threadsafe_function__>>,
-}
-
-impl Gate {
-    fn call(&self) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let (true, Some(tsfn)) = (*open, self.tsfn.get()) {
-            // Non-blocking and unbounded queue: this never waits on the JS thread.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    tsfn.0,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
-        }
-    }
-
-    fn shut(&self) {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
-    }
-}
-
-struct GateWaker(Arc<Gate>);
-impl Waker for GateWaker {
-    fn wake(&self) {
-        self.0.call();
-    }
-}
-
-/// Keeps a JS buffer alive while the engine holds its bytes. Dropped on the engine thread, so
-/// it only hands the reference back; the main thread deletes it.
-struct JsBytes {
-    data: SendPtr<u8>,
-    len: usize,
-    reference: SendPtr<sys::napi_ref__>,
-    releases: Arc<ReleaseList>,
-    gate: Arc<Gate>,
-}
-
-impl AsRef<[u8]> for JsBytes {
-    fn as_ref(&self) -> &[u8] {
-        // The referenced buffer keeps `data` alive and in place until we release it.
-        unsafe { std::slice::from_raw_parts(self.data.0, self.len) }
-    }
-}
-
-impl Drop for JsBytes {
-    fn drop(&mut self) {
-        let first = {
-            let mut list = self.releases.0.lock().unwrap_or_else(|e| e.into_inner());
-            list.push(self.reference);
-            list.len() == 1
-        };
-        if first {
-            self.gate.call();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers over raw N-API.
-
-type Env = sys::napi_env;
-type Value = sys::napi_value;
 
 fn cstr(s: &str) -> CString {
     CString::new(s.replace('\0', "?")).unwrap_or_default()
 }
 
-enum Thrown {
+// ---------------------------------------------------------------------------------------------
+// Errors thrown to JS.
+
+/// An error to throw, with its JS class and Node-style code.
+pub enum Thrown {
     Type(&'static str, String),
     Range(&'static str, String),
     Plain(&'static str, String),
+}
+
+impl Thrown {
+    pub fn arg_type(message: &str) -> Thrown {
+        Thrown::Type("ERR_INVALID_ARG_TYPE", message.to_owned())
+    }
 }
 
 impl From<Error> for Thrown {
@@ -149,97 +75,340 @@ impl From<Error> for Thrown {
     }
 }
 
-unsafe fn throw(env: Env, t: Thrown) -> Value {
-    let (code, msg) = match &t {
-        Thrown::Type(c, m) | Thrown::Range(c, m) | Thrown::Plain(c, m) => (cstr(c), cstr(m)),
-    };
-    match t {
-        Thrown::Type(..) => sys::napi_throw_type_error(env, code.as_ptr(), msg.as_ptr()),
-        Thrown::Range(..) => sys::napi_throw_range_error(env, code.as_ptr(), msg.as_ptr()),
-        Thrown::Plain(..) => sys::napi_throw_error(env, code.as_ptr(), msg.as_ptr()),
-    };
-    ptr::null_mut()
+// ---------------------------------------------------------------------------------------------
+// Call context.
+
+/// The env and arguments of one N-API callback. Missing arguments read as `undefined`.
+pub struct Cx {
+    env: Env,
+    argv: [Value; 4],
 }
 
-unsafe fn args<const N: usize>(env: Env, info: sys::napi_callback_info) -> [Value; N] {
-    let mut argv = [ptr::null_mut(); N];
-    let mut argc = N;
-    sys::napi_get_cb_info(
-        env,
-        info,
-        &mut argc,
-        argv.as_mut_ptr(),
-        ptr::null_mut(),
-        ptr::null_mut(),
-    );
-    // Missing arguments read as undefined, like in JS.
-    if argc < N {
-        let mut undef = ptr::null_mut();
-        sys::napi_get_undefined(env, &mut undef);
-        for a in argv.iter_mut().skip(argc) {
-            *a = undef;
+impl Cx {
+    pub fn new(env: Env, info: sys::napi_callback_info) -> Cx {
+        let mut argv = [ptr::null_mut(); 4];
+        let mut argc = argv.len();
+        // SAFETY: env and info come straight from N-API for this call; argv has room for argc.
+        unsafe {
+            sys::napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            );
+            if argc < argv.len() {
+                let mut undef = ptr::null_mut();
+                sys::napi_get_undefined(env, &mut undef);
+                for a in argv.iter_mut().skip(argc) {
+                    *a = undef;
+                }
+            }
+        }
+        Cx { env, argv }
+    }
+
+    pub fn env(&self) -> Env {
+        self.env
+    }
+
+    pub fn arg(&self, i: usize) -> Value {
+        self.argv[i]
+    }
+
+    pub fn throw(&self, t: Thrown) -> Value {
+        let (code, msg) = match &t {
+            Thrown::Type(c, m) | Thrown::Range(c, m) | Thrown::Plain(c, m) => (cstr(c), cstr(m)),
+        };
+        // SAFETY: valid env and NUL-terminated strings that outlive the call.
+        unsafe {
+            match t {
+                Thrown::Type(..) => {
+                    sys::napi_throw_type_error(self.env, code.as_ptr(), msg.as_ptr())
+                }
+                Thrown::Range(..) => {
+                    sys::napi_throw_range_error(self.env, code.as_ptr(), msg.as_ptr())
+                }
+                Thrown::Plain(..) => sys::napi_throw_error(self.env, code.as_ptr(), msg.as_ptr()),
+            };
+        }
+        ptr::null_mut()
+    }
+
+    /// Returns `Ok` values as they are and throws `Err`s.
+    pub fn result(&self, r: Result<Value, Thrown>) -> Value {
+        r.unwrap_or_else(|t| self.throw(t))
+    }
+
+    pub fn string(&self, i: usize) -> Option<String> {
+        let v = self.argv[i];
+        let mut len = 0usize;
+        // SAFETY: a null buffer asks for the length only; then the buffer has len + 1 bytes.
+        unsafe {
+            if sys::napi_get_value_string_utf8(self.env, v, ptr::null_mut(), 0, &mut len)
+                != sys::Status::napi_ok
+            {
+                return None;
+            }
+            let mut buf = vec![0u8; len + 1];
+            sys::napi_get_value_string_utf8(
+                self.env,
+                v,
+                buf.as_mut_ptr() as *mut c_char,
+                len + 1,
+                &mut len,
+            );
+            buf.truncate(len);
+            String::from_utf8(buf).ok()
         }
     }
-    argv
-}
 
-unsafe fn handle<'a>(env: Env, v: Value) -> Result<&'a Handle, Thrown> {
-    let mut data: *mut c_void = ptr::null_mut();
-    if sys::napi_get_value_external(env, v, &mut data) != sys::Status::napi_ok || data.is_null() {
-        return Err(Thrown::Type(
-            "ERR_INVALID_ARG_TYPE",
-            "not a zerowire client handle".into(),
-        ));
+    pub fn number(&self, i: usize) -> Option<f64> {
+        number(self.env, self.argv[i])
     }
-    // The external owns one strong count, so the Handle outlives this call.
-    Ok(&*(data as *const Handle))
+
+    pub fn u32(&self, i: usize) -> u32 {
+        let mut out = 0u32;
+        // SAFETY: valid env and value; a non-number leaves `out` at 0.
+        unsafe { sys::napi_get_value_uint32(self.env, self.argv[i], &mut out) };
+        out
+    }
+
+    pub fn bool(&self, i: usize) -> bool {
+        let mut out = false;
+        // SAFETY: valid env and value; a non-boolean leaves `out` false.
+        unsafe { sys::napi_get_value_bool(self.env, self.argv[i], &mut out) };
+        out
+    }
+
+    /// Element `index` of the array argument `i`, as a number.
+    pub fn element_number(&self, i: usize, index: u32) -> Option<f64> {
+        let mut el = ptr::null_mut();
+        // SAFETY: valid env; a non-array yields an error status and `el` stays null.
+        unsafe { sys::napi_get_element(self.env, self.argv[i], index, &mut el) };
+        if el.is_null() {
+            return None;
+        }
+        number(self.env, el)
+    }
+
+    pub fn int(&self, n: i32) -> Value {
+        let mut out = ptr::null_mut();
+        // SAFETY: valid env.
+        unsafe { sys::napi_create_int32(self.env, n, &mut out) };
+        out
+    }
+
+    pub fn boolean(&self, b: bool) -> Value {
+        boolean(self.env, b)
+    }
+
+    pub fn undefined(&self) -> Value {
+        let mut out = ptr::null_mut();
+        // SAFETY: valid env.
+        unsafe { sys::napi_get_undefined(self.env, &mut out) };
+        out
+    }
+
+    pub fn str(&self, s: &str) -> Value {
+        string_value(self.env, s.as_bytes())
+    }
+
+    /// A plain object of numbers (and booleans).
+    pub fn object(&self, numbers: &[(&str, u64)], flags: &[(&str, bool)]) -> Value {
+        let mut obj = ptr::null_mut();
+        // SAFETY: valid env; keys are NUL-terminated and outlive each call.
+        unsafe {
+            sys::napi_create_object(self.env, &mut obj);
+            for (name, value) in numbers {
+                let mut v = ptr::null_mut();
+                sys::napi_create_double(self.env, *value as f64, &mut v);
+                let key = cstr(name);
+                sys::napi_set_named_property(self.env, obj, key.as_ptr(), v);
+            }
+            for (name, value) in flags {
+                let key = cstr(name);
+                sys::napi_set_named_property(
+                    self.env,
+                    obj,
+                    key.as_ptr(),
+                    boolean(self.env, *value),
+                );
+            }
+        }
+        obj
+    }
+
+    /// The handle argument `i`, which must be an external made by [`Cx::external`] for a `T`.
+    pub fn handle<T: Tagged>(&self, i: usize) -> Result<&T, Thrown> {
+        let mut data: *mut c_void = ptr::null_mut();
+        // SAFETY: napi_get_value_external only reads; a non-external is reported by status.
+        let ok = unsafe { sys::napi_get_value_external(self.env, self.argv[i], &mut data) }
+            == sys::Status::napi_ok;
+        if !ok || data.is_null() {
+            return Err(Thrown::arg_type("not a zerowire handle"));
+        }
+        let holder = data as *const Holder<T>;
+        // SAFETY: every external this addon makes points to a Holder whose first field is the
+        // tag (repr(C)), so reading it is valid whatever T the holder was made for.
+        let tag = unsafe { ptr::addr_of!((*holder).tag).read() };
+        if tag != T::TAG {
+            return Err(Thrown::arg_type("wrong kind of zerowire handle"));
+        }
+        // SAFETY: the tag matched, so this is a Holder<T>; the external owns it until GC, which
+        // cannot happen while JS passes it to this call.
+        Ok(unsafe { &(*holder).value })
+    }
+
+    /// Hands `value` to JS as an opaque handle; it is dropped when the handle is collected.
+    pub fn external<T: Tagged>(&self, value: Rc<T>) -> Value {
+        let holder = Box::into_raw(Box::new(Holder { tag: T::TAG, value }));
+        let mut out = ptr::null_mut();
+        // SAFETY: the finalizer frees exactly this Box, once, on the JS thread.
+        unsafe {
+            sys::napi_create_external(
+                self.env,
+                holder as *mut c_void,
+                Some(drop_holder::<T>),
+                ptr::null_mut(),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// The payload argument `i`: a string, Buffer or Uint8Array, at most `max` bytes.
+    pub fn payload(&self, i: usize, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
+        // SAFETY: valid env and value; see `payload`.
+        unsafe { payload(self.env, self.argv[i], max, refs) }
+    }
 }
 
-unsafe fn number(env: Env, v: Value) -> Option<f64> {
+fn number(env: Env, v: Value) -> Option<f64> {
     let mut out = 0f64;
-    (sys::napi_get_value_double(env, v, &mut out) == sys::Status::napi_ok).then_some(out)
+    // SAFETY: valid env and value; a non-number is reported by status.
+    (unsafe { sys::napi_get_value_double(env, v, &mut out) } == sys::Status::napi_ok).then_some(out)
 }
 
-unsafe fn string(env: Env, v: Value) -> Option<String> {
-    let mut len = 0usize;
-    if sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) != sys::Status::napi_ok
-    {
-        return None;
+fn boolean(env: Env, b: bool) -> Value {
+    let mut out = ptr::null_mut();
+    // SAFETY: valid env.
+    unsafe { sys::napi_get_boolean(env, b, &mut out) };
+    out
+}
+
+fn string_value(env: Env, bytes: &[u8]) -> Value {
+    let mut out = ptr::null_mut();
+    // SAFETY: valid env; the length is passed explicitly, no NUL needed.
+    unsafe {
+        sys::napi_create_string_utf8(
+            env,
+            bytes.as_ptr() as *const c_char,
+            bytes.len() as isize,
+            &mut out,
+        )
+    };
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tagged externals.
+
+/// A type handed to JS as a handle. The tag tells the kinds of handle apart.
+pub trait Tagged: 'static {
+    const TAG: u32;
+}
+
+#[repr(C)]
+struct Holder<T> {
+    tag: u32,
+    value: Rc<T>,
+}
+
+unsafe extern "C" fn drop_holder<T>(_env: Env, data: *mut c_void, _hint: *mut c_void) {
+    drop(Box::from_raw(data as *mut Holder<T>));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads.
+
+/// References to JS buffers whose bytes the engine no longer needs; deleted on the JS thread.
+#[derive(Default)]
+pub struct BufferRefs {
+    list: Mutex<Vec<SendPtr<sys::napi_ref__>>>,
+    /// Called (from the engine thread) when the list goes from empty to not empty.
+    wake: OnceLock<Arc<Gate>>,
+}
+
+impl BufferRefs {
+    pub fn new(wake: Arc<Gate>) -> Arc<BufferRefs> {
+        let refs = BufferRefs::default();
+        let _ = refs.wake.set(wake);
+        Arc::new(refs)
     }
-    let mut buf = vec![0u8; len + 1];
-    sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr() as *mut c_char, len + 1, &mut len);
-    buf.truncate(len);
-    String::from_utf8(buf).ok()
+
+    fn is_empty(&self) -> bool {
+        self.list.lock().map(|l| l.is_empty()).unwrap_or(true)
+    }
+
+    /// Deletes the references whose bytes were sent. JS thread only.
+    pub fn release(&self, env: Env) {
+        if self.is_empty() {
+            return;
+        }
+        let refs = std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in refs {
+            // SAFETY: each reference was created by `payload` on this env and is deleted once.
+            unsafe { sys::napi_delete_reference(env, r.0) };
+        }
+    }
 }
 
-unsafe fn boolean(env: Env, b: bool) -> Value {
-    let mut out = ptr::null_mut();
-    sys::napi_get_boolean(env, b, &mut out);
-    out
+/// Keeps a JS buffer alive while the engine holds its bytes. Dropped on the engine thread, so it
+/// only hands the reference back; the JS thread deletes it.
+struct JsBytes {
+    data: SendPtr<u8>,
+    len: usize,
+    reference: SendPtr<sys::napi_ref__>,
+    refs: Arc<BufferRefs>,
 }
 
-unsafe fn undefined(env: Env) -> Value {
-    let mut out = ptr::null_mut();
-    sys::napi_get_undefined(env, &mut out);
-    out
+impl AsRef<[u8]> for JsBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the referenced buffer keeps `data` alive and in place until released.
+        unsafe { std::slice::from_raw_parts(self.data.0, self.len) }
+    }
+}
+
+impl Drop for JsBytes {
+    fn drop(&mut self) {
+        let first = {
+            let mut list = self.refs.list.lock().unwrap_or_else(|e| e.into_inner());
+            list.push(self.reference);
+            list.len() == 1
+        };
+        if let (true, Some(gate)) = (first, self.refs.wake.get()) {
+            gate.call();
+        }
+    }
 }
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; SCRATCH_UNITS * 3 + 1]);
 }
 
-/// The payload of a `send`/`request` argument: a string (UTF-8 encoded here, the one copy
-/// that cannot be avoided) or a Uint8Array/Buffer (copied if small, referenced if large).
-unsafe fn payload(env: Env, v: Value, h: &Handle, max: usize) -> Result<Bytes, Thrown> {
+unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
     let mut ty = sys::ValueType::napi_undefined;
     sys::napi_typeof(env, v, &mut ty);
     if ty == sys::ValueType::napi_string {
         let mut units = 0usize;
         sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut units);
-        // Every UTF-16 unit is at least one UTF-8 byte: refuse before converting anything.
+        // Every UTF-16 unit is at least one UTF-8 byte: refuse before encoding anything.
         if units > max {
             return Err(Error::MessageTooLarge { size: units, max }.into());
         }
+        // At most 3 UTF-8 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
         let bytes = if units <= SCRATCH_UNITS {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
@@ -313,444 +482,276 @@ unsafe fn payload(env: Env, v: Value, h: &Handle, max: usize) -> Result<Bytes, T
                     data: SendPtr(data as *mut u8),
                     len,
                     reference: SendPtr(reference),
-                    releases: h.releases.clone(),
-                    gate: h.gate.clone(),
+                    refs: refs.clone(),
                 }));
             }
         }
     }
-    Err(Thrown::Type(
-        "ERR_INVALID_ARG_TYPE",
-        "the message must be a string, a Buffer or a Uint8Array".into(),
+    Err(Thrown::arg_type(
+        "the message must be a string, a Buffer or a Uint8Array",
     ))
 }
 
-unsafe fn release_refs(env: Env, h: &Handle) {
-    let refs = std::mem::take(&mut *h.releases.0.lock().unwrap_or_else(|e| e.into_inner()));
-    for r in refs {
-        sys::napi_delete_reference(env, r.0);
+// ---------------------------------------------------------------------------------------------
+// Engine → JS wake-ups.
+
+/// The engine's way to the JS thread: a threadsafe function, closed for good when the handle
+/// finishes or its env goes away, so it is never called after Node may have freed it.
+pub struct Gate {
+    open: Mutex<bool>,
+    tsfn: OnceLock<SendPtr<sys::napi_threadsafe_function__>>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            open: Mutex::new(true),
+            tsfn: OnceLock::new(),
+        })
+    }
+
+    fn call(&self) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let (true, Some(tsfn)) = (*open, self.tsfn.get()) {
+            // SAFETY: the function is alive while the gate is open (closing happens on the JS
+            // thread under this lock before the function is released). Non-blocking call on an
+            // unbounded queue: never waits on the JS thread.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    tsfn.0,
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                );
+            }
+        }
+    }
+
+    pub fn shut(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+}
+
+/// The core's [`Waker`], implemented over a [`Gate`].
+pub struct GateWaker(pub Arc<Gate>);
+
+impl Waker for GateWaker {
+    fn wake(&self) {
+        self.0.call();
+    }
+}
+
+/// What a handle does when its wake-up arrives on the JS thread, and when its env goes away.
+pub trait Delivery: Tagged {
+    /// Fills the batch to hand to the JS callback (an empty batch is not delivered) and says
+    /// whether it is the last one (the engine has ended).
+    fn deliver(&self, env: Env, batch: &mut EventArray) -> bool;
+    /// Runs after the last batch was delivered: release what calls into JS.
+    fn finished(&self, env: Env);
+    /// The env is being torn down (worker terminated, process exiting): stop the engine.
+    fn env_teardown(&self);
+}
+
+/// The long-lived threadsafe function of one handle, weak (unref'd) unless told otherwise.
+pub struct Wakeup {
+    gate: Arc<Gate>,
+    refd: Cell<bool>,
+    finished: Cell<bool>,
+}
+
+impl Wakeup {
+    /// Creates the threadsafe function over `callback` (a JS function receiving each batch)
+    /// and the env cleanup hook for `handle`.
+    pub fn install<T: Delivery>(
+        cx: &Cx,
+        callback: Value,
+        gate: Arc<Gate>,
+        handle: &Rc<T>,
+    ) -> Result<Wakeup, Thrown> {
+        let env = cx.env();
+        let name = string_value(env, b"zerowire");
+        let mut tsfn = ptr::null_mut();
+        // The function and the cleanup hook each own one strong count of the handle, given back
+        // in `tsfn_finalize` and when the hook runs or is removed.
+        let context = Rc::into_raw(handle.clone()) as *mut c_void;
+        // SAFETY: valid env and callback; the finalizer and call_js callbacks are typed for T.
+        let status = unsafe {
+            sys::napi_create_threadsafe_function(
+                env,
+                callback,
+                ptr::null_mut(),
+                name,
+                0,
+                1,
+                ptr::null_mut(),
+                Some(tsfn_finalize::<T>),
+                context,
+                Some(tsfn_call::<T>),
+                &mut tsfn,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: the count taken above was not handed to N-API.
+            drop(unsafe { Rc::from_raw(context as *const T) });
+            return Err(Thrown::arg_type("the event callback must be a function"));
+        }
+        // SAFETY: tsfn was just created on this env.
+        unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
+        let _ = gate.tsfn.set(SendPtr(tsfn));
+        // Registered after the threadsafe function, so Node runs it before finalizing that.
+        // SAFETY: the hook and its argument match `env_cleanup::<T>`.
+        unsafe {
+            sys::napi_add_env_cleanup_hook(
+                env,
+                Some(env_cleanup::<T>),
+                Rc::into_raw(handle.clone()) as *mut c_void,
+            );
+        }
+        Ok(Wakeup {
+            gate,
+            refd: Cell::new(false),
+            finished: Cell::new(false),
+        })
+    }
+
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished.get()
+    }
+
+    /// Keep the process alive while the wake-up may still bring something it waits for.
+    pub fn set_ref(&self, env: Env, want: bool) {
+        if self.finished.get() || self.refd.replace(want) == want {
+            return;
+        }
+        if let Some(t) = self.gate.tsfn.get() {
+            // SAFETY: the function is not released while `finished` is false.
+            unsafe {
+                if want {
+                    sys::napi_ref_threadsafe_function(env, t.0);
+                } else {
+                    sys::napi_unref_threadsafe_function(env, t.0);
+                }
+            }
+        }
+    }
+
+    /// After the last batch (or from the cleanup hook): no more calls into JS; give back the
+    /// cleanup hook and release the threadsafe function.
+    pub fn finish<T: Delivery>(&self, env: Option<Env>, handle: &T) {
+        if self.finished.replace(true) {
+            return;
+        }
+        self.gate.shut();
+        let Some(env) = env else { return };
+        let hook_arg = handle as *const T as *mut c_void;
+        // SAFETY: same function and argument as registered in `install`; on success the hook
+        // will not run, so its strong count is ours to drop.
+        unsafe {
+            if sys::napi_remove_env_cleanup_hook(env, Some(env_cleanup::<T>), hook_arg)
+                == sys::Status::napi_ok
+            {
+                drop(Rc::from_raw(hook_arg as *const T));
+            }
+            if let Some(t) = self.gate.tsfn.get() {
+                sys::napi_release_threadsafe_function(
+                    t.0,
+                    sys::ThreadsafeFunctionReleaseMode::release,
+                );
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn tsfn_finalize<T>(_env: Env, _data: *mut c_void, context: *mut c_void) {
+    drop(Rc::from_raw(context as *const T));
+}
+
+unsafe extern "C" fn env_cleanup<T: Delivery>(arg: *mut c_void) {
+    let handle = Rc::from_raw(arg as *const T);
+    handle.env_teardown();
+}
+
+unsafe extern "C" fn tsfn_call<T: Delivery>(
+    env: Env,
+    js_cb: Value,
+    context: *mut c_void,
+    _data: *mut c_void,
+) {
+    if env.is_null() || context.is_null() {
+        return;
+    }
+    let handle = &*(context as *const T);
+    let mut batch = EventArray::new(env);
+    let last = handle.deliver(env, &mut batch);
+    if batch.len > 0 {
+        let mut global = ptr::null_mut();
+        sys::napi_get_global(env, &mut global);
+        let mut argv = [batch.array];
+        sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
+    }
+    if last {
+        handle.finished(env);
+    }
+}
+
+/// A batch of events as one flat JS array of numbers and strings.
+pub struct EventArray {
+    env: Env,
+    array: Value,
+    len: u32,
+}
+
+impl EventArray {
+    fn new(env: Env) -> EventArray {
+        let mut array = ptr::null_mut();
+        // SAFETY: valid env.
+        unsafe { sys::napi_create_array(env, &mut array) };
+        EventArray { env, array, len: 0 }
+    }
+
+    fn set(&mut self, v: Value) {
+        // SAFETY: valid env, array and value.
+        unsafe { sys::napi_set_element(self.env, self.array, self.len, v) };
+        self.len += 1;
+    }
+
+    pub fn u32(&mut self, n: u32) {
+        let mut v = ptr::null_mut();
+        // SAFETY: valid env.
+        unsafe { sys::napi_create_uint32(self.env, n, &mut v) };
+        self.set(v);
+    }
+
+    /// UTF-8 bytes as a JS string (invalid sequences become U+FFFD).
+    pub fn str(&mut self, bytes: &[u8]) {
+        let v = string_value(self.env, bytes);
+        self.set(v);
+    }
+
+    /// Leaves a hole (reads as `undefined`).
+    pub fn skip(&mut self) {
+        self.len += 1;
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The exported functions.
+// Registration.
 
-/// clientCreate(endpoint, [timeoutMs, hwm, hwBytes, maxBytes, lingerMs, reconnectMs,
-/// reconnectMaxMs], onEvents) → handle. The JS wrapper has already checked the types.
-unsafe extern "C" fn client_create(env: Env, info: sys::napi_callback_info) -> Value {
-    let [endpoint_v, numbers_v, on_events] = args::<3>(env, info);
-    let endpoint = match string(env, endpoint_v) {
-        Some(s) => s,
-        None => {
-            return throw(
-                env,
-                Thrown::Type("ERR_INVALID_ARG_TYPE", "endpoint must be a string".into()),
-            )
-        }
-    };
-    let mut n = [0f64; 7];
-    for (i, slot) in n.iter_mut().enumerate() {
-        let mut el = ptr::null_mut();
-        sys::napi_get_element(env, numbers_v, i as u32, &mut el);
-        *slot = number(env, el).unwrap_or(f64::NAN);
-    }
-    let options = match convert::options(&n) {
-        Ok(o) => o,
-        Err(e) => return throw(env, e.into()),
-    };
-    let linger = options.linger;
-    let h = Rc::new(Handle {
-        client: OnceLock::new(),
-        staging: RefCell::new(Staging::default()),
-        flush_scheduled: Cell::new(false),
-        tsfn: OnceLock::new(),
-        gate: Arc::new(Gate {
-            open: Mutex::new(true),
-            tsfn: OnceLock::new(),
-        }),
-        releases: Arc::new(ReleaseList::default()),
-        refd: AtomicBool::new(false),
-        finished: AtomicBool::new(false),
-        linger,
-    });
-
-    let mut name = ptr::null_mut();
-    let label = b"zerowire.client";
-    sys::napi_create_string_utf8(
-        env,
-        label.as_ptr() as *const c_char,
-        label.len() as isize,
-        &mut name,
-    );
-    let mut tsfn = ptr::null_mut();
-    // The threadsafe function owns one strong count, given back in `tsfn_finalize`.
-    let context = Rc::into_raw(h.clone()) as *mut c_void;
-    let status = sys::napi_create_threadsafe_function(
-        env,
-        on_events,
-        ptr::null_mut(),
-        name,
-        0,
-        1,
-        ptr::null_mut(),
-        Some(tsfn_finalize),
-        context,
-        Some(deliver),
-        &mut tsfn,
-    );
-    if status != sys::Status::napi_ok {
-        drop(Rc::from_raw(context as *const Handle));
-        return throw(
-            env,
-            Thrown::Type("ERR_INVALID_ARG_TYPE", "onEvents must be a function".into()),
-        );
-    }
-    // Weak until a request is pending: an idle client does not keep the process alive.
-    sys::napi_unref_threadsafe_function(env, tsfn);
-    let _ = h.tsfn.set(SendPtr(tsfn));
-    let _ = h.gate.tsfn.set(SendPtr(tsfn));
-
-    match Client::connect(&endpoint, options, Box::new(GateWaker(h.gate.clone()))) {
-        Ok(c) => {
-            let _ = h.client.set(c);
-        }
-        Err(e) => {
-            h.gate.shut();
-            sys::napi_release_threadsafe_function(tsfn, sys::ThreadsafeFunctionReleaseMode::abort);
-            return throw(env, e.into());
-        }
-    }
-    // Runs if the env is torn down (worker terminated, process exiting) before close().
-    // Registered after the threadsafe function, so it runs before Node finalizes it.
-    sys::napi_add_env_cleanup_hook(
-        env,
-        Some(env_cleanup),
-        Rc::into_raw(h.clone()) as *mut c_void,
-    );
-
-    let mut external = ptr::null_mut();
-    sys::napi_create_external(
-        env,
-        Rc::into_raw(h) as *mut c_void,
-        Some(external_finalize),
-        ptr::null_mut(),
-        &mut external,
-    );
-    external
-}
-
-unsafe extern "C" fn external_finalize(_env: Env, data: *mut c_void, _hint: *mut c_void) {
-    drop(Rc::from_raw(data as *const Handle));
-}
-
-unsafe extern "C" fn tsfn_finalize(_env: Env, _data: *mut c_void, context: *mut c_void) {
-    drop(Rc::from_raw(context as *const Handle));
-}
-
-unsafe extern "C" fn env_cleanup(arg: *mut c_void) {
-    let h = Rc::from_raw(arg as *const Handle);
-    if !h.finished.swap(true, Ordering::AcqRel) {
-        // No JS can run any more; stop calling into it, then let the engine drain (bounded)
-        // and end its thread so nothing outlives the env.
-        h.gate.shut();
-        if let Some(c) = h.client.get() {
-            c.shutdown(
-                &mut h.staging(),
-                h.linger,
-                h.linger + Duration::from_millis(500),
-            );
-        }
-    }
-}
-
-/// Runs on the main thread for every wake-up: releases buffer references, then hands the
-/// batch of events to JS as one flat array `[kind, id, body, kind, id, body, …]`.
-unsafe extern "C" fn deliver(env: Env, js_cb: Value, context: *mut c_void, _data: *mut c_void) {
-    if env.is_null() || context.is_null() {
-        return;
-    }
-    let h = &*(context as *const Handle);
-    release_refs(env, h);
-    let Some(client) = h.client.get() else { return };
-    let events = client.take_events();
-    if events.is_empty() {
-        return;
-    }
-    let mut batch = ptr::null_mut();
-    sys::napi_create_array_with_length(env, events.len() * 3, &mut batch);
-    let mut closed = false;
-    for (i, event) in events.iter().enumerate() {
-        let (kind, id, body): (u32, u32, Option<&[u8]>) = match event {
-            Event::Reply { id, body } => (0, *id, Some(body)),
-            Event::ErrorReply { id, message } => (1, *id, Some(message)),
-            Event::Timeout { id } => (2, *id, None),
-            Event::Push { body } => (3, 0, Some(body)),
-            Event::Closed => {
-                closed = true;
-                (4, 0, None)
-            }
-        };
-        let base = (i * 3) as u32;
-        let mut v = ptr::null_mut();
-        sys::napi_create_uint32(env, kind, &mut v);
-        sys::napi_set_element(env, batch, base, v);
-        sys::napi_create_uint32(env, id, &mut v);
-        sys::napi_set_element(env, batch, base + 1, v);
-        if let Some(b) = body {
-            sys::napi_create_string_utf8(
-                env,
-                b.as_ptr() as *const c_char,
-                b.len() as isize,
-                &mut v,
-            );
-            sys::napi_set_element(env, batch, base + 2, v);
-        }
-    }
-    drop(events);
-    let mut global = ptr::null_mut();
-    sys::napi_get_global(env, &mut global);
-    let mut argv = [batch];
-    sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
-    if closed {
-        finish(env, h);
-    }
-}
-
-/// After `Event::Closed`: the engine thread has ended; drop everything that calls into JS.
-unsafe fn finish(env: Env, h: &Handle) {
-    if h.finished.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    h.gate.shut();
-    release_refs(env, h);
-    if let Some(c) = h.client.get() {
-        // The thread has signalled its end; joining is immediate.
-        c.shutdown(&mut h.staging(), Duration::ZERO, Duration::from_millis(100));
-    }
-    // Give back the cleanup hook's strong count.
-    let hook_arg = h as *const Handle as *mut c_void;
-    if sys::napi_remove_env_cleanup_hook(env, Some(env_cleanup), hook_arg) == sys::Status::napi_ok {
-        drop(Rc::from_raw(hook_arg as *const Handle));
-    }
-    if let Some(t) = h.tsfn.get() {
-        sys::napi_release_threadsafe_function(t.0, sys::ThreadsafeFunctionReleaseMode::release);
-    }
-}
-
-impl Handle {
-    fn staging(&self) -> RefMut<'_, Staging> {
-        self.staging.borrow_mut()
-    }
-
-    /// What `clientSend`/`clientRequest` return: 0 refused, 1 queued, 2 queued and the caller
-    /// must schedule `clientFlush` for the end of the tick (the first message of a tick).
-    fn outcome(&self, queued: Queued) -> i32 {
-        match queued {
-            Queued::Refused => 0,
-            Queued::Yes if self.flush_scheduled.get() || self.staging.borrow().is_empty() => 1,
-            Queued::Yes => {
-                self.flush_scheduled.set(true);
-                2
-            }
-        }
-    }
-}
-
-unsafe fn int(env: Env, n: i32) -> Value {
-    let mut out = ptr::null_mut();
-    sys::napi_create_int32(env, n, &mut out);
-    out
-}
-
-/// clientSend(handle, raw) → 0 refused (full), 1 queued, 2 queued + schedule clientFlush.
-/// Throws on bad input.
-unsafe extern "C" fn client_send(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv, raw] = args::<2>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let Some(client) = h.client.get() else {
-        return throw(env, Error::Closed.into());
-    };
-    if client.is_closing() {
-        return throw(env, Error::Closed.into());
-    }
-    if !h.releases.0.lock().map(|l| l.is_empty()).unwrap_or(true) {
-        release_refs(env, h);
-    }
-    let body = match payload(env, raw, h, client.max_message_bytes()) {
-        Ok(b) => b,
-        Err(t) => return throw(env, t),
-    };
-    let result = client.send(&mut h.staging(), body);
-    match result {
-        Ok(q) => int(env, h.outcome(q)),
-        Err(e) => throw(env, e.into()),
-    }
-}
-
-/// clientRequest(handle, id, raw, timeoutMs) → like clientSend.
-unsafe extern "C" fn client_request(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv, idv, raw, tv] = args::<4>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let Some(client) = h.client.get() else {
-        return throw(env, Error::Closed.into());
-    };
-    if client.is_closing() {
-        return throw(env, Error::Closed.into());
-    }
-    let mut id = 0u32;
-    sys::napi_get_value_uint32(env, idv, &mut id);
-    let timeout = number(env, tv)
-        .filter(|t| *t >= 1.0 && t.is_finite())
-        .map(|t| Duration::from_micros((t * 1000.0) as u64));
-    let body = match payload(env, raw, h, client.max_message_bytes()) {
-        Ok(b) => b,
-        Err(t) => return throw(env, t),
-    };
-    let result = client.request(&mut h.staging(), id, body, timeout);
-    match result {
-        Ok(q) => int(env, h.outcome(q)),
-        Err(e) => throw(env, e.into()),
-    }
-}
-
-/// clientCancel(handle, id)
-unsafe extern "C" fn client_cancel(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv, idv] = args::<2>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let mut id = 0u32;
-    sys::napi_get_value_uint32(env, idv, &mut id);
-    if let Some(c) = h.client.get() {
-        c.cancel(&mut h.staging(), id);
-    }
-    undefined(env)
-}
-
-/// clientFlush(handle): hands the messages staged during this tick to the engine.
-unsafe extern "C" fn client_flush(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv] = args::<1>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    h.flush_scheduled.set(false);
-    if let Some(c) = h.client.get() {
-        c.flush(&mut h.staging());
-    }
-    undefined(env)
-}
-
-/// clientClose(handle) → true if this call started the close.
-unsafe extern "C" fn client_close(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv] = args::<1>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let started = h
-        .client
-        .get()
-        .map(|c| c.close(&mut h.staging()))
-        .unwrap_or(false);
-    boolean(env, started)
-}
-
-/// clientCloseSync(handle) → true if the engine ended. Blocks for at most linger + 250 ms;
-/// meant for `process.on('exit')`, where nothing asynchronous can run any more.
-unsafe extern "C" fn client_close_sync(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv] = args::<1>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let ended = match h.client.get() {
-        Some(c) if !h.finished.load(Ordering::Acquire) => c.shutdown(
-            &mut h.staging(),
-            h.linger,
-            h.linger + Duration::from_millis(250),
-        ),
-        _ => true,
-    };
-    boolean(env, ended)
-}
-
-/// clientRef(handle, bool): keep the process alive (a request is pending) or not.
-unsafe extern "C" fn client_ref(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv, bv] = args::<2>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let mut want = false;
-    sys::napi_get_value_bool(env, bv, &mut want);
-    if !h.finished.load(Ordering::Acquire) && h.refd.swap(want, Ordering::AcqRel) != want {
-        if let Some(t) = h.tsfn.get() {
-            if want {
-                sys::napi_ref_threadsafe_function(env, t.0);
-            } else {
-                sys::napi_unref_threadsafe_function(env, t.0);
-            }
-        }
-    }
-    undefined(env)
-}
-
-/// clientStats(handle) → plain object of counters.
-unsafe extern "C" fn client_stats(env: Env, info: sys::napi_callback_info) -> Value {
-    let [hv] = args::<1>(env, info);
-    let h = match handle(env, hv) {
-        Ok(h) => h,
-        Err(t) => return throw(env, t),
-    };
-    let s = h.client.get().map(|c| c.stats()).unwrap_or_default();
-    stats_object(env, &s)
-}
-
-unsafe fn stats_object(env: Env, s: &StatsSnapshot) -> Value {
-    let mut obj = ptr::null_mut();
-    sys::napi_create_object(env, &mut obj);
-    for (name, value) in convert::stats_fields(s) {
-        let mut v = ptr::null_mut();
-        sys::napi_create_double(env, value as f64, &mut v);
-        let key = cstr(name);
-        sys::napi_set_named_property(env, obj, key.as_ptr(), v);
-    }
-    let key = cstr("connected");
-    sys::napi_set_named_property(env, obj, key.as_ptr(), boolean(env, s.connected));
-    obj
-}
-
-/// Adds the raw functions to `exports`.
-pub fn register(env: Env, exports: Value) {
-    type Cb = unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value;
-    let functions: [(&str, Cb); 9] = [
-        ("clientCreate", client_create),
-        ("clientSend", client_send),
-        ("clientFlush", client_flush),
-        ("clientRequest", client_request),
-        ("clientCancel", client_cancel),
-        ("clientClose", client_close),
-        ("clientCloseSync", client_close_sync),
-        ("clientRef", client_ref),
-        ("clientStats", client_stats),
-    ];
+/// Adds the callbacks to `exports` under their names.
+pub fn register(env: Env, exports: Value, functions: &[(&str, Callback)]) {
     for (name, cb) in functions {
         let cname = cstr(name);
         let mut f = ptr::null_mut();
+        // SAFETY: valid env and exports; `cb` has the N-API callback signature.
         unsafe {
             sys::napi_create_function(
                 env,
                 cname.as_ptr(),
                 name.len() as isize,
-                Some(cb),
+                Some(*cb as unsafe extern "C" fn(Env, sys::napi_callback_info) -> Value),
                 ptr::null_mut(),
                 &mut f,
             );

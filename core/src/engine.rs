@@ -12,17 +12,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
-use tokio_util::sync::ReusableBoxFuture;
 use zeromq::{
     DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv,
-    SocketSend, ZmqError, ZmqMessage, ZmqResult,
+    ZmqError, ZmqMessage, ZmqResult,
 };
 
 use crate::options::ClientOptions;
@@ -30,6 +28,7 @@ use crate::outbox::{Event, Outbox};
 use crate::protocol::{self, Inbound};
 use crate::queue::{Consumer, Control, Outgoing, QueueShared};
 use crate::stats::bump;
+use crate::writer::Writer;
 
 /// Shortest time one connection attempt (connect + ZMTP handshake) is given.
 const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
@@ -38,62 +37,9 @@ const RECV_BATCH: usize = 256;
 
 /// A live connection: the two halves of the DEALER and its event monitor.
 struct Conn {
-    writer: Writer,
+    writer: Writer<DealerSendHalf>,
     recv: DealerRecvHalf,
     monitor: mpsc::Receiver<SocketEvent>,
-}
-
-type Written = (DealerSendHalf, ZmqResult<()>);
-
-async fn write(mut half: DealerSendHalf, message: ZmqMessage) -> Written {
-    let result = half.send(message).await;
-    (half, result)
-}
-
-/// The send half, and the suspended send that owns it while the crate's queue is full.
-///
-/// A send future must never be dropped once polled: for a single peer the crate enqueues the
-/// message on a fresh clone of the channel sender and only then reports `Pending` (waiting for
-/// the flush), so dropping and retrying would deliver the message twice. The future lives in a
-/// reusable box and the engine's select loop polls it to completion.
-struct Writer {
-    idle: Option<DealerSendHalf>,
-    slot: Option<ReusableBoxFuture<'static, Written>>,
-}
-
-impl Writer {
-    fn busy(&self) -> bool {
-        self.idle.is_none()
-    }
-
-    /// Starts sending `message`; returns the result if it finished without waiting.
-    fn start(&mut self, message: ZmqMessage) -> Option<ZmqResult<()>> {
-        let half = self.idle.take().expect("start() on a busy writer");
-        let future = write(half, message);
-        let slot = match &mut self.slot {
-            Some(slot) => {
-                slot.set(future);
-                slot
-            }
-            None => self.slot.insert(ReusableBoxFuture::new(future)),
-        };
-        // A no-op waker is fine: if this is Pending, the select loop polls again with its own.
-        let waker = futures::task::noop_waker();
-        match slot.poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready((half, result)) => {
-                self.idle = Some(half);
-                Some(result)
-            }
-            Poll::Pending => None,
-        }
-    }
-
-    async fn finish(&mut self) -> ZmqResult<()> {
-        let slot = self.slot.as_mut().expect("finish() without a send");
-        let (half, result) = std::future::poll_fn(|cx| slot.poll(cx)).await;
-        self.idle = Some(half);
-        result
-    }
 }
 
 type Connecting =
@@ -132,9 +78,12 @@ pub(crate) struct Engine {
     close_deadline: Option<Instant>,
     /// Something was written on the current connection since the server last confirmed.
     unconfirmed: bool,
-    /// The corr of the close barrier in flight, if any.
+    /// The corr of the close barrier (goodbye) in flight, if any.
     barrier: Option<Bytes>,
-    barrier_seq: u32,
+    /// The corr of the hello sent on the current connection.
+    hello: Option<Bytes>,
+    /// Sequence number of control requests (hello, goodbye).
+    control_seq: u32,
 }
 
 impl Engine {
@@ -164,7 +113,8 @@ impl Engine {
             close_deadline: None,
             unconfirmed: false,
             barrier: None,
-            barrier_seq: 0,
+            hello: None,
+            control_seq: 0,
         }
     }
 
@@ -227,8 +177,8 @@ impl Engine {
             return true;
         }
         if self.barrier.is_none() {
-            self.barrier_seq = self.barrier_seq.wrapping_add(1);
-            let corr = protocol::encode_control(protocol::CONTROL_BARRIER, self.barrier_seq);
+            self.control_seq = self.control_seq.wrapping_add(1);
+            let corr = protocol::encode_control(protocol::CONTROL_GOODBYE, self.control_seq);
             let mut message = ZmqMessage::from(corr.clone());
             message.push_back(Bytes::new());
             self.barrier = Some(corr);
@@ -396,8 +346,10 @@ impl Engine {
         // Whatever was in flight on that connection is beyond confirming now.
         self.unconfirmed = false;
         self.barrier = None;
+        self.hello = None;
         if self.conn.take().is_some() {
             bump(&self.shared.engine.disconnects, 1);
+            self.events.push(Event::Disconnected);
         }
         self.retry_at = Some(Instant::now() + self.options.reconnect_interval);
         self.backoff = self.options.reconnect_interval;
@@ -426,10 +378,18 @@ impl Engine {
                 bump(&counters.pushes, 1);
                 self.events.push(Event::Push { body });
             }
-            Inbound::Control { frame, .. } => {
+            Inbound::Control { frame, body } => {
                 if self.barrier.as_ref() == Some(&frame) {
                     self.barrier = None;
                     self.unconfirmed = false;
+                } else if self.hello.as_ref() == Some(&frame) {
+                    // A plain ROUTER may echo the hello back: only a real ack makes us ready.
+                    if let Some((client_id, server_pid)) = protocol::parse_ack(&body) {
+                        self.events.push(Event::Ready {
+                            client_id,
+                            server_pid,
+                        });
+                    }
                 }
             }
             Inbound::Malformed => bump(&counters.malformed, 1),
@@ -533,14 +493,27 @@ impl Engine {
                 match result {
                     Ok((socket, monitor)) => {
                         let (send, recv) = socket.split();
+                        let mut writer = Writer::new(send);
+                        // The hello goes first on every connection, ahead of the backlog.
+                        self.control_seq = self.control_seq.wrapping_add(1);
+                        let corr =
+                            protocol::encode_control(protocol::CONTROL_HELLO, self.control_seq);
+                        let mut hello = ZmqMessage::from(corr.clone());
+                        hello.push_back(protocol::hello_body(
+                            std::process::id(),
+                            std::os::unix::process::parent_id(),
+                            self.options.name.as_deref(),
+                        ));
+                        self.hello = Some(corr);
+                        let failed = matches!(writer.start(hello), Some(Err(_)));
                         self.conn = Some(Conn {
-                            writer: Writer {
-                                idle: Some(send),
-                                slot: None,
-                            },
+                            writer,
                             recv,
                             monitor,
                         });
+                        if failed {
+                            self.disconnected();
+                        }
                         self.backoff = self.options.reconnect_interval;
                         bump(&self.shared.engine.connects, 1);
                     }

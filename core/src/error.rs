@@ -15,6 +15,12 @@ pub enum Error {
     Closed,
     /// The engine thread could not be started.
     Spawn(String),
+    /// A server is already bound there (or the path is taken by something else).
+    AddrInUse(String),
+    /// An ipc:// path over the OS limit.
+    PathTooLong { path: String, max: usize },
+    /// Binding failed for another reason; `code` is the errno name.
+    Bind { code: &'static str, message: String },
 }
 
 impl Error {
@@ -26,6 +32,9 @@ impl Error {
             Error::MessageTooLarge { .. } => "EMSGSIZE",
             Error::Closed => "ECLOSED",
             Error::Spawn(_) => "ERR_ZEROWIRE_SPAWN",
+            Error::AddrInUse(_) => "EADDRINUSE",
+            Error::PathTooLong { .. } => "ENAMETOOLONG",
+            Error::Bind { code, .. } => code,
         }
     }
 }
@@ -40,6 +49,13 @@ impl fmt::Display for Error {
             }
             Error::Closed => write!(f, "client is closed"),
             Error::Spawn(why) => write!(f, "could not start the engine thread: {why}"),
+            Error::AddrInUse(why) => write!(f, "address in use: {why}"),
+            Error::PathTooLong { path, max } => write!(
+                f,
+                "ipc path is {} bytes, over the {max}-byte Unix socket limit: {path}",
+                path.len()
+            ),
+            Error::Bind { message, .. } => write!(f, "bind failed: {message}"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! Threads: the host (JS main thread) only pushes [`queue::Command`]s and reads atomics; the
 //! engine thread owns the socket, the pending-request table and every timer.
 
+pub mod bind;
 pub mod client;
 pub mod engine;
 pub mod error;
@@ -21,8 +22,10 @@ pub mod options;
 pub mod outbox;
 pub mod protocol;
 pub mod queue;
+pub mod server;
 pub mod sniff;
 pub mod stats;
+mod writer;
 
 pub use client::Client;
 pub use error::Error;

@@ -20,6 +20,8 @@ pub struct ClientOptions {
     /// First delay between connection attempts; doubles up to `reconnect_max_interval`.
     pub reconnect_interval: Duration,
     pub reconnect_max_interval: Duration,
+    /// Announced to the server in the hello (shown in its `connect` event).
+    pub name: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -32,6 +34,7 @@ impl Default for ClientOptions {
             linger: Duration::from_millis(1000),
             reconnect_interval: Duration::from_millis(100),
             reconnect_max_interval: Duration::from_millis(5000),
+            name: None,
         }
     }
 }

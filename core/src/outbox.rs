@@ -25,6 +25,13 @@ pub enum Event {
     Push {
         body: Bytes,
     },
+    /// A zerowire server acknowledged our hello on the current connection.
+    Ready {
+        client_id: String,
+        server_pid: u32,
+    },
+    /// The connection went down (the engine reconnects by itself).
+    Disconnected,
     /// The engine finished closing; every request still pending is to be rejected.
     Closed,
 }
@@ -34,13 +41,13 @@ pub trait Waker: Send + Sync + 'static {
     fn wake(&self);
 }
 
-pub struct Outbox {
-    events: Mutex<Vec<Event>>,
+pub struct Outbox<E = Event> {
+    events: Mutex<Vec<E>>,
     scheduled: AtomicBool,
     waker: Box<dyn Waker>,
 }
 
-impl Outbox {
+impl<E> Outbox<E> {
     pub fn new(waker: Box<dyn Waker>) -> Self {
         Outbox {
             events: Mutex::new(Vec::new()),
@@ -50,7 +57,7 @@ impl Outbox {
     }
 
     /// Engine side: appends a batch and wakes the host if no wake-up is outstanding.
-    pub fn publish(&self, batch: &mut Vec<Event>) {
+    pub fn publish(&self, batch: &mut Vec<E>) {
         if batch.is_empty() {
             return;
         }
@@ -67,8 +74,17 @@ impl Outbox {
         }
     }
 
+    /// How many events wait for the host (the server stops reading past a bound).
+    pub fn len(&self) -> usize {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Host side: takes everything published so far.
-    pub fn take(&self) -> Vec<Event> {
+    pub fn take(&self) -> Vec<E> {
         self.scheduled.store(false, Ordering::Release);
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -90,7 +106,7 @@ mod tests {
     #[test]
     fn one_wake_per_batch() {
         let wakes = Arc::new(AtomicUsize::new(0));
-        let outbox = Outbox::new(Box::new(Count(wakes.clone())));
+        let outbox: Outbox = Outbox::new(Box::new(Count(wakes.clone())));
         outbox.publish(&mut vec![Event::Timeout { id: 1 }]);
         outbox.publish(&mut vec![Event::Timeout { id: 2 }]);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);

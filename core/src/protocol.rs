@@ -20,9 +20,65 @@ pub const ERROR_STATUS: &[u8] = b"E";
 /// Longest corr a peer may use (the protocol says 1..=16 opaque bytes).
 pub const MAX_CORR_LEN: usize = 16;
 
-/// Control kind of the close barrier: a request whose reply (any reply) confirms the server has
-/// read everything sent before it.
-pub const CONTROL_BARRIER: u8 = b'B';
+/// Control kind sent first on every connection: body `{"pid":…,"ppid":…,"name":"…"}`; a
+/// zerowire server answers with an ack `{"clientId":"…","serverPid":…}`.
+pub const CONTROL_HELLO: u8 = b'H';
+/// Control kind sent last by `close()`: the server answers (any reply) once it has read
+/// everything sent before it, and treats the client as gone.
+pub const CONTROL_GOODBYE: u8 = b'G';
+
+/// The hello body a client sends.
+pub fn hello_body(pid: u32, ppid: u32, name: Option<&str>) -> Bytes {
+    let mut s = format!("{{\"pid\":{pid},\"ppid\":{ppid}");
+    if let Some(name) = name {
+        s.push_str(",\"name\":");
+        json_string(&mut s, name);
+    }
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// The ack body a server sends back.
+pub fn ack_body(client_id: &str, server_pid: u32) -> Bytes {
+    let mut s = String::from("{\"clientId\":");
+    json_string(&mut s, client_id);
+    s.push_str(&format!(",\"serverPid\":{server_pid}}}"));
+    Bytes::from(s)
+}
+
+/// Reads an ack: `None` if the body is not one (a plain ROUTER may echo the hello instead).
+pub fn parse_ack(body: &[u8]) -> Option<(String, u32)> {
+    let id = crate::sniff::Sniffer::new("clientId", 256).sniff(body)?;
+    let id = std::str::from_utf8(id).ok()?.to_owned();
+    let at = memchr::memmem::find(body, b"\"serverPid\":")? + 12;
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let pid = std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((id, pid))
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The kind byte of a control corr, if it is one.
+pub fn control_kind(corr: &[u8]) -> Option<u8> {
+    match corr {
+        [CONTROL_TAG, kind, ..] => Some(*kind),
+        _ => None,
+    }
+}
 
 /// A control corr: `0x00`, the kind, then a u32 little-endian sequence number.
 pub fn encode_control(kind: u8, seq: u32) -> Bytes {
@@ -117,6 +173,21 @@ mod tests {
                 body: b(b"hi")
             }
         );
+    }
+
+    #[test]
+    fn hello_and_ack_round_trip() {
+        let hello = hello_body(12, 1, Some("web \"1\"\n"));
+        assert_eq!(
+            &hello[..],
+            br#"{"pid":12,"ppid":1,"name":"web \"1\"\u000a"}"#
+        );
+        let ack = ack_body("a1b2c3", 4321);
+        assert_eq!(parse_ack(&ack), Some(("a1b2c3".into(), 4321)));
+        assert_eq!(parse_ack(b"echo:{\"pid\":1}"), None);
+        assert_eq!(parse_ack(br#"{"clientId":"x"}"#), None);
+        assert_eq!(control_kind(&encode_control(CONTROL_HELLO, 3)), Some(b'H'));
+        assert_eq!(control_kind(&encode_corr(3)), None);
     }
 
     #[test]

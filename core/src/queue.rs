@@ -20,12 +20,23 @@ use tokio::sync::Notify;
 
 use crate::stats::{bump, EngineCounters, HostCounters};
 
-/// One message for the wire.
+/// One message for the wire, as the client queues it.
 #[derive(Debug)]
 pub struct Outgoing {
     /// `None` for fire-and-forget; the request id otherwise.
     pub request: Option<(u32, Duration)>,
     pub body: Bytes,
+}
+
+/// What the queue needs to know of a message: its payload size, for the byte high-water mark.
+pub trait Weighed {
+    fn bytes(&self) -> u64;
+}
+
+impl Weighed for Outgoing {
+    fn bytes(&self) -> u64 {
+        self.body.len() as u64
+    }
 }
 
 /// Out-of-band orders; never refused, never stuck behind queued messages.
@@ -86,32 +97,41 @@ pub enum Refusal {
 pub const STAGE_MAX: usize = 64;
 
 /// Messages admitted by the host but not yet handed to the engine. Owned by the host thread.
-#[derive(Debug, Default)]
-pub struct Staging {
-    msgs: Vec<Outgoing>,
+#[derive(Debug)]
+pub struct Staging<T = Outgoing> {
+    msgs: Vec<T>,
 }
 
-impl Staging {
+impl<T> Default for Staging<T> {
+    fn default() -> Self {
+        Staging { msgs: Vec::new() }
+    }
+}
+
+impl<T> Staging<T> {
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
     }
 }
 
 /// Host half of the queue.
-pub struct Producer {
-    tx: Sender<Vec<Outgoing>>,
-    ctl: Sender<Control>,
+pub struct Producer<T = Outgoing, C = Control> {
+    tx: Sender<Vec<T>>,
+    ctl: Sender<C>,
     high_water_mark: u64,
     high_water_bytes: u64,
 }
 
 /// Engine half of the queue.
-pub struct Consumer {
-    pub rx: Receiver<Vec<Outgoing>>,
-    pub ctl: Receiver<Control>,
+pub struct Consumer<T = Outgoing, C = Control> {
+    pub rx: Receiver<Vec<T>>,
+    pub ctl: Receiver<C>,
 }
 
-pub fn channel(high_water_mark: usize, high_water_bytes: usize) -> (Producer, Consumer) {
+pub fn channel<T, C>(
+    high_water_mark: usize,
+    high_water_bytes: usize,
+) -> (Producer<T, C>, Consumer<T, C>) {
     let (tx, rx) = crossbeam_channel::bounded(high_water_mark);
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
     (
@@ -125,17 +145,17 @@ pub fn channel(high_water_mark: usize, high_water_bytes: usize) -> (Producer, Co
     )
 }
 
-impl Producer {
+impl<T: Weighed, C> Producer<T, C> {
     /// Admits one message into `staging`. Never blocks. Must be called from one thread only
     /// (the host's), which also owns `staging`.
     #[inline]
     pub fn push(
         &self,
         shared: &QueueShared,
-        staging: &mut Staging,
-        msg: Outgoing,
+        staging: &mut Staging<T>,
+        msg: T,
     ) -> Result<(), Refusal> {
-        let len = msg.body.len() as u64;
+        let len = msg.bytes();
         // The engine moves messages out of the channel into its backlog while disconnected, so
         // the channel's capacity alone does not bound what is queued: the counters do. What is
         // staged here already counts as pushed.
@@ -161,7 +181,7 @@ impl Producer {
     }
 
     /// Hands everything staged to the engine and wakes it if it may be asleep.
-    pub fn flush(&self, shared: &QueueShared, staging: &mut Staging) -> Result<(), Refusal> {
+    pub fn flush(&self, shared: &QueueShared, staging: &mut Staging<T>) -> Result<(), Refusal> {
         if staging.msgs.is_empty() {
             return Ok(());
         }
@@ -178,7 +198,7 @@ impl Producer {
         }
     }
 
-    pub fn control(&self, shared: &QueueShared, order: Control) -> Result<(), Refusal> {
+    pub fn control(&self, shared: &QueueShared, order: C) -> Result<(), Refusal> {
         self.ctl.send(order).map_err(|_| Refusal::Closed)?;
         shared.wake_engine();
         Ok(())
@@ -188,6 +208,12 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Producer = super::Producer<Outgoing, Control>;
+
+    fn channel(hwm: usize, hwb: usize) -> (Producer, Consumer) {
+        super::channel(hwm, hwb)
+    }
 
     fn msg(n: usize) -> Outgoing {
         Outgoing {

@@ -1,0 +1,283 @@
+//! Binding a server endpoint ourselves, then handing the listener to the zeromq crate.
+//!
+//! For `ipc://` this is where the socket file is made safe to use:
+//! - a path longer than the OS limit (107 bytes on Linux) is refused up front;
+//! - a socket file left by a dead server (connecting is refused) is replaced, while a path
+//!   where a live server answers, or a path that is not a socket, is refused (`EADDRINUSE`);
+//! - the socket is created owner-only (0600) unless the caller asks for another mode, with no
+//!   window in which it is wider: it is bound inside a fresh 0700 directory, chmod-ed there, and
+//!   then hard-linked into place (`link` fails if the name was taken meanwhile, so a server that
+//!   won a race is never clobbered).
+//!
+//! `tcp://` binds a std listener the usual way; port 0 picks a free port.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Longest path `sockaddr_un.sun_path` holds (108 bytes with the terminating NUL).
+pub const MAX_IPC_PATH: usize = 107;
+
+pub enum Bound {
+    Ipc(IpcBinding),
+    Tcp(TcpListener),
+}
+
+pub struct IpcBinding {
+    pub listener: UnixListener,
+    pub file: SocketFile,
+}
+
+/// The socket file a server created, removed at close only while it is still the same file.
+pub struct SocketFile {
+    pub path: PathBuf,
+    inode: u64,
+}
+
+impl Bound {
+    /// Splits into what the zeromq crate takes and the file we must clean up ourselves.
+    pub fn into_parts(self) -> (zeromq::Listener, Option<SocketFile>) {
+        match self {
+            Bound::Ipc(b) => (b.listener.into(), Some(b.file)),
+            Bound::Tcp(l) => (l.into(), None),
+        }
+    }
+}
+
+impl SocketFile {
+    /// Removes the socket file if it is still the one we bound.
+    pub fn remove_file(&self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.ino() == self.inode {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+impl Bound {
+    /// The endpoint clients should use (with the real port for `tcp://…:0`).
+    pub fn endpoint(&self) -> String {
+        match self {
+            Bound::Ipc(b) => format!("ipc://{}", b.file.path.display()),
+            Bound::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("tcp://{a}"),
+                Err(_) => "tcp://?".into(),
+            },
+        }
+    }
+}
+
+fn io_error(what: &str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => Error::AddrInUse(format!("{what}: {e}")),
+        io::ErrorKind::PermissionDenied => Error::Bind {
+            code: "EACCES",
+            message: format!("{what}: {e}"),
+        },
+        _ => Error::Bind {
+            code: "EBIND",
+            message: format!("{what}: {e}"),
+        },
+    }
+}
+
+pub fn bind(endpoint: &str, ipc_mode: u32) -> Result<Bound, Error> {
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        return bind_ipc(Path::new(path), ipc_mode).map(Bound::Ipc);
+    }
+    if let Some(addr) = endpoint.strip_prefix("tcp://") {
+        // ZeroMQ spells "all interfaces" as `*`.
+        let addr = match addr.strip_prefix("*:") {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => addr.to_owned(),
+        };
+        let addr = addr.trim_start_matches('[').replacen("]:", ":", 1);
+        let addr = if addr.matches(':').count() > 1 {
+            // IPv6: put the brackets back for the std parser.
+            let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, ""));
+            format!("[{host}]:{port}")
+        } else {
+            addr
+        };
+        return TcpListener::bind(&addr)
+            .map(Bound::Tcp)
+            .map_err(|e| io_error(endpoint, e));
+    }
+    Err(Error::InvalidEndpoint(format!(
+        "{endpoint:?}: only ipc:// and tcp:// endpoints are supported"
+    )))
+}
+
+fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
+    let shown = path.display().to_string();
+    if path.as_os_str().is_empty() {
+        return Err(Error::InvalidEndpoint("ipc:// needs a path".into()));
+    }
+    if path.as_os_str().len() > MAX_IPC_PATH {
+        return Err(Error::PathTooLong {
+            path: shown,
+            max: MAX_IPC_PATH,
+        });
+    }
+    clear_stale(path)?;
+
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // A private directory next to the target; 0700 so nobody else can reach the socket in it.
+    let private = parent.join(format!(".zw{:x}{:x}", std::process::id(), nonce()));
+    let staged = private.join("s");
+    let listener = if staged.as_os_str().len() <= MAX_IPC_PATH {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(|e| io_error(&shown, e))?;
+        let result = (|| {
+            let listener = UnixListener::bind(&staged)?;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+            std::fs::hard_link(&staged, path)?;
+            Ok(listener)
+        })();
+        let _ = std::fs::remove_file(&staged);
+        let _ = std::fs::remove_dir(&private);
+        result.map_err(|e: io::Error| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::AddrInUse(format!("{shown}: another server bound it meanwhile"))
+            } else {
+                io_error(&shown, e)
+            }
+        })?
+    } else {
+        // The private directory's name would push the staged path over the limit: bind in
+        // place. The file is created with the process umask and narrowed right after.
+        let listener = UnixListener::bind(path).map_err(|e| io_error(&shown, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_error(&shown, e))?;
+        listener
+    };
+    let inode = std::fs::symlink_metadata(path)
+        .map_err(|e| io_error(&shown, e))?
+        .ino();
+    Ok(IpcBinding {
+        listener,
+        file: SocketFile {
+            path: path.to_path_buf(),
+            inode,
+        },
+    })
+}
+
+/// Removes a socket file no server listens on; refuses a live one or a non-socket.
+fn clear_stale(path: &Path) -> Result<(), Error> {
+    let shown = path.display().to_string();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(&shown, e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::AddrInUse(format!(
+            "{shown} exists and is not a socket; not replacing it"
+        )));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(Error::AddrInUse(format!(
+            "{shown}: a server is listening there"
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            // Nobody listens: a dead server's leftover.
+            std::fs::remove_file(path).map_err(|e| io_error(&shown, e))
+        }
+        Err(e) => Err(io_error(&shown, e)),
+    }
+}
+
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish() & 0xffff_ffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("zw-bind-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.sock")
+    }
+
+    #[test]
+    fn owner_only_by_default_and_usable_after_link() {
+        let path = tmp("mode");
+        let Bound::Ipc(b) = bind(&format!("ipc://{}", path.display()), 0o600).unwrap() else {
+            panic!("ipc")
+        };
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The listener answers on the linked name.
+        UnixStream::connect(&path).unwrap();
+        assert!(b.listener.accept().is_ok());
+        // No private directory is left behind.
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("s.sock")]);
+        b.file.remove_file();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn live_refused_stale_replaced_non_socket_kept() {
+        let path = tmp("stale");
+        let ep = format!("ipc://{}", path.display());
+        let first = bind(&ep, 0o600).unwrap();
+        let err = bind(&ep, 0o600).err().unwrap();
+        assert_eq!(err.code(), "EADDRINUSE");
+        // Drop the listener but leave its file: a dead server's leftover.
+        drop(first);
+        assert!(path.exists());
+        let Bound::Ipc(second) = bind(&ep, 0o640).unwrap() else {
+            panic!("ipc")
+        };
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        second.file.remove_file();
+        std::fs::write(&path, b"precious").unwrap();
+        assert_eq!(bind(&ep, 0o600).err().unwrap().code(), "EADDRINUSE");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn long_paths_are_refused() {
+        let ep = format!("ipc:///tmp/{}", "x".repeat(120));
+        let err = bind(&ep, 0o600).err().unwrap();
+        assert_eq!(err.code(), "ENAMETOOLONG");
+        assert!(err.to_string().contains("107"));
+    }
+
+    #[test]
+    fn tcp_port_zero_and_in_use() {
+        let b = bind("tcp://127.0.0.1:0", 0).unwrap();
+        let ep = b.endpoint();
+        assert!(ep.starts_with("tcp://127.0.0.1:") && !ep.ends_with(":0"));
+        assert_eq!(bind(&ep, 0).err().unwrap().code(), "EADDRINUSE");
+    }
+}

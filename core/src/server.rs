@@ -1,0 +1,796 @@
+//! The server: a ROUTER on its own thread (same model as the client engine) that routes what
+//! clients send by a field sniffed from the first bytes, knows its clients, and pushes to them.
+//!
+//! Inbound, per message: find (or create) the peer by routing identity; answer control
+//! traffic (hello → ack, goodbye → reply) itself; sniff the route for everything else and
+//! publish one [`ServerEvent::Message`] carrying the route index, so only that route's handler
+//! runs in JS. Requests get a reply token; the corr stays here until the host replies with it.
+//! Outbound, the host stages replies, pushes and broadcasts exactly like a client stages sends.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use zeromq::{
+    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketRecv, ZmqMessage,
+    ZmqResult,
+};
+
+use crate::bind::{self, SocketFile};
+use crate::client::Queued;
+use crate::error::Error;
+use crate::outbox::{Outbox, Waker};
+use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
+use crate::queue::{self, Consumer, Producer, QueueShared, Refusal, Staging, Weighed};
+use crate::sniff::Sniffer;
+use crate::stats::bump;
+use crate::writer::Writer;
+
+/// Route index of messages no route matched (the `message` event).
+pub const NO_ROUTE: u32 = 0;
+/// Reply token of a fire-and-forget message.
+pub const NO_TOKEN: u32 = 0;
+/// Inbound messages waiting for the host before the engine stops reading the socket.
+const MAX_UNDELIVERED: usize = 50_000;
+/// How often a paused engine looks again whether the host caught up.
+const PAUSE_POLL: Duration = Duration::from_millis(1);
+const RECV_BATCH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The top-level JSON field routes are keyed by.
+    pub type_field: String,
+    /// How many leading bytes of a message the router looks at.
+    pub sniff_bytes: usize,
+    /// Mode of the ipc:// socket file.
+    pub socket_mode: u32,
+    pub send_high_water_mark: usize,
+    pub send_high_water_bytes: usize,
+    pub max_message_bytes: usize,
+    pub linger: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            type_field: "type".into(),
+            sniff_bytes: 256,
+            socket_mode: 0o600,
+            send_high_water_mark: 100_000,
+            send_high_water_bytes: 64 << 20,
+            max_message_bytes: 16 << 20,
+            linger: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl ServerOptions {
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::InvalidOption(what));
+        if self.type_field.is_empty() {
+            return bad("typeField must not be empty".into());
+        }
+        if self.sniff_bytes == 0 || self.sniff_bytes > 1 << 20 {
+            return bad("sniffBytes must be 1..=1048576".into());
+        }
+        if self.socket_mode > 0o777 {
+            return bad(format!(
+                "socketMode must be 0..=0o777, got {:o}",
+                self.socket_mode
+            ));
+        }
+        let client = crate::ClientOptions {
+            send_high_water_mark: self.send_high_water_mark,
+            send_high_water_bytes: self.send_high_water_bytes,
+            max_message_bytes: self.max_message_bytes,
+            ..Default::default()
+        };
+        client.validate()
+    }
+}
+
+/// Why a client is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// It said goodbye (a zerowire client's `close()`).
+    Goodbye,
+    /// Its connection closed without a goodbye.
+    Closed,
+    /// It fell silent past the heartbeat deadline.
+    Timeout,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Goodbye => "goodbye",
+            DisconnectReason::Closed => "closed",
+            DisconnectReason::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A client appeared: on its hello, or on its first message if it sends none. `info` is
+    /// the hello's JSON body (empty for clients that do not speak the control protocol).
+    Connect {
+        client: u32,
+        id: String,
+        info: Bytes,
+    },
+    /// `route` is the index the host registered (NO_ROUTE: none matched); `token` is the
+    /// request's reply token (NO_TOKEN: fire-and-forget).
+    Message {
+        route: u32,
+        client: u32,
+        token: u32,
+        body: Bytes,
+    },
+    Disconnect {
+        client: u32,
+        reason: DisconnectReason,
+    },
+    Closed,
+}
+
+/// What the host asks the server to send.
+#[derive(Debug)]
+pub enum ServerOut {
+    Reply {
+        token: u32,
+        body: Bytes,
+        error: bool,
+    },
+    SendTo {
+        client: u32,
+        body: Bytes,
+    },
+    Broadcast {
+        body: Bytes,
+    },
+}
+
+impl Weighed for ServerOut {
+    fn bytes(&self) -> u64 {
+        match self {
+            ServerOut::Reply { body, .. }
+            | ServerOut::SendTo { body, .. }
+            | ServerOut::Broadcast { body } => body.len() as u64,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ServerControl {
+    /// Messages whose sniffed type equals `name` go to route `index`.
+    Route {
+        name: Vec<u8>,
+        index: u32,
+    },
+    Close {
+        linger: Duration,
+    },
+}
+
+/// Counters of the server engine (written by the engine thread only).
+#[derive(Default)]
+pub struct ServerCounters {
+    pub received: std::sync::atomic::AtomicU64,
+    pub routed: std::sync::atomic::AtomicU64,
+    pub unrouted: std::sync::atomic::AtomicU64,
+    pub requests: std::sync::atomic::AtomicU64,
+    pub replies: std::sync::atomic::AtomicU64,
+    pub pushes: std::sync::atomic::AtomicU64,
+    /// Replies and pushes whose client was gone.
+    pub unroutable: std::sync::atomic::AtomicU64,
+    pub malformed: std::sync::atomic::AtomicU64,
+    pub connects: std::sync::atomic::AtomicU64,
+    pub disconnects: std::sync::atomic::AtomicU64,
+    pub clients: std::sync::atomic::AtomicU64,
+}
+
+struct Peer {
+    identity: Bytes,
+    id: String,
+}
+
+struct Engine {
+    shared: Arc<QueueShared>,
+    counters: Arc<ServerCounters>,
+    outbox: Arc<Outbox<ServerEvent>>,
+    queue: Consumer<ServerOut, ServerControl>,
+    sniffer: Sniffer,
+    routes: HashMap<Vec<u8>, u32>,
+    peers: HashMap<u32, Peer>,
+    by_identity: HashMap<Bytes, u32>,
+    next_client: u32,
+    /// Reply token → (client, corr).
+    tokens: HashMap<u32, (u32, Bytes)>,
+    next_token: u32,
+    /// Ready to write: frames, and for the entry that completes a host message its bytes
+    /// (released from the host's queue accounting once written).
+    backlog: VecDeque<(ZmqMessage, Option<u64>)>,
+    events: Vec<ServerEvent>,
+    close_deadline: Option<Instant>,
+}
+
+struct Conn {
+    writer: Writer<RouterSendHalf>,
+    recv: RouterRecvHalf,
+    monitor: mpsc::Receiver<SocketEvent>,
+}
+
+impl Engine {
+    fn peer_for(&mut self, identity: &Bytes, hello: Option<&Bytes>) -> u32 {
+        if let Some(&index) = self.by_identity.get(identity) {
+            return index;
+        }
+        self.next_client = self.next_client.wrapping_add(1).max(1);
+        let index = self.next_client;
+        let id = client_id();
+        self.events.push(ServerEvent::Connect {
+            client: index,
+            id: id.clone(),
+            info: hello.cloned().unwrap_or_default(),
+        });
+        self.peers.insert(
+            index,
+            Peer {
+                identity: identity.clone(),
+                id,
+            },
+        );
+        self.by_identity.insert(identity.clone(), index);
+        bump(&self.counters.connects, 1);
+        self.counters
+            .clients
+            .store(self.peers.len() as u64, Ordering::Relaxed);
+        index
+    }
+
+    fn forget(&mut self, index: u32, reason: DisconnectReason) {
+        if let Some(peer) = self.peers.remove(&index) {
+            self.by_identity.remove(&peer.identity);
+            self.events.push(ServerEvent::Disconnect {
+                client: index,
+                reason,
+            });
+            bump(&self.counters.disconnects, 1);
+            self.counters
+                .clients
+                .store(self.peers.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn reply_frames(identity: &Bytes, corr: &Bytes, body: Bytes) -> ZmqMessage {
+        let mut m = ZmqMessage::from(identity.clone());
+        m.push_back(corr.clone());
+        m.push_back(body);
+        m
+    }
+
+    fn handle_inbound(&mut self, message: ZmqMessage) {
+        bump(&self.counters.received, 1);
+        let mut frames = message.into_vec();
+        if frames.len() != 3 || frames[1].len() > protocol::MAX_CORR_LEN {
+            bump(&self.counters.malformed, 1);
+            return;
+        }
+        let body = frames.pop().expect("three frames");
+        let corr = frames.pop().expect("three frames");
+        let identity = frames.pop().expect("three frames");
+        match protocol::control_kind(&corr) {
+            Some(CONTROL_HELLO) => {
+                let index = self.peer_for(&identity, Some(&body));
+                let id = self.peers[&index].id.clone();
+                let ack = protocol::ack_body(&id, std::process::id());
+                self.backlog
+                    .push_back((Self::reply_frames(&identity, &corr, ack), None));
+            }
+            Some(CONTROL_GOODBYE) => {
+                // Everything this client sent before the goodbye has been read: confirm it.
+                self.backlog
+                    .push_back((Self::reply_frames(&identity, &corr, Bytes::new()), None));
+                if let Some(&index) = self.by_identity.get(&identity) {
+                    self.forget(index, DisconnectReason::Goodbye);
+                }
+            }
+            Some(_) => {
+                // Unknown control kinds (a newer client) get an empty reply, never an error.
+                self.backlog
+                    .push_back((Self::reply_frames(&identity, &corr, Bytes::new()), None));
+            }
+            None => {
+                let client = self.peer_for(&identity, None);
+                let route = match self.sniffer.sniff(&body) {
+                    Some(name) => self.routes.get(name).copied().unwrap_or(NO_ROUTE),
+                    None => NO_ROUTE,
+                };
+                bump(
+                    if route == NO_ROUTE {
+                        &self.counters.unrouted
+                    } else {
+                        &self.counters.routed
+                    },
+                    1,
+                );
+                let token = if corr.is_empty() {
+                    NO_TOKEN
+                } else {
+                    bump(&self.counters.requests, 1);
+                    self.next_token = self.next_token.wrapping_add(1).max(1);
+                    self.tokens.insert(self.next_token, (client, corr));
+                    self.next_token
+                };
+                self.events.push(ServerEvent::Message {
+                    route,
+                    client,
+                    token,
+                    body,
+                });
+            }
+        }
+    }
+
+    /// Turns what the host staged into frames in the backlog.
+    fn take_queue(&mut self) {
+        while let Ok(batch) = self.queue.rx.try_recv() {
+            for out in batch {
+                let size = out.bytes();
+                match out {
+                    ServerOut::Reply { token, body, error } => {
+                        let target = self
+                            .tokens
+                            .remove(&token)
+                            .and_then(|(client, corr)| self.peers.get(&client).map(|p| (p, corr)));
+                        match target {
+                            Some((peer, corr)) => {
+                                let mut m = Self::reply_frames(&peer.identity, &corr, body);
+                                if error {
+                                    m.push_back(Bytes::from_static(ERROR_STATUS));
+                                }
+                                bump(&self.counters.replies, 1);
+                                self.backlog.push_back((m, Some(size)));
+                            }
+                            None => self.unroutable(size),
+                        }
+                    }
+                    ServerOut::SendTo { client, body } => match self.peers.get(&client) {
+                        Some(peer) => {
+                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body);
+                            bump(&self.counters.pushes, 1);
+                            self.backlog.push_back((m, Some(size)));
+                        }
+                        None => self.unroutable(size),
+                    },
+                    ServerOut::Broadcast { body } => {
+                        let n = self.peers.len();
+                        for (i, peer) in self.peers.values().enumerate() {
+                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body.clone());
+                            // The host's message is released with its last copy.
+                            let release = (i + 1 == n).then_some(size);
+                            self.backlog.push_back((m, release));
+                        }
+                        bump(&self.counters.pushes, n as u64);
+                        if n == 0 {
+                            self.release(1, size);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn unroutable(&mut self, size: u64) {
+        bump(&self.counters.unroutable, 1);
+        self.release(1, size);
+    }
+
+    fn release(&self, messages: u64, bytes: u64) {
+        let e = &self.shared.engine;
+        bump(&e.released_bytes, bytes);
+        e.released.store(
+            e.released.load(Ordering::Relaxed) + messages,
+            Ordering::Release,
+        );
+    }
+
+    fn take_control(&mut self, now: Instant) {
+        while let Ok(order) = self.queue.ctl.try_recv() {
+            match order {
+                ServerControl::Route { name, index } => {
+                    self.routes.insert(name, index);
+                }
+                ServerControl::Close { linger } => {
+                    self.close_deadline.get_or_insert(now + linger);
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, conn: &mut Conn) {
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        while !conn.writer.busy() {
+            let Some((m, release)) = self.backlog.pop_front() else {
+                break;
+            };
+            if let Some(size) = release {
+                messages += 1;
+                bytes += size;
+            }
+            if let Some(Err(_)) = conn.writer.start(m) {
+                // The peer left between our lookup and the send: nothing to retry.
+                bump(&self.counters.unroutable, 1);
+            }
+        }
+        if messages > 0 {
+            self.release(messages, bytes);
+        }
+    }
+}
+
+fn client_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+impl Engine {
+    async fn main(mut self, listener: zeromq::Listener) {
+        let mut socket = RouterSocket::new();
+        let monitor = socket.monitor();
+        if socket.bind_listener(listener).await.is_err() {
+            return;
+        }
+        let (send, recv) = socket.split();
+        let mut conn = Conn {
+            writer: Writer::new(send),
+            recv,
+            monitor,
+        };
+        loop {
+            let now = Instant::now();
+            self.take_control(now);
+            self.take_queue();
+            self.flush(&mut conn);
+            self.outbox.publish(&mut self.events);
+            if let Some(deadline) = self.close_deadline {
+                let idle =
+                    self.backlog.is_empty() && self.queue.rx.is_empty() && !conn.writer.busy();
+                if idle || now >= deadline {
+                    break;
+                }
+            }
+            self.wait(&mut conn).await;
+        }
+        // What could not be written in the linger time is dropped with the socket.
+        let left = self.backlog.iter().filter(|(_, r)| r.is_some()).count() as u64;
+        let left_bytes = self.backlog.iter().filter_map(|(_, r)| *r).sum();
+        self.release(left, left_bytes);
+    }
+
+    async fn wait(&mut self, conn: &mut Conn) {
+        let shared = self.shared.clone();
+        shared.sleeping.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() {
+            shared.sleeping.store(false, Ordering::Relaxed);
+            return;
+        }
+        // Stop reading while the host has not taken what we already gave it: the kernel and
+        // the crate's buffers then push back on the clients instead of our memory growing.
+        let paused = self.outbox.len() >= MAX_UNDELIVERED;
+        let mut timer = self.close_deadline;
+        if paused {
+            let poll = Instant::now() + PAUSE_POLL;
+            timer = Some(timer.map_or(poll, |t| t.min(poll)));
+        }
+        let sleep = async {
+            match timer {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let recv = async {
+            if paused {
+                std::future::pending().await
+            } else {
+                conn.recv.recv().await
+            }
+        };
+        let writing = conn.writer.busy();
+        let written = async {
+            if writing {
+                conn.writer.finish().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        enum Woke {
+            Other,
+            Message(ZmqResult<ZmqMessage>),
+            Monitor(Option<SocketEvent>),
+        }
+        let woke = tokio::select! {
+            _ = shared.notify.notified() => Woke::Other,
+            _ = sleep => Woke::Other,
+            m = recv => Woke::Message(m),
+            e = conn.monitor.next() => Woke::Monitor(e),
+            _ = written => Woke::Other,
+        };
+        shared.sleeping.store(false, Ordering::Relaxed);
+        match woke {
+            Woke::Other | Woke::Message(Err(_)) | Woke::Monitor(None) => {}
+            Woke::Message(Ok(m)) => {
+                self.handle_inbound(m);
+                for _ in 1..RECV_BATCH {
+                    match conn.recv.recv().now_or_never() {
+                        Some(Ok(m)) => self.handle_inbound(m),
+                        _ => break,
+                    }
+                }
+            }
+            Woke::Monitor(Some(SocketEvent::Disconnected(peer))) => {
+                let identity: Bytes = peer.into();
+                if let Some(&index) = self.by_identity.get(&identity) {
+                    self.forget(index, DisconnectReason::Closed);
+                }
+            }
+            Woke::Monitor(Some(_)) => {}
+        }
+    }
+}
+
+/// The host's handle on a server.
+pub struct Server {
+    endpoint: String,
+    shared: Arc<QueueShared>,
+    counters: Arc<ServerCounters>,
+    outbox: Arc<Outbox<ServerEvent>>,
+    producer: Producer<ServerOut, ServerControl>,
+    max_message_bytes: usize,
+    linger: Duration,
+    closing: AtomicBool,
+    exited: crossbeam_channel::Receiver<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub received: u64,
+    pub routed: u64,
+    pub unrouted: u64,
+    pub requests: u64,
+    pub replies: u64,
+    pub pushes: u64,
+    pub unroutable: u64,
+    pub malformed: u64,
+    pub connects: u64,
+    pub disconnects: u64,
+    pub clients: u64,
+    pub refused: u64,
+    pub queued: u64,
+    pub queued_bytes: u64,
+}
+
+impl Server {
+    /// Binds now (so a taken address or a bad path is an error of this call) and starts the
+    /// engine thread.
+    pub fn bind(
+        endpoint: &str,
+        options: ServerOptions,
+        waker: Box<dyn Waker>,
+    ) -> Result<Server, Error> {
+        options.validate()?;
+        let bound = bind::bind(endpoint, options.socket_mode)?;
+        let endpoint = bound.endpoint();
+        let (listener, file) = bound.into_parts();
+        let shared = Arc::new(QueueShared::new());
+        let counters = Arc::new(ServerCounters::default());
+        let outbox = Arc::new(Outbox::new(waker));
+        let (producer, consumer) =
+            queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
+        let engine = Engine {
+            shared: shared.clone(),
+            counters: counters.clone(),
+            outbox: outbox.clone(),
+            queue: consumer,
+            sniffer: Sniffer::new(&options.type_field, options.sniff_bytes),
+            routes: HashMap::new(),
+            peers: HashMap::new(),
+            by_identity: HashMap::new(),
+            next_client: 0,
+            tokens: HashMap::new(),
+            next_token: 0,
+            backlog: VecDeque::new(),
+            events: Vec::new(),
+            close_deadline: None,
+        };
+        let (exit_tx, exited) = crossbeam_channel::bounded(1);
+        let thread_outbox = outbox.clone();
+        let thread = std::thread::Builder::new()
+            .name("zerowire-server".into())
+            .spawn(move || {
+                run(engine, listener, file);
+                thread_outbox.publish(&mut vec![ServerEvent::Closed]);
+                let _ = exit_tx.send(());
+            })
+            .map_err(|e| Error::Spawn(e.to_string()))?;
+        Ok(Server {
+            endpoint,
+            shared,
+            counters,
+            outbox,
+            producer,
+            max_message_bytes: options.max_message_bytes,
+            linger: options.linger,
+            closing: AtomicBool::new(false),
+            exited,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The bound endpoint (with the real port for `tcp://…:0`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn route(&self, name: &str, index: u32) {
+        let _ = self.producer.control(
+            &self.shared,
+            ServerControl::Route {
+                name: name.as_bytes().to_vec(),
+                index,
+            },
+        );
+    }
+
+    fn push(&self, staging: &mut Staging<ServerOut>, out: ServerOut) -> Result<Queued, Error> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        let size = out.bytes() as usize;
+        if size > self.max_message_bytes {
+            return Err(Error::MessageTooLarge {
+                size,
+                max: self.max_message_bytes,
+            });
+        }
+        match self.producer.push(&self.shared, staging, out) {
+            Ok(()) => Ok(Queued::Yes),
+            Err(Refusal::Full) => Ok(Queued::Refused),
+            Err(Refusal::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// Answers the request that carried `token` (`error`: an error reply, rejected with EREMOTE).
+    pub fn reply(
+        &self,
+        staging: &mut Staging<ServerOut>,
+        token: u32,
+        body: Bytes,
+        error: bool,
+    ) -> Result<Queued, Error> {
+        self.push(staging, ServerOut::Reply { token, body, error })
+    }
+
+    pub fn send_to(
+        &self,
+        staging: &mut Staging<ServerOut>,
+        client: u32,
+        body: Bytes,
+    ) -> Result<Queued, Error> {
+        self.push(staging, ServerOut::SendTo { client, body })
+    }
+
+    pub fn broadcast(
+        &self,
+        staging: &mut Staging<ServerOut>,
+        body: Bytes,
+    ) -> Result<Queued, Error> {
+        self.push(staging, ServerOut::Broadcast { body })
+    }
+
+    pub fn flush(&self, staging: &mut Staging<ServerOut>) {
+        let _ = self.producer.flush(&self.shared, staging);
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting calls, writes what is queued for at most the linger time, closes the
+    /// socket (and removes its ipc file), then publishes `ServerEvent::Closed`.
+    pub fn close(&self, staging: &mut Staging<ServerOut>) -> bool {
+        self.close_with(staging, self.linger)
+    }
+
+    pub fn close_with(&self, staging: &mut Staging<ServerOut>, linger: Duration) -> bool {
+        self.flush(staging);
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _ = self
+            .producer
+            .control(&self.shared, ServerControl::Close { linger });
+        true
+    }
+
+    /// Closes (if not yet) and waits for the engine thread for at most `wait`.
+    pub fn shutdown(
+        &self,
+        staging: &mut Staging<ServerOut>,
+        linger: Duration,
+        wait: Duration,
+    ) -> bool {
+        self.close_with(staging, linger);
+        let ended = self.exited.recv_timeout(wait).is_ok();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (true, Some(handle)) = (ended, handle) {
+            let _ = handle.join();
+        }
+        ended
+    }
+
+    pub fn take_events(&self) -> Vec<ServerEvent> {
+        self.outbox.take()
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let c = &self.counters;
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let host = &self.shared.host;
+        let engine = &self.shared.engine;
+        ServerStats {
+            received: r(&c.received),
+            routed: r(&c.routed),
+            unrouted: r(&c.unrouted),
+            requests: r(&c.requests),
+            replies: r(&c.replies),
+            pushes: r(&c.pushes),
+            unroutable: r(&c.unroutable),
+            malformed: r(&c.malformed),
+            connects: r(&c.connects),
+            disconnects: r(&c.disconnects),
+            clients: r(&c.clients),
+            refused: r(&host.refused),
+            queued: r(&host.pushed).saturating_sub(r(&engine.released)),
+            queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close_with(&mut Staging::default(), Duration::ZERO);
+    }
+}
+
+fn run(engine: Engine, listener: zeromq::Listener, file: Option<SocketFile>) {
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        runtime.block_on(engine.main(listener));
+    }
+    if let Some(file) = file {
+        file.remove_file();
+    }
+}

@@ -1,0 +1,277 @@
+//! The server engine against zerowire clients on real ipc sockets.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use zerowire_core::client::Queued;
+use zerowire_core::queue::Staging;
+use zerowire_core::server::{
+    DisconnectReason, Server, ServerEvent, ServerOptions, NO_ROUTE, NO_TOKEN,
+};
+use zerowire_core::{Client, ClientOptions, Event, Waker};
+
+struct ChannelWaker(Sender<()>);
+impl Waker for ChannelWaker {
+    fn wake(&self) {
+        let _ = self.0.send(());
+    }
+}
+
+fn endpoint(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("zw-srv-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("ipc://{}/s.sock", dir.display())
+}
+
+struct S {
+    server: Server,
+    woken: Receiver<()>,
+    staging: RefCell<Staging<zerowire_core::server::ServerOut>>,
+}
+
+impl S {
+    fn new(ep: &str) -> S {
+        let (tx, woken) = crossbeam_channel::unbounded();
+        let server =
+            Server::bind(ep, ServerOptions::default(), Box::new(ChannelWaker(tx))).unwrap();
+        S {
+            server,
+            woken,
+            staging: RefCell::default(),
+        }
+    }
+    fn events(&self, n: usize) -> Vec<ServerEvent> {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n {
+            if self
+                .woken
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+                .is_err()
+            {
+                break;
+            }
+            got.extend(self.server.take_events());
+        }
+        got
+    }
+    fn reply(&self, token: u32, body: &str, error: bool) {
+        let mut st = self.staging.borrow_mut();
+        assert_eq!(
+            self.server
+                .reply(
+                    &mut st,
+                    token,
+                    Bytes::copy_from_slice(body.as_bytes()),
+                    error
+                )
+                .unwrap(),
+            Queued::Yes
+        );
+        self.server.flush(&mut st);
+    }
+}
+
+struct C {
+    client: Client,
+    woken: Receiver<()>,
+    staging: RefCell<Staging>,
+}
+
+impl C {
+    fn new(ep: &str, name: &str) -> C {
+        let (tx, woken) = crossbeam_channel::unbounded();
+        let options = ClientOptions {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let client = Client::connect(ep, options, Box::new(ChannelWaker(tx))).unwrap();
+        C {
+            client,
+            woken,
+            staging: RefCell::default(),
+        }
+    }
+    fn send(&self, body: &str) {
+        let mut st = self.staging.borrow_mut();
+        self.client
+            .send(&mut st, Bytes::copy_from_slice(body.as_bytes()))
+            .unwrap();
+        self.client.flush(&mut st);
+    }
+    fn request(&self, id: u32, body: &str) {
+        let mut st = self.staging.borrow_mut();
+        self.client
+            .request(&mut st, id, Bytes::copy_from_slice(body.as_bytes()), None)
+            .unwrap();
+        self.client.flush(&mut st);
+    }
+    fn events(&self, n: usize) -> Vec<Event> {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n {
+            if self
+                .woken
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+                .is_err()
+            {
+                break;
+            }
+            got.extend(self.client.take_events());
+        }
+        got
+    }
+}
+
+#[test]
+fn hello_ack_routing_replies_and_goodbye() {
+    let ep = endpoint("basic");
+    let s = S::new(&ep);
+    s.server.route("log", 1);
+    s.server.route("time_request", 2);
+    let c = C::new(&ep, "web-1");
+
+    // The hello makes the client known, with its pid and name, and the client ready.
+    let ev = s.events(1);
+    let (client, id) = match &ev[0] {
+        ServerEvent::Connect { client, id, info } => {
+            let info = std::str::from_utf8(info).unwrap();
+            assert!(
+                info.contains(&format!("\"pid\":{}", std::process::id())),
+                "{info}"
+            );
+            assert!(info.contains("\"name\":\"web-1\""), "{info}");
+            (*client, id.clone())
+        }
+        other => panic!("{other:?}"),
+    };
+    match &c.events(1)[..] {
+        [Event::Ready {
+            client_id,
+            server_pid,
+        }] => {
+            assert_eq!(client_id, &id);
+            assert_eq!(*server_pid, std::process::id());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    c.send(r#"{"type":"log","msg":"asked for time_request"}"#);
+    c.send(r#"{"msg":"\"type\":\"time_request\""}"#);
+    c.request(7, r#"{ "type" : "time_request" }"#);
+    let ev = s.events(3);
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    let routes: Vec<(u32, u32)> = ev
+        .iter()
+        .map(|e| match e {
+            ServerEvent::Message {
+                route,
+                token,
+                client: from,
+                ..
+            } => {
+                assert_eq!(*from, client);
+                (*route, *token)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(routes[0], (1, NO_TOKEN));
+    assert_eq!(
+        routes[1],
+        (NO_ROUTE, NO_TOKEN),
+        "misroute bait must fall back"
+    );
+    assert_eq!(routes[2].0, 2);
+    s.reply(routes[2].1, "12:00", false);
+    assert_eq!(
+        c.events(1),
+        vec![Event::Reply {
+            id: 7,
+            body: Bytes::from_static(b"12:00")
+        }]
+    );
+
+    // An error reply.
+    c.request(8, r#"{"type":"time_request"}"#);
+    let ev = s.events(1);
+    let ServerEvent::Message { token, .. } = ev[0] else {
+        panic!()
+    };
+    s.reply(token, "boom", true);
+    assert_eq!(
+        c.events(1),
+        vec![Event::ErrorReply {
+            id: 8,
+            message: Bytes::from_static(b"boom")
+        }]
+    );
+
+    // A push, then goodbye on close.
+    {
+        let mut st = s.staging.borrow_mut();
+        s.server
+            .send_to(&mut st, client, Bytes::from_static(b"hi"))
+            .unwrap();
+        s.server.flush(&mut st);
+    }
+    assert_eq!(
+        c.events(1),
+        vec![Event::Push {
+            body: Bytes::from_static(b"hi")
+        }]
+    );
+    c.client.close(&mut c.staging.borrow_mut());
+    assert_eq!(
+        s.events(1),
+        vec![ServerEvent::Disconnect {
+            client,
+            reason: DisconnectReason::Goodbye
+        }]
+    );
+    assert!(c.events(1).contains(&Event::Closed));
+    let st = s.server.stats();
+    assert_eq!(
+        (st.routed, st.unrouted, st.requests, st.replies, st.clients),
+        (3, 1, 2, 2, 0)
+    );
+}
+
+#[test]
+fn broadcast_reaches_every_client_and_close_removes_the_file() {
+    let ep = endpoint("bcast");
+    let s = S::new(&ep);
+    let clients: Vec<C> = (0..3).map(|i| C::new(&ep, &format!("c{i}"))).collect();
+    assert_eq!(s.events(3).len(), 3);
+    for c in &clients {
+        assert!(matches!(c.events(1)[..], [Event::Ready { .. }]));
+    }
+    {
+        let mut st = s.staging.borrow_mut();
+        s.server
+            .broadcast(&mut st, Bytes::from_static(b"all"))
+            .unwrap();
+        s.server.flush(&mut st);
+    }
+    for c in &clients {
+        assert_eq!(
+            c.events(1),
+            vec![Event::Push {
+                body: Bytes::from_static(b"all")
+            }]
+        );
+    }
+    let path = ep.trim_start_matches("ipc://").to_owned();
+    assert!(std::path::Path::new(&path).exists());
+    assert!(s.server.shutdown(
+        &mut s.staging.borrow_mut(),
+        Duration::from_millis(100),
+        Duration::from_secs(5)
+    ));
+    assert!(!std::path::Path::new(&path).exists());
+    // A closed server's clients see the connection go.
+    assert!(clients[0].events(1).contains(&Event::Disconnected));
+}
