@@ -21,6 +21,8 @@ export interface ClientOptions {
   reconnectIntervalMs?: number
   /** Longest delay between connection attempts. Default 5000. */
   reconnectMaxIntervalMs?: number
+  /** Announced to the server in the hello; shown in its 'connect' event. */
+  name?: string
 }
 
 export interface RequestOptions {
@@ -68,6 +70,10 @@ export declare class Client extends EventEmitter {
   /** @param endpoint `ipc:///path/to.sock` or `tcp://host:port`. Connects in the background. */
   constructor(endpoint: string, options?: ClientOptions)
   readonly endpoint: string
+  /** Server-assigned id, once a zerowire server acknowledged the connection. */
+  readonly clientId: string | undefined
+  /** True while connected to a zerowire server that acknowledged this client. */
+  readonly isReady: boolean
   /**
    * Queues a fire-and-forget message and returns at once: true if queued, false if refused
    * because a high-water mark is reached (counted in `stats().refused`). Never waits, never
@@ -90,6 +96,88 @@ export declare class Client extends EventEmitter {
   close(): Promise<void>
 
   on(event: 'message', listener: (raw: string) => void): this
+  on(event: 'ready', listener: (info: { clientId: string, serverPid: number }) => void): this
+  on(event: 'disconnect', listener: () => void): this
+  on(event: 'close', listener: () => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+export interface ServerOptions {
+  /** The top-level JSON field messages are routed by. Default 'type'. */
+  typeField?: string
+  /** How many leading bytes of a message are searched for it. Default 256. */
+  sniffBytes?: number
+  /** Mode of the ipc:// socket file. Default 0o600 (owner only). */
+  socketMode?: number
+  /** Replies and pushes queued in Rust before they are refused. Default 100 000. */
+  sendHighWaterMark?: number
+  /** Bytes queued in Rust before replies and pushes are refused. Default 64 MiB. */
+  sendHighWaterBytes?: number
+  /** Larger replies and pushes are a RangeError (EMSGSIZE). Default 16 MiB. */
+  maxMessageBytes?: number
+  /** How long `close()` may spend writing what is queued. Default 1000. */
+  lingerMs?: number
+}
+
+/** What a handler gets with each message. */
+export interface Context {
+  readonly clientId: string
+  /** True when the sender awaits a reply (client.request). */
+  readonly isRequest: boolean
+  /** Answers later; false if already answered or not a request. */
+  reply(raw: Payload): boolean
+}
+
+/** A reply is a payload, a promise of one, or undefined (answer later with ctx.reply). */
+export type Handler = (raw: string, ctx: Context) => Payload | undefined | void | Promise<Payload | undefined | void>
+
+export interface ClientInfo {
+  pid?: number
+  ppid?: number
+  name?: string
+}
+
+export interface ServerStats {
+  received: number
+  routed: number
+  unrouted: number
+  requests: number
+  replies: number
+  pushes: number
+  /** Replies and pushes whose client was gone. */
+  unroutable: number
+  malformed: number
+  connects: number
+  disconnects: number
+  clients: number
+  refused: number
+  queued: number
+  queuedBytes: number
+}
+
+/** A ZeroMQ ROUTER whose socket lives on a Rust thread; routing happens there too. */
+export declare class Server extends EventEmitter {
+  /**
+   * Binds now: EADDRINUSE (a live server, or a path that is not a socket), ENAMETOOLONG
+   * (ipc path over 107 bytes) or a bad option throws here. A stale socket file is replaced.
+   */
+  constructor(endpoint: string, options?: ServerOptions)
+  /** The bound endpoint, with the real port for tcp://host:0. */
+  readonly endpoint: string
+  /** Messages whose type field equals `name` go to `handler`. */
+  route(name: string, handler: Handler): this
+  /** Pushes to one client; false if it is unknown or the queue is full. */
+  sendTo(clientId: string, raw: Payload): boolean
+  /** Pushes to every connected client; returns how many. */
+  broadcast(raw: Payload): number
+  clients(): string[]
+  stats(): ServerStats
+  close(): Promise<void>
+
+  on(event: 'message', listener: (raw: string, ctx: Context) => void): this
+  on(event: 'connect', listener: (clientId: string, info: ClientInfo) => void): this
+  on(event: 'disconnect', listener: (clientId: string, reason: 'goodbye' | 'closed' | 'timeout') => void): this
+  on(event: 'error', listener: (err: Error, ctx: Context) => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }

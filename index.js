@@ -54,14 +54,14 @@ function readOptions (options) {
   })
 }
 
-// Clients still open when the process exits get a bounded, synchronous drain: what was queued
-// is flushed for at most `lingerMs`, never forever.
+// Clients and servers still open when the process exits get a bounded, synchronous drain:
+// what was queued is flushed for at most `lingerMs`, never forever.
 const open = new Set()
 let exitHookInstalled = false
 function onProcessExit () {
   // Start every close first so their linger times run side by side, then wait for each.
-  for (const client of open) native.clientClose(client._h)
-  for (const client of open) client._closeSync()
+  for (const endpoint of open) endpoint._startClose()
+  for (const endpoint of open) endpoint._closeSync()
 }
 function track (client) {
   open.add(client)
@@ -186,6 +186,10 @@ class Client extends EventEmitter {
     return this._closePromise
   }
 
+  _startClose () {
+    native.clientClose(this._h)
+  }
+
   _closeSync () {
     if (!this._closedDone) native.clientCloseSync(this._h)
   }
@@ -251,4 +255,260 @@ class Client extends EventEmitter {
   }
 }
 
-module.exports = { Client }
+// Server events arrive as [kind, client, route|reason, token|info, body|id] (see src/server.rs).
+const SV_CONNECT = 0
+const SV_MESSAGE = 1
+const SV_DISCONNECT = 2
+const SV_CLOSED = 3
+const NO_ROUTE = 0
+
+// Order matters: it is the order `serverCreate` reads them in.
+const SERVER_NUMERIC_OPTIONS = [
+  'sendHighWaterMark',
+  'sendHighWaterBytes',
+  'maxMessageBytes',
+  'lingerMs',
+  'sniffBytes',
+  'socketMode',
+]
+
+function isPayload (v) {
+  return typeof v === 'string' || v instanceof Uint8Array
+}
+
+/** What a handler gets with each message. One object per message, methods on the prototype. */
+class Context {
+  constructor (server, clientId, token) {
+    this.clientId = clientId
+    this._server = server
+    this._token = token
+  }
+
+  /** True when the sender awaits a reply (client.request). */
+  get isRequest () {
+    return this._token !== 0
+  }
+
+  /**
+   * Answers the request (for handlers that answer later instead of returning the reply).
+   * Returns false if it was already answered or is not a request.
+   */
+  reply (raw) {
+    return this._answer(raw, false)
+  }
+
+  _answer (raw, isError) {
+    const token = this._token
+    if (token === 0) return false
+    this._token = 0
+    const r = native.serverReply(this._server._h, token, raw, isError)
+    if (r === 2) queueMicrotask(this._server._flush)
+    return r !== 0
+  }
+
+  _fail (err) {
+    const message = err instanceof Error ? err.message : String(err)
+    return this._answer(message || 'handler failed', true)
+  }
+}
+
+class Server extends EventEmitter {
+  /**
+   * Binds now: a taken address (EADDRINUSE), an ipc path over the OS limit (ENAMETOOLONG) or a
+   * bad option throws here.
+   * @param {string} endpoint ipc://path or tcp://host:port (port 0 picks a free one)
+   * @param {object} [options]
+   */
+  constructor (endpoint, options) {
+    super()
+    if (typeof endpoint !== 'string') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
+    }
+    if (options === undefined || options === null) options = {}
+    if (typeof options !== 'object') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options must be an object')
+    }
+    const numbers = SERVER_NUMERIC_OPTIONS.map((name) => {
+      const v = options[name]
+      if (v === undefined) return NaN
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `options.${name} must be a finite number`)
+      }
+      return v
+    })
+    const typeField = options.typeField
+    if (typeField !== undefined && (typeof typeField !== 'string' || typeField === '')) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.typeField must be a non-empty string')
+    }
+    this._handlers = [undefined] // index 0: no route (the 'message' event)
+    this._routes = new Map() // name → index
+    this._clients = new Map() // index → clientId
+    this._byId = new Map() // clientId → index
+    this._closePromise = null
+    this._resolveClose = null
+    this._closedDone = false
+    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch))
+    this._flush = () => native.serverFlush(this._h)
+    /** The bound endpoint (with the real port when bound to tcp://…:0). */
+    this.endpoint = native.serverEndpoint(this._h)
+    track(this)
+  }
+
+  /**
+   * Messages whose top-level type field equals `name` go to `handler(raw, ctx)`. For a
+   * request, the handler's return value (string | Buffer | Promise of one) is the reply; a
+   * throw or rejection answers with an error reply (the client's request rejects, EREMOTE).
+   */
+  route (name, handler) {
+    if (typeof name !== 'string' || name === '') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the route name must be a non-empty string')
+    }
+    if (typeof handler !== 'function') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the handler must be a function')
+    }
+    const existing = this._routes.get(name)
+    if (existing !== undefined) {
+      this._handlers[existing] = handler
+    } else {
+      const index = this._handlers.push(handler) - 1
+      this._routes.set(name, index)
+      native.serverRoute(this._h, name, index)
+    }
+    return this
+  }
+
+  /** Pushes `raw` to one client ('message' event there). False if unknown or refused. */
+  sendTo (clientId, raw) {
+    const index = this._byId.get(clientId)
+    if (index === undefined) {
+      if (!isPayload(raw)) throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the message must be a string, a Buffer or a Uint8Array')
+      return false
+    }
+    const r = native.serverSendTo(this._h, index, raw)
+    if (r === 2) queueMicrotask(this._flush)
+    return r !== 0
+  }
+
+  /** Pushes `raw` to every connected client; returns how many it was queued for. */
+  broadcast (raw) {
+    const n = this._clients.size
+    const r = native.serverBroadcast(this._h, raw)
+    if (r === 2) queueMicrotask(this._flush)
+    return r === 0 ? 0 : n
+  }
+
+  /** Ids of the connected clients. */
+  clients () {
+    return [...this._byId.keys()]
+  }
+
+  stats () {
+    return native.serverStats(this._h)
+  }
+
+  /** Stops, writes what is queued (at most lingerMs), closes the socket and removes its file. */
+  close () {
+    if (this._closePromise) return this._closePromise
+    this._closePromise = new Promise((resolve) => { this._resolveClose = resolve })
+    native.serverClose(this._h)
+    return this._closePromise
+  }
+
+  _startClose () {
+    native.serverClose(this._h)
+  }
+
+  _closeSync () {
+    if (!this._closedDone) native.serverCloseSync(this._h)
+  }
+
+  _onEvents (batch) {
+    for (let i = 0; i < batch.length; i += 5) {
+      const kind = batch[i]
+      const client = batch[i + 1]
+      if (kind === SV_MESSAGE) {
+        this._dispatch(batch[i + 2], client, batch[i + 3], batch[i + 4])
+      } else if (kind === SV_CONNECT) {
+        const id = batch[i + 4]
+        this._clients.set(client, id)
+        this._byId.set(id, client)
+        this.emit('connect', id, parseHello(batch[i + 3]))
+      } else if (kind === SV_DISCONNECT) {
+        const id = this._clients.get(client)
+        if (id === undefined) continue
+        this._clients.delete(client)
+        this._byId.delete(id)
+        this.emit('disconnect', id, batch[i + 2])
+      } else if (kind === SV_CLOSED) {
+        this._closedDone = true
+        open.delete(this)
+        if (this._resolveClose) this._resolveClose()
+        else this._closePromise = Promise.resolve()
+        this.emit('close')
+      }
+    }
+  }
+
+  _dispatch (route, client, token, raw) {
+    const ctx = new Context(this, this._clients.get(client), token)
+    const handler = this._handlers[route]
+    if (handler === undefined || route === NO_ROUTE) {
+      if (this.listenerCount('message') > 0) {
+        this._run((r, c) => { this.emit('message', r, c) }, raw, ctx)
+      } else if (token !== 0) {
+        ctx._fail(new Error('no route for this message'))
+      }
+      return
+    }
+    this._run(handler, raw, ctx)
+  }
+
+  _run (handler, raw, ctx) {
+    let result
+    try {
+      result = handler(raw, ctx)
+    } catch (err) {
+      this._handlerFailed(err, ctx)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      result.then((value) => this._answer(value, ctx), (err) => this._handlerFailed(err, ctx))
+    } else {
+      this._answer(result, ctx)
+    }
+  }
+
+  _answer (value, ctx) {
+    if (value === undefined || ctx._token === 0) return
+    if (isPayload(value)) ctx._answer(value, false)
+    else ctx._fail(new TypeError(`the handler returned ${typeof value}; a reply must be a string or a Buffer`))
+  }
+
+  _handlerFailed (err, ctx) {
+    // A request gets the error as its reply; a fire-and-forget handler's error goes to
+    // 'error' listeners (or becomes a process warning): it never kills the server.
+    if (ctx._token !== 0) {
+      ctx._fail(err)
+      return
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', err, ctx)
+    else process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'ZerowireHandlerWarning')
+  }
+}
+
+/** The client's hello: { pid, ppid?, name? }; {} for clients without the control protocol. */
+function parseHello (json) {
+  if (json === undefined) return {}
+  try {
+    const h = JSON.parse(json)
+    const info = {}
+    if (Number.isInteger(h.pid)) info.pid = h.pid
+    if (Number.isInteger(h.ppid)) info.ppid = h.ppid
+    if (typeof h.name === 'string') info.name = h.name
+    return info
+  } catch {
+    return {}
+  }
+}
+
+module.exports = { Client, Server }

@@ -1,5 +1,5 @@
 // ESM entry: the same classes as the CommonJS one.
 import zerowire from './index.js'
 
-export const { Client } = zerowire
+export const { Client, Server } = zerowire
 export default zerowire

@@ -6,7 +6,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { Client } = require('..')
+const { Client, Server } = require('..')
 
 const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')
 
@@ -32,7 +32,21 @@ test('ClientStats declares exactly the fields stats() returns', async () => {
 
 test('every declared ClientOptions field is accepted', async () => {
   const fields = [...block('interface ClientOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
-  const options = Object.fromEntries(fields.map((f) => [f, 1000]))
+  const options = Object.fromEntries(fields.map((f) => [f, f === 'name' ? 'typed' : 1000]))
   const c = new Client('ipc:///tmp/zerowire-types-never.sock', { ...options, lingerMs: 0 })
   await c.close()
+})
+
+test('every Server method declared in index.d.ts exists; ServerStats matches stats()', async () => {
+  const methods = [...block('declare class Server extends EventEmitter').matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1])
+  assert.ok(methods.length >= 6)
+  for (const m of methods) assert.equal(typeof Server.prototype[m], 'function', m)
+  const declared = [...block('interface ServerStats').matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]).sort()
+  const s = new Server('tcp://127.0.0.1:0')
+  assert.deepEqual(declared, Object.keys(s.stats()).sort())
+  const fields = [...block('interface ServerOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
+  await s.close()
+  const numeric = Object.fromEntries(fields.filter((f) => f !== 'typeField').map((f) => [f, 256]))
+  const t = new Server('tcp://127.0.0.1:0', { ...numeric, typeField: 'kind' })
+  await t.close()
 })

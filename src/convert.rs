@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use zerowire_core::server::{ServerOptions, ServerStats};
 use zerowire_core::stats::StatsSnapshot;
 use zerowire_core::{ClientOptions, Error};
 
@@ -20,16 +21,9 @@ pub fn client_options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
     ];
     let mut o = ClientOptions::default();
     for (i, &v) in n.iter().enumerate() {
-        if v.is_nan() {
+        let Some(u) = whole(NAMES[i], v)? else {
             continue;
-        }
-        if v < 0.0 || v.fract() != 0.0 || v > (1u64 << 53) as f64 {
-            return Err(Error::InvalidOption(format!(
-                "{} must be a non-negative integer, got {v}",
-                NAMES[i]
-            )));
-        }
-        let u = v as u64;
+        };
         let ms = Duration::from_millis(u);
         match i {
             0 => o.request_timeout = ms,
@@ -68,5 +62,65 @@ pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
         ("connects", s.connects),
         ("disconnects", s.disconnects),
         ("connectFailures", s.connect_failures),
+    ]
+}
+
+/// Server options as numbers (NaN = default): sendHighWaterMark, sendHighWaterBytes,
+/// maxMessageBytes, lingerMs, sniffBytes, socketMode.
+pub fn server_options(n: &[f64; 6]) -> Result<ServerOptions, Error> {
+    const NAMES: [&str; 6] = [
+        "sendHighWaterMark",
+        "sendHighWaterBytes",
+        "maxMessageBytes",
+        "lingerMs",
+        "sniffBytes",
+        "socketMode",
+    ];
+    let mut o = ServerOptions::default();
+    for (i, &v) in n.iter().enumerate() {
+        let Some(u) = whole(NAMES[i], v)? else {
+            continue;
+        };
+        match i {
+            0 => o.send_high_water_mark = u as usize,
+            1 => o.send_high_water_bytes = u as usize,
+            2 => o.max_message_bytes = u as usize,
+            3 => o.linger = Duration::from_millis(u),
+            4 => o.sniff_bytes = u as usize,
+            _ => o.socket_mode = u as u32,
+        }
+    }
+    Ok(o)
+}
+
+/// A non-negative integer option, `None` for NaN (not given).
+fn whole(name: &str, v: f64) -> Result<Option<u64>, Error> {
+    if v.is_nan() {
+        return Ok(None);
+    }
+    if v < 0.0 || v.fract() != 0.0 || v > (1u64 << 53) as f64 {
+        return Err(Error::InvalidOption(format!(
+            "{name} must be a non-negative integer, got {v}"
+        )));
+    }
+    Ok(Some(v as u64))
+}
+
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 14] {
+    [
+        ("received", s.received),
+        ("routed", s.routed),
+        ("unrouted", s.unrouted),
+        ("requests", s.requests),
+        ("replies", s.replies),
+        ("pushes", s.pushes),
+        ("unroutable", s.unroutable),
+        ("malformed", s.malformed),
+        ("connects", s.connects),
+        ("disconnects", s.disconnects),
+        ("clients", s.clients),
+        ("refused", s.refused),
+        ("queued", s.queued),
+        ("queuedBytes", s.queued_bytes),
     ]
 }

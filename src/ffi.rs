@@ -498,36 +498,68 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
 /// The engine's way to the JS thread: a threadsafe function, closed for good when the handle
 /// finishes or its env goes away, so it is never called after Node may have freed it.
 pub struct Gate {
-    open: Mutex<bool>,
-    tsfn: OnceLock<SendPtr<sys::napi_threadsafe_function__>>,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    open: bool,
+    tsfn: Option<SendPtr<sys::napi_threadsafe_function__>>,
+    /// A wake-up came before the threadsafe function existed (the engine starts first): it is
+    /// made up for when the function is set, or the outbox would wait forever.
+    missed: bool,
 }
 
 impl Gate {
     pub fn new() -> Arc<Gate> {
         Arc::new(Gate {
-            open: Mutex::new(true),
-            tsfn: OnceLock::new(),
+            state: Mutex::new(GateState {
+                open: true,
+                tsfn: None,
+                missed: false,
+            }),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn call(&self) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let (true, Some(tsfn)) = (*open, self.tsfn.get()) {
-            // SAFETY: the function is alive while the gate is open (closing happens on the JS
-            // thread under this lock before the function is released). Non-blocking call on an
-            // unbounded queue: never waits on the JS thread.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    tsfn.0,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
+        let mut state = self.lock();
+        match (state.open, state.tsfn) {
+            (true, Some(tsfn)) => call_tsfn(tsfn),
+            (true, None) => state.missed = true,
+            _ => {}
         }
     }
 
+    fn set(&self, tsfn: SendPtr<sys::napi_threadsafe_function__>) {
+        let mut state = self.lock();
+        state.tsfn = Some(tsfn);
+        if std::mem::take(&mut state.missed) && state.open {
+            call_tsfn(tsfn);
+        }
+    }
+
+    fn tsfn(&self) -> Option<SendPtr<sys::napi_threadsafe_function__>> {
+        self.lock().tsfn
+    }
+
     pub fn shut(&self) {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.lock().open = false;
+    }
+}
+
+fn call_tsfn(tsfn: SendPtr<sys::napi_threadsafe_function__>) {
+    // SAFETY: called with the gate's lock held while it is open; the function is released
+    // only after the gate is shut, under the same lock. Non-blocking call on an unbounded
+    // queue: never waits on the JS thread.
+    unsafe {
+        sys::napi_call_threadsafe_function(
+            tsfn.0,
+            ptr::null_mut(),
+            sys::ThreadsafeFunctionCallMode::nonblocking,
+        );
     }
 }
 
@@ -596,7 +628,7 @@ impl Wakeup {
         }
         // SAFETY: tsfn was just created on this env.
         unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
-        let _ = gate.tsfn.set(SendPtr(tsfn));
+        gate.set(SendPtr(tsfn));
         // Registered after the threadsafe function, so Node runs it before finalizing that.
         // SAFETY: the hook and its argument match `env_cleanup::<T>`.
         unsafe {
@@ -626,7 +658,7 @@ impl Wakeup {
         if self.finished.get() || self.refd.replace(want) == want {
             return;
         }
-        if let Some(t) = self.gate.tsfn.get() {
+        if let Some(t) = self.gate.tsfn() {
             // SAFETY: the function is not released while `finished` is false.
             unsafe {
                 if want {
@@ -655,7 +687,7 @@ impl Wakeup {
             {
                 drop(Rc::from_raw(hook_arg as *const T));
             }
-            if let Some(t) = self.gate.tsfn.get() {
+            if let Some(t) = self.gate.tsfn() {
                 sys::napi_release_threadsafe_function(
                     t.0,
                     sys::ThreadsafeFunctionReleaseMode::release,

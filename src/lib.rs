@@ -13,6 +13,7 @@
 mod client;
 mod convert;
 mod ffi;
+mod server;
 
 use napi::bindgen_prelude::{Object, Result};
 use napi::{Env, JsValue};
@@ -21,5 +22,6 @@ use napi_derive::napi;
 #[napi(module_exports)]
 pub fn init(exports: Object, env: Env) -> Result<()> {
     ffi::register(env.raw(), exports.raw(), client::FUNCTIONS);
+    ffi::register(env.raw(), exports.raw(), server::FUNCTIONS);
     Ok(())
 }

@@ -82,6 +82,10 @@ pub(crate) struct Engine {
     barrier: Option<Bytes>,
     /// The corr of the hello sent on the current connection.
     hello: Option<Bytes>,
+    /// The server acked our hello on the current connection (it speaks the control protocol).
+    ready: bool,
+    /// The goodbye went out (and, once `barrier` is cleared, was answered).
+    said_goodbye: bool,
     /// Sequence number of control requests (hello, goodbye).
     control_seq: u32,
 }
@@ -114,6 +118,8 @@ impl Engine {
             unconfirmed: false,
             barrier: None,
             hello: None,
+            ready: false,
+            said_goodbye: false,
             control_seq: 0,
         }
     }
@@ -173,7 +179,9 @@ impl Engine {
         if conn.writer.busy() {
             return false;
         }
-        if !self.unconfirmed {
+        // A zerowire server (it acked our hello) always gets a goodbye, so it reports the
+        // disconnect as one; a plain ROUTER only when something awaits confirmation.
+        if !self.unconfirmed && (!self.ready || self.said_goodbye) {
             return true;
         }
         if self.barrier.is_none() {
@@ -182,6 +190,7 @@ impl Engine {
             let mut message = ZmqMessage::from(corr.clone());
             message.push_back(Bytes::new());
             self.barrier = Some(corr);
+            self.said_goodbye = true;
             if let Some(Err(_)) = conn.writer.start(message) {
                 self.disconnected();
                 return true;
@@ -347,6 +356,8 @@ impl Engine {
         self.unconfirmed = false;
         self.barrier = None;
         self.hello = None;
+        self.ready = false;
+        self.said_goodbye = false;
         if self.conn.take().is_some() {
             bump(&self.shared.engine.disconnects, 1);
             self.events.push(Event::Disconnected);
@@ -385,6 +396,7 @@ impl Engine {
                 } else if self.hello.as_ref() == Some(&frame) {
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.
                     if let Some((client_id, server_pid)) = protocol::parse_ack(&body) {
+                        self.ready = true;
                         self.events.push(Event::Ready {
                             client_id,
                             server_pid,
