@@ -13,14 +13,17 @@ test('npm run demo: the quick start runs against a local service and exits 0', a
   assert.equal(r.timedOut, false)
   assert.equal(r.code, 0, r.stderr)
   assert.match(r.stdout, /service listening on ipc:\/\//)
+  assert.match(r.stdout, /client \w+ connected \(pid \d+\)/)
   assert.match(r.stdout, /time reply: \{"now":\d+,"logged":1000\}/)
   assert.match(r.stdout, /sent: 1000/)
 })
 
-test('the README quick start is examples/quickstart.js, and the README names the real commands', () => {
+test('the README examples are the example files verbatim, and the README names the real commands', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
-  const example = fs.readFileSync(path.join(ROOT, 'examples', 'quickstart.js'), 'utf8')
-  assert.ok(readme.includes('```js\n' + example + '```'), 'README quick start differs from examples/quickstart.js')
+  for (const file of ['quickstart.js', 'service.js']) {
+    const example = fs.readFileSync(path.join(ROOT, 'examples', file), 'utf8')
+    assert.ok(readme.includes('```js\n' + example + '```'), `README differs from examples/${file}`)
+  }
   const scripts = require(path.join(ROOT, 'package.json')).scripts
   for (const cmd of readme.slice(0, readme.indexOf('## Install')).matchAll(/^npm (?:run )?([\w:-]+)/gm)) {
     if (cmd[1] !== 'install') assert.ok(scripts[cmd[1]], `README names npm ${cmd[1]}`)

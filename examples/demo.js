@@ -1,6 +1,7 @@
 'use strict'
-// `npm run demo`: starts a local service (examples/echo-service.js) on an ipc:// socket in a
-// temp dir, runs the quick start against it, and stops everything.
+// `npm run demo`: starts the service (examples/service.js, a zerowire Server) on an ipc://
+// socket in a temp dir, runs the quick start (examples/quickstart.js) against it, and stops
+// everything.
 
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
@@ -9,10 +10,10 @@ const path = require('node:path')
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-demo-'))
 const endpoint = `ipc://${path.join(dir, 'svc.sock')}`
-const service = fork(path.join(__dirname, 'echo-service.js'), [endpoint])
+const service = fork(path.join(__dirname, 'service.js'), [endpoint])
 const cleanup = () => {
-  service.kill()
-  fs.rmSync(dir, { recursive: true, force: true })
+  service.kill('SIGTERM')
+  service.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
 }
 process.on('SIGINT', () => { cleanup(); process.exit(130) })
 

@@ -19,7 +19,7 @@ use std::ptr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use napi::sys;
 use zerowire_core::{Error, Waker};
 
@@ -29,9 +29,11 @@ pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy).
 const ZERO_COPY_MIN: usize = 16 * 1024;
-/// Strings up to this many UTF-16 units are encoded in a reusable scratch buffer and copied to
-/// an exact-size allocation; longer ones are written in place and shrunk.
-const SCRATCH_UNITS: usize = 8 * 1024;
+/// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
+/// allocation per message); longer ones get their own buffer, written in place and shrunk.
+const ARENA_UNITS: usize = 8 * 1024;
+/// Size of an arena chunk. A chunk is freed when the last message cut from it was written.
+const ARENA_CHUNK: usize = 64 * 1024;
 
 /// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
 /// and references are only dereferenced (deleted) on the JS thread.
@@ -395,7 +397,10 @@ impl Drop for JsBytes {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; SCRATCH_UNITS * 3 + 1]);
+    /// Per JS thread (a worker has its own). Messages are cut from it with `split`, which
+    /// shares the chunk by reference count: one allocation per chunk instead of one per
+    /// message, and no second copy out of a scratch buffer.
+    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
@@ -409,18 +414,25 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
             return Err(Error::MessageTooLarge { size: units, max }.into());
         }
         // At most 3 UTF-8 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
-        let bytes = if units <= SCRATCH_UNITS {
-            SCRATCH.with(|s| {
-                let mut s = s.borrow_mut();
+        let bytes = if units <= ARENA_UNITS {
+            ARENA.with(|arena| {
+                let mut arena = arena.borrow_mut();
+                let need = units * 3 + 1;
+                if arena.capacity() < need {
+                    *arena = BytesMut::with_capacity(ARENA_CHUNK);
+                }
+                let spare = arena.spare_capacity_mut();
                 let mut written = 0usize;
                 sys::napi_get_value_string_utf8(
                     env,
                     v,
-                    s.as_mut_ptr() as *mut c_char,
-                    units * 3 + 1,
+                    spare.as_mut_ptr() as *mut c_char,
+                    need,
                     &mut written,
                 );
-                Bytes::copy_from_slice(&s[..written])
+                // The encoder wrote `written` bytes (plus a NUL we leave outside the message).
+                arena.set_len(written);
+                arena.split().freeze()
             })
         } else {
             let mut buf: Vec<u8> = Vec::with_capacity(units * 3 + 1);

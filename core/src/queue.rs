@@ -96,15 +96,25 @@ pub enum Refusal {
 /// Most messages staged before they are handed over without waiting for the end of the tick.
 pub const STAGE_MAX: usize = 64;
 
-/// Messages admitted by the host but not yet handed to the engine. Owned by the host thread.
+/// Messages admitted by the host but not yet handed to the engine, and the engine's release
+/// counters as the host last read them. Owned by the host thread.
 #[derive(Debug)]
 pub struct Staging<T = Outgoing> {
     msgs: Vec<T>,
+    /// `released` / `released_bytes` when last read. They only grow, so a check against these
+    /// never admits past a mark; the shared cache line is read again only when it would refuse
+    /// (an engine that loops fast rewrites it constantly, and each read would be a miss).
+    released_seen: u64,
+    released_bytes_seen: u64,
 }
 
 impl<T> Default for Staging<T> {
     fn default() -> Self {
-        Staging { msgs: Vec::new() }
+        Staging {
+            msgs: Vec::new(),
+            released_seen: 0,
+            released_bytes_seen: 0,
+        }
     }
 }
 
@@ -156,20 +166,26 @@ impl<T: Weighed, C> Producer<T, C> {
         msg: T,
     ) -> Result<(), Refusal> {
         let len = msg.bytes();
+        let pushed = shared.host.pushed.load(Ordering::Relaxed);
+        let pushed_bytes = shared.host.pushed_bytes.load(Ordering::Relaxed);
         // The engine moves messages out of the channel into its backlog while disconnected, so
         // the channel's capacity alone does not bound what is queued: the counters do. What is
         // staged here already counts as pushed.
-        let queued = shared.host.pushed.load(Ordering::Relaxed)
-            - shared.engine.released.load(Ordering::Acquire);
-        let queued_bytes = shared.host.pushed_bytes.load(Ordering::Relaxed)
-            - shared.engine.released_bytes.load(Ordering::Acquire);
-        // A single message larger than the byte mark still goes through an empty queue;
-        // otherwise a small high-water mark would make such payloads unsendable.
-        if queued >= self.high_water_mark
-            || (queued_bytes > 0 && queued_bytes + len > self.high_water_bytes)
-        {
-            bump(&shared.host.refused, 1);
-            return Err(Refusal::Full);
+        let over = |released: u64, released_bytes: u64| {
+            let queued = pushed - released;
+            let queued_bytes = pushed_bytes - released_bytes;
+            // A single message larger than the byte mark still goes through an empty queue;
+            // otherwise a small high-water mark would make such payloads unsendable.
+            queued >= self.high_water_mark
+                || (queued_bytes > 0 && queued_bytes + len > self.high_water_bytes)
+        };
+        if over(staging.released_seen, staging.released_bytes_seen) {
+            staging.released_seen = shared.engine.released.load(Ordering::Acquire);
+            staging.released_bytes_seen = shared.engine.released_bytes.load(Ordering::Acquire);
+            if over(staging.released_seen, staging.released_bytes_seen) {
+                bump(&shared.host.refused, 1);
+                return Err(Refusal::Full);
+            }
         }
         bump(&shared.host.pushed, 1);
         bump(&shared.host.pushed_bytes, len);
