@@ -23,6 +23,10 @@ export interface ClientOptions {
   reconnectMaxIntervalMs?: number
   /** Announced to the server in the hello; shown in its 'connect' event. */
   name?: string
+  /** How often a zerowire server is pinged. Default 1000. */
+  heartbeatIntervalMs?: number
+  /** Silence after which the connection is dropped and re-made. Default 3 × the interval. */
+  heartbeatTimeoutMs?: number
 }
 
 export interface RequestOptions {
@@ -51,6 +55,10 @@ export interface ClientStats {
   replies: number
   errorReplies: number
   timeouts: number
+  /** Requests rejected with ECONNRESET: their connection went down before the reply. */
+  resets: number
+  /** Connections dropped because the server fell silent past heartbeatTimeoutMs. */
+  heartbeatTimeouts: number
   /** Replies that came after their request timed out or was aborted. */
   lateReplies: number
   /** Messages pushed by the server ('message' events). */
@@ -83,8 +91,8 @@ export declare class Client extends EventEmitter {
    */
   send(raw: Payload): boolean
   /**
-   * Sends a request and resolves with the reply body. Rejects with code ETIMEDOUT, EFULL,
-   * ECLOSED, EREMOTE (the server answered with an error reply), EMSGSIZE,
+   * Sends a request and resolves with the reply body. Rejects with code ETIMEDOUT, ECONNRESET
+   * (its connection went down after it was written), EFULL, ECLOSED, EREMOTE (the server answered with an error reply), EMSGSIZE,
    * ERR_INVALID_ARG_TYPE, or an AbortError.
    */
   request(raw: Payload, options?: RequestOptions): Promise<string>
@@ -117,6 +125,8 @@ export interface ServerOptions {
   maxMessageBytes?: number
   /** How long `close()` may spend writing what is queued. Default 1000. */
   lingerMs?: number
+  /** A zerowire client silent this long (no ping) is dropped: 'disconnect' with 'timeout'. Default 3000. */
+  heartbeatTimeoutMs?: number
 }
 
 /** What a handler gets with each message. */

@@ -13,6 +13,7 @@ const EV_PUSH = 3
 const EV_CLOSED = 4
 const EV_READY = 5
 const EV_DISCONNECTED = 6
+const EV_RESET = 7
 
 // Order matters: it is the order `clientCreate` reads them in.
 const NUMERIC_OPTIONS = [
@@ -23,6 +24,8 @@ const NUMERIC_OPTIONS = [
   'lingerMs',
   'reconnectIntervalMs',
   'reconnectMaxIntervalMs',
+  'heartbeatIntervalMs',
+  'heartbeatTimeoutMs',
 ]
 
 function codedError (Ctor, code, message, extra) {
@@ -223,6 +226,8 @@ class Client extends EventEmitter {
         this._settle(id, false, codedError(Error, 'EREMOTE', batch[i + 2]))
       } else if (kind === EV_TIMEOUT) {
         this._settle(id, false, codedError(Error, 'ETIMEDOUT', 'request timed out'))
+      } else if (kind === EV_RESET) {
+        this._settle(id, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
       } else if (kind === EV_PUSH) {
         this.emit('message', batch[i + 2])
       } else if (kind === EV_CLOSED) {
@@ -270,6 +275,7 @@ const SERVER_NUMERIC_OPTIONS = [
   'lingerMs',
   'sniffBytes',
   'socketMode',
+  'heartbeatTimeoutMs',
 ]
 
 function isPayload (v) {

@@ -79,6 +79,7 @@ impl Delivery for Handle {
                     server_pid,
                 } => (5, *server_pid, Some(client_id.as_bytes())),
                 Event::Disconnected => (6, 0, None),
+                Event::Reset { id } => (7, *id, None),
             };
             batch.u32(kind);
             batch.u32(id);
@@ -110,7 +111,7 @@ fn handle(cx: &Cx) -> Result<&Handle, Thrown> {
     cx.handle::<Handle>(0)
 }
 
-/// clientCreate(endpoint, numbers[7], name | undefined, onEvents) → handle.
+/// clientCreate(endpoint, numbers[CLIENT_NUMBERS], name | undefined, onEvents) → handle.
 /// The JS wrapper has checked the types; ranges are checked here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
@@ -118,7 +119,7 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let endpoint = cx
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
-        let mut numbers = [f64::NAN; 7];
+        let mut numbers = [f64::NAN; convert::CLIENT_NUMBERS];
         for (i, n) in numbers.iter_mut().enumerate() {
             *n = cx.element_number(1, i as u32).unwrap_or(f64::NAN);
         }

@@ -8,9 +8,11 @@ use zerowire_core::{ClientOptions, Error};
 
 /// Options arrive as numbers in a fixed order (NaN = use the default):
 /// requestTimeoutMs, sendHighWaterMark, sendHighWaterBytes, maxMessageBytes, lingerMs,
-/// reconnectIntervalMs, reconnectMaxIntervalMs.
-pub fn client_options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
-    const NAMES: [&str; 7] = [
+/// reconnectIntervalMs, reconnectMaxIntervalMs, heartbeatIntervalMs, heartbeatTimeoutMs.
+pub const CLIENT_NUMBERS: usize = 9;
+
+pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error> {
+    const NAMES: [&str; CLIENT_NUMBERS] = [
         "requestTimeoutMs",
         "sendHighWaterMark",
         "sendHighWaterBytes",
@@ -18,6 +20,8 @@ pub fn client_options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
         "lingerMs",
         "reconnectIntervalMs",
         "reconnectMaxIntervalMs",
+        "heartbeatIntervalMs",
+        "heartbeatTimeoutMs",
     ];
     let mut o = ClientOptions::default();
     for (i, &v) in n.iter().enumerate() {
@@ -32,18 +36,24 @@ pub fn client_options(n: &[f64; 7]) -> Result<ClientOptions, Error> {
             3 => o.max_message_bytes = u as usize,
             4 => o.linger = ms,
             5 => o.reconnect_interval = ms,
-            _ => o.reconnect_max_interval = ms,
+            6 => o.reconnect_max_interval = ms,
+            7 => o.heartbeat_interval = ms,
+            _ => o.heartbeat_timeout = ms,
         }
     }
     // Raising only the first interval should not trip over the default maximum.
     if n[6].is_nan() && o.reconnect_max_interval < o.reconnect_interval {
         o.reconnect_max_interval = o.reconnect_interval;
     }
+    // Likewise, a shorter interval alone keeps the default ratio of three missed pings.
+    if n[8].is_nan() && !n[7].is_nan() {
+        o.heartbeat_timeout = o.heartbeat_interval * 3;
+    }
     Ok(o)
 }
 
 /// The counters `client.stats()` shows, by their JS names.
-pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
+pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 19] {
     [
         ("sent", s.sent),
         ("requests", s.requests),
@@ -56,6 +66,8 @@ pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
         ("replies", s.replies),
         ("errorReplies", s.error_replies),
         ("timeouts", s.timeouts),
+        ("resets", s.resets),
+        ("heartbeatTimeouts", s.heartbeat_timeouts),
         ("lateReplies", s.late_replies),
         ("pushes", s.pushes),
         ("malformed", s.malformed),
@@ -66,15 +78,18 @@ pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 17] {
 }
 
 /// Server options as numbers (NaN = default): sendHighWaterMark, sendHighWaterBytes,
-/// maxMessageBytes, lingerMs, sniffBytes, socketMode.
-pub fn server_options(n: &[f64; 6]) -> Result<ServerOptions, Error> {
-    const NAMES: [&str; 6] = [
+/// maxMessageBytes, lingerMs, sniffBytes, socketMode, heartbeatTimeoutMs.
+pub const SERVER_NUMBERS: usize = 7;
+
+pub fn server_options(n: &[f64; SERVER_NUMBERS]) -> Result<ServerOptions, Error> {
+    const NAMES: [&str; SERVER_NUMBERS] = [
         "sendHighWaterMark",
         "sendHighWaterBytes",
         "maxMessageBytes",
         "lingerMs",
         "sniffBytes",
         "socketMode",
+        "heartbeatTimeoutMs",
     ];
     let mut o = ServerOptions::default();
     for (i, &v) in n.iter().enumerate() {
@@ -87,7 +102,8 @@ pub fn server_options(n: &[f64; 6]) -> Result<ServerOptions, Error> {
             2 => o.max_message_bytes = u as usize,
             3 => o.linger = Duration::from_millis(u),
             4 => o.sniff_bytes = u as usize,
-            _ => o.socket_mode = u as u32,
+            5 => o.socket_mode = u as u32,
+            _ => o.heartbeat_timeout = Duration::from_millis(u),
         }
     }
     Ok(o)

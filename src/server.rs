@@ -122,7 +122,7 @@ fn handle(cx: &Cx) -> Result<&Handle, Thrown> {
     cx.handle::<Handle>(0)
 }
 
-/// serverCreate(endpoint, numbers[6], typeField, onEvents) → handle. Binds synchronously, so
+/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents) → handle. Binds synchronously, so
 /// EADDRINUSE, ENAMETOOLONG and friends are thrown here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
@@ -130,7 +130,7 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let endpoint = cx
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
-        let mut numbers = [f64::NAN; 6];
+        let mut numbers = [f64::NAN; convert::SERVER_NUMBERS];
         for (i, n) in numbers.iter_mut().enumerate() {
             *n = cx.element_number(1, i as u32).unwrap_or(f64::NAN);
         }

@@ -58,6 +58,13 @@ fn connect(endpoint: String, timeout: Duration) -> Connecting {
     })
 }
 
+struct Pending {
+    deadline: Instant,
+    /// The connection (epoch) it was written on; a request that went down with its
+    /// connection is rejected at once rather than left to time out.
+    written_in: Option<u32>,
+}
+
 pub(crate) struct Engine {
     endpoint: String,
     options: ClientOptions,
@@ -66,8 +73,8 @@ pub(crate) struct Engine {
     queue: Consumer,
     /// Taken from the channel, not yet handed to the socket.
     backlog: VecDeque<Outgoing>,
-    /// Pending requests: id → deadline.
-    pending: HashMap<u32, Instant>,
+    /// Pending requests by id.
+    pending: HashMap<u32, Pending>,
     /// Cancels that overtook their request (the control channel is separate from the queue).
     cancelled_early: HashSet<u32>,
     /// Deadlines in order; entries whose request is gone are skipped lazily.
@@ -80,6 +87,12 @@ pub(crate) struct Engine {
     close_deadline: Option<Instant>,
     /// Poll instead of parking until then (set by recent traffic).
     spin_until: Option<Instant>,
+    /// Counts connections; requests remember the one they were written on.
+    epoch: u32,
+    /// When the server was last heard from on the current connection.
+    last_heard: Instant,
+    /// When to ping next (only a server that acked our hello answers pings).
+    next_ping: Option<Instant>,
     /// Something was written on the current connection since the server last confirmed.
     unconfirmed: bool,
     /// The corr of the close barrier (goodbye) in flight, if any.
@@ -120,6 +133,9 @@ impl Engine {
             backoff,
             close_deadline: None,
             spin_until: None,
+            epoch: 0,
+            last_heard: Instant::now(),
+            next_ping: None,
             unconfirmed: false,
             barrier: None,
             hello: None,
@@ -156,6 +172,7 @@ impl Engine {
             self.take_queue();
             self.start_connecting(now);
             self.flush();
+            self.heartbeat(now);
             self.expire(now);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
@@ -241,7 +258,13 @@ impl Engine {
                     continue;
                 }
                 let deadline = now + timeout;
-                self.pending.insert(id, deadline);
+                self.pending.insert(
+                    id,
+                    Pending {
+                        deadline,
+                        written_in: None,
+                    },
+                );
                 self.deadlines.push(Reverse((deadline, id)));
             }
             self.backlog.push_back(out);
@@ -288,7 +311,12 @@ impl Engine {
                     dropped += 1;
                     continue;
                 }
-                Some((id, _)) => protocol::encode_corr(id),
+                Some((id, _)) => {
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.written_in = Some(self.epoch);
+                    }
+                    protocol::encode_corr(id)
+                }
                 None => protocol::empty_corr(),
             };
             let request = out.request;
@@ -337,13 +365,50 @@ impl Engine {
         }
     }
 
+    /// Pings a zerowire server on the current connection and drops the connection when it has
+    /// been silent too long (a hung or unreachable server: the socket itself may stay open).
+    fn heartbeat(&mut self, now: Instant) {
+        let Some(next) = self.next_ping else {
+            return;
+        };
+        if now.saturating_duration_since(self.last_heard) > self.options.heartbeat_timeout {
+            bump(&self.shared.engine.heartbeat_timeouts, 1);
+            self.disconnected();
+            return;
+        }
+        if now < next {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if conn.writer.busy() {
+            // Traffic is flowing out; the ping can wait for the writer.
+            return;
+        }
+        self.control_seq = self.control_seq.wrapping_add(1);
+        let mut ping = ZmqMessage::from(protocol::encode_control(
+            protocol::CONTROL_PING,
+            self.control_seq,
+        ));
+        ping.push_back(Bytes::new());
+        self.next_ping = Some(now + self.options.heartbeat_interval);
+        if let Some(Err(_)) = conn.writer.start(ping) {
+            self.disconnected();
+        }
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop();
-            if self.pending.get(&id) == Some(&deadline) {
+            if self
+                .pending
+                .get(&id)
+                .is_some_and(|p| p.deadline == deadline)
+            {
                 self.pending.remove(&id);
                 bump(&self.shared.engine.timeouts, 1);
                 self.events.push(Event::Timeout { id });
@@ -353,7 +418,18 @@ impl Engine {
 
     fn next_timer(&self) -> Option<Instant> {
         let mut next = self.deadlines.peek().map(|Reverse((t, _))| *t);
-        for t in [self.retry_at, self.close_deadline].into_iter().flatten() {
+        let silence_limit = self
+            .next_ping
+            .map(|_| self.last_heard + self.options.heartbeat_timeout);
+        for t in [
+            self.retry_at,
+            self.close_deadline,
+            self.next_ping,
+            silence_limit,
+        ]
+        .into_iter()
+        .flatten()
+        {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         next
@@ -366,15 +442,31 @@ impl Engine {
         self.hello = None;
         self.ready = false;
         self.said_goodbye = false;
+        self.next_ping = None;
         if self.conn.take().is_some() {
             bump(&self.shared.engine.disconnects, 1);
             self.events.push(Event::Disconnected);
+            // Requests written on that connection will get no reply: say so now.
+            let epoch = self.epoch;
+            let lost: Vec<u32> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.written_in == Some(epoch))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in lost {
+                self.pending.remove(&id);
+                bump(&self.shared.engine.resets, 1);
+                self.events.push(Event::Reset { id });
+            }
         }
+        self.epoch = self.epoch.wrapping_add(1);
         self.retry_at = Some(Instant::now() + self.options.reconnect_interval);
         self.backoff = self.options.reconnect_interval;
     }
 
     fn handle_inbound(&mut self, message: ZmqMessage) {
+        self.last_heard = Instant::now();
         let counters = &self.shared.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
@@ -405,6 +497,7 @@ impl Engine {
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.
                     if let Some((client_id, server_pid)) = protocol::parse_ack(&body) {
                         self.ready = true;
+                        self.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
                         self.events.push(Event::Ready {
                             client_id,
                             server_pid,
@@ -534,6 +627,7 @@ impl Engine {
                     Ok((socket, monitor)) => {
                         let (send, recv) = socket.split();
                         let mut writer = Writer::new(send);
+                        self.last_heard = Instant::now();
                         // The hello goes first on every connection, ahead of the backlog.
                         self.control_seq = self.control_seq.wrapping_add(1);
                         let corr =

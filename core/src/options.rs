@@ -22,6 +22,10 @@ pub struct ClientOptions {
     pub reconnect_max_interval: Duration,
     /// Announced to the server in the hello (shown in its `connect` event).
     pub name: Option<String>,
+    /// How often a zerowire server is pinged.
+    pub heartbeat_interval: Duration,
+    /// Silence from the server after which the connection is dropped and re-made.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +39,8 @@ impl Default for ClientOptions {
             reconnect_interval: Duration::from_millis(100),
             reconnect_max_interval: Duration::from_millis(5000),
             name: None,
+            heartbeat_interval: Duration::from_millis(1000),
+            heartbeat_timeout: Duration::from_millis(3000),
         }
     }
 }

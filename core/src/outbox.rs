@@ -21,6 +21,10 @@ pub enum Event {
     Timeout {
         id: u32,
     },
+    /// The request was written on a connection that went down before its reply.
+    Reset {
+        id: u32,
+    },
     /// A message the server pushed (empty corr).
     Push {
         body: Bytes,

@@ -23,6 +23,8 @@ pub const MAX_CORR_LEN: usize = 16;
 /// Control kind sent first on every connection: body `{"pid":…,"ppid":…,"name":"…"}`; a
 /// zerowire server answers with an ack `{"clientId":"…","serverPid":…}`.
 pub const CONTROL_HELLO: u8 = b'H';
+/// Control kind of a heartbeat: the server answers with an empty reply.
+pub const CONTROL_PING: u8 = b'P';
 /// Control kind sent last by `close()`: the server answers (any reply) once it has read
 /// everything sent before it, and treats the client as gone.
 pub const CONTROL_GOODBYE: u8 = b'G';

@@ -54,6 +54,9 @@ pub struct ServerOptions {
     pub send_high_water_bytes: usize,
     pub max_message_bytes: usize,
     pub linger: Duration,
+    /// A client that said hello (so it pings) and is then silent this long is dropped with a
+    /// `timeout` disconnect. Plain DEALERs, which never ping, are never timed out.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +69,7 @@ impl Default for ServerOptions {
             send_high_water_bytes: 64 << 20,
             max_message_bytes: 16 << 20,
             linger: Duration::from_millis(1000),
+            heartbeat_timeout: Duration::from_millis(3000),
         }
     }
 }
@@ -78,6 +82,9 @@ impl ServerOptions {
         }
         if self.sniff_bytes == 0 || self.sniff_bytes > 1 << 20 {
             return bad("sniffBytes must be 1..=1048576".into());
+        }
+        if self.heartbeat_timeout.is_zero() {
+            return bad("heartbeatTimeoutMs must be at least 1".into());
         }
         if self.socket_mode > 0o777 {
             return bad(format!(
@@ -199,6 +206,9 @@ pub struct ServerCounters {
 struct Peer {
     identity: Bytes,
     id: String,
+    last_heard: Instant,
+    /// It said hello, so it speaks the control protocol and pings while alive.
+    pings: bool,
 }
 
 struct Engine {
@@ -219,6 +229,8 @@ struct Engine {
     backlog: VecDeque<(ZmqMessage, Option<u64>)>,
     events: Vec<ServerEvent>,
     close_deadline: Option<Instant>,
+    heartbeat_timeout: Duration,
+    next_sweep: Instant,
 }
 
 struct Conn {
@@ -245,6 +257,8 @@ impl Engine {
             Peer {
                 identity: identity.clone(),
                 id,
+                last_heard: Instant::now(),
+                pings: hello.is_some(),
             },
         );
         self.by_identity.insert(identity.clone(), index);
@@ -286,6 +300,13 @@ impl Engine {
         let body = frames.pop().expect("three frames");
         let corr = frames.pop().expect("three frames");
         let identity = frames.pop().expect("three frames");
+        if let Some(peer) = self
+            .by_identity
+            .get(&identity)
+            .and_then(|i| self.peers.get_mut(i))
+        {
+            peer.last_heard = Instant::now();
+        }
         match protocol::control_kind(&corr) {
             Some(CONTROL_HELLO) => {
                 let index = self.peer_for(&identity, Some(&body));
@@ -303,7 +324,7 @@ impl Engine {
                 }
             }
             Some(_) => {
-                // Unknown control kinds (a newer client) get an empty reply, never an error.
+                // Pings, and unknown kinds (a newer client), get an empty reply.
                 self.backlog
                     .push_back((Self::reply_frames(&identity, &corr, Bytes::new()), None));
             }
@@ -415,6 +436,25 @@ impl Engine {
         }
     }
 
+    /// Drops clients that ping but fell silent (hung or unreachable: the socket may stay open).
+    fn sweep(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.heartbeat_timeout / 2;
+        let silent: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.pings && now.saturating_duration_since(p.last_heard) > self.heartbeat_timeout
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for index in silent {
+            self.forget(index, DisconnectReason::Timeout);
+        }
+    }
+
     fn flush(&mut self, conn: &mut Conn) {
         let (mut messages, mut bytes) = (0u64, 0u64);
         while !conn.writer.busy() {
@@ -466,6 +506,7 @@ impl Engine {
             self.take_control(now);
             self.take_queue();
             self.flush(&mut conn);
+            self.sweep(now);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
                 let idle =
@@ -493,7 +534,10 @@ impl Engine {
         // Stop reading while the host has not taken what we already gave it: the kernel and
         // the crate's buffers then push back on the clients instead of our memory growing.
         let paused = self.outbox.len() >= MAX_UNDELIVERED;
-        let mut timer = self.close_deadline;
+        let mut timer = Some(
+            self.close_deadline
+                .map_or(self.next_sweep, |t| t.min(self.next_sweep)),
+        );
         if paused {
             let poll = Instant::now() + PAUSE_POLL;
             timer = Some(timer.map_or(poll, |t| t.min(poll)));
@@ -618,6 +662,8 @@ impl Server {
             backlog: VecDeque::new(),
             events: Vec::new(),
             close_deadline: None,
+            heartbeat_timeout: options.heartbeat_timeout,
+            next_sweep: Instant::now() + options.heartbeat_timeout / 2,
         };
         let (exit_tx, exited) = crossbeam_channel::bounded(1);
         let thread_outbox = outbox.clone();

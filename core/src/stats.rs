@@ -41,6 +41,10 @@ pub struct EngineCounters {
     pub replies: AtomicU64,
     pub error_replies: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Requests rejected because their connection went down.
+    pub resets: AtomicU64,
+    /// Connections dropped because the server fell silent.
+    pub heartbeat_timeouts: AtomicU64,
     pub late_replies: AtomicU64,
     pub pushes: AtomicU64,
     pub malformed: AtomicU64,
@@ -62,6 +66,8 @@ pub struct StatsSnapshot {
     pub replies: u64,
     pub error_replies: u64,
     pub timeouts: u64,
+    pub resets: u64,
+    pub heartbeat_timeouts: u64,
     pub late_replies: u64,
     pub pushes: u64,
     pub malformed: u64,
@@ -87,6 +93,8 @@ impl StatsSnapshot {
             replies: engine.replies.load(Relaxed),
             error_replies: engine.error_replies.load(Relaxed),
             timeouts: engine.timeouts.load(Relaxed),
+            resets: engine.resets.load(Relaxed),
+            heartbeat_timeouts: engine.heartbeat_timeouts.load(Relaxed),
             late_replies: engine.late_replies.load(Relaxed),
             pushes: engine.pushes.load(Relaxed),
             malformed: engine.malformed.load(Relaxed),
