@@ -64,7 +64,7 @@ impl Delivery for Handle {
     fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
         self.refs.release(env);
         let mut last = false;
-        for event in self.client.take_events() {
+        for event in self.client.take_events_max(crate::ffi::MAX_BATCH) {
             let (kind, id, body): (u32, u32, Option<&[u8]>) = match &event {
                 Event::Reply { id, body } => (0, *id, Some(body)),
                 Event::ErrorReply { id, message } => (1, *id, Some(message)),

@@ -27,6 +27,8 @@ pub type Env = sys::napi_env;
 pub type Value = sys::napi_value;
 pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
+/// Most events handed to JS in one call; the rest follow in the next turn of the event loop.
+pub const MAX_BATCH: usize = 4096;
 /// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy).
 const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no

@@ -60,7 +60,7 @@ impl Delivery for Handle {
     fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
         self.refs.release(env);
         let mut last = false;
-        for event in self.server.take_events() {
+        for event in self.server.take_events_max(crate::ffi::MAX_BATCH) {
             match event {
                 ServerEvent::Connect { client, id, info } => {
                     batch.u32(0);

@@ -198,6 +198,11 @@ impl Client {
         self.outbox.take()
     }
 
+    /// At most `max` events; the host is woken again for the rest.
+    pub fn take_events_max(&self, max: usize) -> Vec<Event> {
+        self.outbox.take_max(max)
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         let e = &self.shared.engine;
         let connected = e.connects.load(Ordering::Relaxed) > e.disconnects.load(Ordering::Relaxed);

@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,50 @@ use crate::queue::{Consumer, Control, Outgoing, QueueShared};
 use crate::stats::bump;
 use crate::writer::Writer;
 
-/// How long the engine keeps polling after traffic before it parks.
+/// Engines polling right now, process-wide; at most one fewer than the cores (and one).
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+fn max_spinners() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get().saturating_sub(1).max(1))
+            .unwrap_or(1)
+    })
+}
+
+/// One engine's claim on a spinning slot.
+#[derive(Default)]
+struct SpinSlot {
+    held: bool,
+}
+
+impl SpinSlot {
+    fn acquire(&mut self) -> bool {
+        if !self.held {
+            self.held = SPINNERS
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max_spinners()).then_some(n + 1)
+                })
+                .is_ok();
+        }
+        self.held
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// How long the engine keeps polling after request traffic before it parks.
 const SPIN: Duration = Duration::from_micros(200);
 /// Shortest time one connection attempt (connect + ZMTP handshake) is given.
 const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
@@ -85,8 +128,9 @@ pub(crate) struct Engine {
     retry_at: Option<Instant>,
     backoff: Duration,
     close_deadline: Option<Instant>,
-    /// Poll instead of parking until then (set by recent traffic).
+    /// Poll instead of parking until then (set by request traffic).
     spin_until: Option<Instant>,
+    spin_slot: SpinSlot,
     /// Counts connections; requests remember the one they were written on.
     epoch: u32,
     /// When the server was last heard from on the current connection.
@@ -133,6 +177,7 @@ impl Engine {
             backoff,
             close_deadline: None,
             spin_until: None,
+            spin_slot: SpinSlot::default(),
             epoch: 0,
             last_heard: Instant::now(),
             next_ping: None,
@@ -315,6 +360,7 @@ impl Engine {
                     if let Some(p) = self.pending.get_mut(&id) {
                         p.written_in = Some(self.epoch);
                     }
+                    self.spin_until = Some(Instant::now() + SPIN);
                     protocol::encode_corr(id)
                 }
                 None => protocol::empty_corr(),
@@ -349,9 +395,6 @@ impl Engine {
             }
         }
         self.unconfirmed |= written > 0;
-        if written > 0 {
-            self.spin_until = Some(Instant::now() + SPIN);
-        }
         bump(&counters.written, written);
         bump(&counters.dropped, dropped);
         bump(&counters.released_bytes, released_bytes);
@@ -471,6 +514,8 @@ impl Engine {
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
                 if self.pending.remove(&id).is_some() {
+                    // The host often answers a reply with its next request.
+                    self.spin_until = Some(Instant::now() + SPIN);
                     bump(&counters.replies, 1);
                     self.events.push(Event::Reply { id, body });
                 } else {
@@ -513,13 +558,17 @@ impl Engine {
     /// the socket reports an event or a timer is due.
     async fn wait(&mut self) {
         let shared = self.shared.clone();
-        // Right after activity, poll instead of parking: on the target VMs a wake-up across
-        // cores costs ≈ 45 µs, and a reply (or the host's next request) usually comes sooner.
-        let spinning = self
+        // Right after request traffic, poll instead of parking: on the target VMs a wake-up
+        // across cores costs ≈ 45 µs, and a reply (or the host's next request) usually comes
+        // sooner. Only while a slot is free: engines beyond the spare cores must not spin,
+        // or they starve the JS threads they wait for.
+        let want = self
             .spin_until
             .is_some_and(|t| t > Instant::now() && self.conn.is_some());
+        let spinning = want && self.spin_slot.acquire();
         if !spinning {
             self.spin_until = None;
+            self.spin_slot.release();
             shared.sleeping.store(true, Ordering::Relaxed);
             // Pairs with the fence in `QueueShared::wake_engine`.
             fence(Ordering::SeqCst);
@@ -603,7 +652,6 @@ impl Engine {
                 self.disconnected();
             }
             Woke::Message(Ok(m)) => {
-                self.spin_until = Some(Instant::now() + SPIN);
                 self.handle_inbound(m);
                 // Take what else is already there without sleeping again.
                 for _ in 1..RECV_BATCH {

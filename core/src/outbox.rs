@@ -92,6 +92,22 @@ impl<E> Outbox<E> {
         self.scheduled.store(false, Ordering::Release);
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// Host side: takes at most `max` events, oldest first. With more left, the outbox stays
+    /// scheduled and the host is woken again, so one flood never holds the JS thread for long:
+    /// other work (timers, I/O, other handles) runs between the batches.
+    pub fn take_max(&self, max: usize) -> Vec<E> {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() <= max {
+            self.scheduled.store(false, Ordering::Release);
+            return std::mem::take(&mut *events);
+        }
+        let rest = events.split_off(max);
+        let batch = std::mem::replace(&mut *events, rest);
+        drop(events);
+        self.waker.wake();
+        batch
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +121,25 @@ mod tests {
         fn wake(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn take_max_leaves_the_rest_and_wakes_again() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let outbox: Outbox = Outbox::new(Box::new(Count(wakes.clone())));
+        outbox.publish(&mut (0..5).map(|id| Event::Timeout { id }).collect());
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            outbox.take_max(2),
+            vec![Event::Timeout { id: 0 }, Event::Timeout { id: 1 }]
+        );
+        assert_eq!(wakes.load(Ordering::SeqCst), 2, "woken again for the rest");
+        assert_eq!(outbox.take_max(2).len(), 2);
+        assert_eq!(outbox.take_max(2), vec![Event::Timeout { id: 4 }]);
+        assert_eq!(wakes.load(Ordering::SeqCst), 3);
+        // Drained: the next publish wakes once more.
+        outbox.publish(&mut vec![Event::Closed]);
+        assert_eq!(wakes.load(Ordering::SeqCst), 4);
     }
 
     #[test]

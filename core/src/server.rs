@@ -799,6 +799,11 @@ impl Server {
         self.outbox.take()
     }
 
+    /// At most `max` events; the host is woken again for the rest.
+    pub fn take_events_max(&self, max: usize) -> Vec<ServerEvent> {
+        self.outbox.take_max(max)
+    }
+
     pub fn stats(&self) -> ServerStats {
         let c = &self.counters;
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
