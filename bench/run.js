@@ -1,9 +1,12 @@
 'use strict'
 // End-to-end benchmark: zerowire Client vs zeromq.js 6 Dealer against the same server in
 // another process — mainly a native ROUTER (core/examples/bench_router.rs, the `zeromq` crate),
-// so the server is not what limits either client, and also a zeromq.js ROUTER (server.js) for
-// "Node → Node" figures — plus a raw Node `net` Unix-socket baseline. Clients run interleaved
-// in rounds and medians across rounds are reported, because the machine is noisy.
+// so the server is not what limits either client, and also a zeromq.js ROUTER (server.js) —
+// plus "Node → Node" pairs, each library's client with its own server in Node (zerowire Client
+// → zerowire Server in zw_server.js, zeromq.js Dealer → zeromq.js Router in server.js), and a
+// raw Node `net` Unix-socket baseline. Clients run interleaved in rounds and medians across
+// rounds are reported, because the machine is noisy. At the end the table also replaces the
+// benchmark section of the top-level README.md (readme.js).
 // See bench/README.md for what each figure means.
 // Usage: node bench/run.js   (npm run bench)
 
@@ -16,12 +19,12 @@ const readline = require('node:readline')
 const zmq = require('zeromq')
 const { Client } = require('..')
 const { encodeFrame, FrameReader, KIND_COUNT, KIND_ECHO } = require('./framing')
+const { render, updateReadme } = require('./readme')
 
 const ROOT = path.join(__dirname, '..')
 const ROUNDS = Number(process.env.BENCH_ROUNDS) || 7
 const KIB = 1024
 const MIB = 1024 * KIB
-const FIRE_MESSAGES = 200_000
 const RTT_WARMUP = 500
 const RTT_SAMPLES = 5_000
 const WAIT_TIMEOUT_MS = 60_000
@@ -43,6 +46,14 @@ const SEND_CASES = [
   { key: 'send_1MiB_string', label: '1 MiB string', body: 'x'.repeat(MIB), calls: 200, batch: 25 },
   { key: 'send_1MiB_buffer', label: '1 MiB Buffer', body: Buffer.alloc(MIB, 'x'), calls: 800, batch: 200 },
 ]
+// Fire-and-forget: N messages from the first send until the server has counted all of them.
+// The 1 MiB case sends fewer, to keep the run short.
+const FIRE_CASES = [
+  { key: 'fire_100B', label: '100 B', body: 'x'.repeat(100), messages: 200_000 },
+  { key: 'fire_1KiB', label: '1 KiB', body: 'x'.repeat(KIB), messages: 200_000 },
+  { key: 'fire_1MiB', label: '1 MiB', body: 'x'.repeat(MIB), messages: 300 },
+]
+const FIRE = Object.fromEntries(FIRE_CASES.map((c) => [c.key, c]))
 const RTT_CASES = [
   { key: 'rtt_100B', label: '100 B', body: 'x'.repeat(100) },
   { key: 'rtt_1KiB', label: '1 KiB', body: 'x'.repeat(KIB) },
@@ -54,7 +65,6 @@ const CLIENT_OPTIONS = {
   maxMessageBytes: 16 * MIB,
   lingerMs: 1000,
 }
-const FIRE_BODY = 'x'.repeat(KIB)
 const EMPTY = Buffer.alloc(0)
 
 const wallNs = () => process.hrtime.bigint()
@@ -474,12 +484,12 @@ async function measureSend (client, server, c) {
  * Messages per second from the first send until the server has counted N messages, and the
  * surplus deliveries seen (if any, some of the N counted were copies: the rate is overstated).
  */
-async function measureFire (client, server) {
+async function measureFire (client, server, c) {
   const t0 = wallNs()
-  const info = await client.fire(FIRE_BODY, FIRE_MESSAGES)
-  await server.counted(FIRE_MESSAGES, FIRE_MESSAGES * Buffer.byteLength(FIRE_BODY))
+  const info = await client.fire(c.body, c.messages)
+  await server.counted(c.messages, c.messages * Buffer.byteLength(c.body))
   const seconds = Number(wallNs() - t0) / 1e9
-  return { rate: FIRE_MESSAGES / seconds, refused: info.refused, surplus: await settle(client, server) }
+  return { rate: c.messages / seconds, refused: info.refused, surplus: await settle(client, server) }
 }
 
 /** p50 / p99 / max round trip in µs, one request at a time. */
@@ -500,18 +510,22 @@ async function measureRoundTrip (client, body) {
 
 // ---- runs -------------------------------------------------------------------------------------
 // A run is one client against one server; each round runs every one once, interleaved, each on a
-// fresh connection. `send`/`rtt` say which figures it measures.
+// fresh connection. `send`/`fire`/`rtt` say which figures it measures. Servers: `router` the
+// native ROUTER, `node` the zeromq.js Router in Node (server.js), `zwserver` the zerowire Server
+// in Node (zw_server.js), `net` the raw baseline.
 
 const RUNS = [
-  { id: 'zerowire', open: 'zerowire', server: 'router', send: true, rtt: RTT_CASES },
-  { id: 'zeromq.js', open: 'zeromq.js', server: 'router', send: true, rtt: RTT_CASES },
-  { id: 'net', open: 'net', server: 'net', send: false, rtt: RTT_CASES },
-  { id: 'zerowire@node', open: 'zerowire', server: 'node', send: false, rtt: RTT_CASES.slice(0, 1) },
-  { id: 'zeromq.js@node', open: 'zeromq.js', server: 'node', send: false, rtt: RTT_CASES.slice(0, 1) },
+  { id: 'zerowire', open: 'zerowire', server: 'router', send: true, fire: [FIRE.fire_1KiB], rtt: RTT_CASES },
+  { id: 'zeromq.js', open: 'zeromq.js', server: 'router', send: true, fire: [FIRE.fire_1KiB], rtt: RTT_CASES },
+  { id: 'net', open: 'net', server: 'net', send: false, fire: FIRE_CASES, rtt: RTT_CASES },
+  { id: 'zerowire@zwserver', open: 'zerowire', server: 'zwserver', send: false, fire: FIRE_CASES, rtt: RTT_CASES.slice(0, 1) },
+  { id: 'zeromq.js@node', open: 'zeromq.js', server: 'node', send: false, fire: FIRE_CASES, rtt: RTT_CASES.slice(0, 1) },
+  { id: 'zerowire@node', open: 'zerowire', server: 'node', send: false, fire: [FIRE.fire_1KiB], rtt: RTT_CASES.slice(0, 1) },
 ]
 const OPEN = { zerowire: openZerowire, 'zeromq.js': openZeromqJs, net: openNet }
 
 async function runOnce (run, servers, addresses) {
+  const t0 = wallNs()
   const server = servers[run.server]
   const pids = [process.pid, ...[...children].map((c) => c.pid)]
   const load0 = readTicks(pids)
@@ -529,11 +543,17 @@ async function runOnce (run, servers, addresses) {
       surplus += m.surplus
     }
   }
-  const fire = await measureFire(client, server)
-  r.fire_1KiB = fire.rate
-  if (fire.refused !== undefined) r.fire_refused = fire.refused
-  r.fire_surplus = fire.surplus
-  r.surplus = surplus + fire.surplus
+  let fireSurplus = 0
+  for (const c of run.fire) {
+    const fire = await measureFire(client, server, c)
+    r[c.key] = fire.rate
+    // zerowire only: sends refused at a high-water mark (and retried after setImmediate).
+    if (fire.refused !== undefined) r[`${c.key}_refused`] = fire.refused
+    r[`${c.key}_surplus`] = fire.surplus
+    fireSurplus += fire.surplus
+  }
+  r.fire_surplus = fireSurplus
+  r.surplus = surplus + fireSurplus
   for (const c of run.rtt) {
     const m = await measureRoundTrip(client, c.body)
     r[`${c.key}_p50`] = m.p50
@@ -542,35 +562,46 @@ async function runOnce (run, servers, addresses) {
   }
   await client.close()
   Object.assign(r, otherLoad(load0, readTicks(pids)))
+  r.seconds = Number(wallNs() - t0) / 1e9
   return r
 }
 
 // ---- report -----------------------------------------------------------------------------------
 
-// Table rows in order. `cols` names the run behind each column; `unit` and `better` (which
-// direction is good) are for the reader.
+// The table's figures in order, each in a section (readme.js starts a bold row where the
+// section changes). `cols` names the run behind each column; `unit` and `better` (which
+// direction is good) are for the reader; `bytes` (fire-and-forget) adds MB/s to the cells.
 const PRIMARY = { zerowire: 'zerowire', 'zeromq.js': 'zeromq.js', net: 'net' }
+const PAIRS = { zerowire: 'zerowire@zwserver', 'zeromq.js': 'zeromq.js@node', net: 'net' }
 const NODE = { zerowire: 'zerowire@node', 'zeromq.js': 'zeromq.js@node', net: 'net' }
-const ROWS = [
-  { section: 'Against the native ROUTER (Rust, `zeromq` crate)' },
-  ...SEND_CASES.map((c) => ({ id: c.key, key: c.key, label: `send() ${c.label}`, unit: 'µs/call', better: 'lower', cols: { zerowire: 'zerowire', 'zeromq.js': 'zeromq.js' } })),
-  { id: 'fire_1KiB', key: 'fire_1KiB', label: 'fire-and-forget 1 KiB', unit: 'msg/s', better: 'higher', cols: PRIMARY },
-  ...RTT_CASES.flatMap((c) => ['p50', 'p99'].map((p) => ({ id: `${c.key}_${p}`, key: `${c.key}_${p}`, label: `round trip ${c.label} ${p}`, unit: 'µs', better: 'lower', cols: PRIMARY }))),
+const withoutNet = ({ net, ...cols }) => cols
+const fireRow = (section, id, c, cols) => ({ section, id, key: c.key, label: `fire-and-forget ${c.label}`, unit: 'msg/s', better: 'higher', bytes: Buffer.byteLength(c.body), cols })
+const S_PRIMARY = 'Against the native ROUTER (Rust, `zeromq` crate)'
+const S_PAIRS = 'Node → Node, end to end: zerowire Client → zerowire Server (`zw_server.js`) vs zeromq.js Dealer → zeromq.js Router (`server.js`)'
+const S_NODE = 'Both clients against the same zeromq.js ROUTER in Node (`server.js`)'
+const FIGURES = [
+  ...SEND_CASES.map((c) => ({ section: S_PRIMARY, id: c.key, key: c.key, label: `send() ${c.label}`, unit: 'µs/call', better: 'lower', cols: withoutNet(PRIMARY) })),
+  fireRow(S_PRIMARY, 'fire_1KiB', FIRE.fire_1KiB, PRIMARY),
+  ...RTT_CASES.flatMap((c) => ['p50', 'p99'].map((p) => ({ section: S_PRIMARY, id: `${c.key}_${p}`, key: `${c.key}_${p}`, label: `round trip ${c.label} ${p}`, unit: 'µs', better: 'lower', cols: PRIMARY }))),
   // Not a speed: messages the server received more often than they were sent, over all figures
-  // and rounds. Anything but 0 is a delivery bug in that client.
-  { id: 'surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: PRIMARY, sum: true },
-  { section: 'Node → Node: against a zeromq.js ROUTER in Node (`server.js`)' },
-  { id: 'node_fire_1KiB', key: 'fire_1KiB', label: 'fire-and-forget 1 KiB', unit: 'msg/s', better: 'higher', cols: NODE },
-  { id: 'node_rtt_100B_p50', key: 'rtt_100B_p50', label: 'round trip 100 B p50', unit: 'µs', better: 'lower', cols: NODE },
-  { id: 'node_rtt_100B_p99', key: 'rtt_100B_p99', label: 'round trip 100 B p99', unit: 'µs', better: 'lower', cols: NODE },
-  { id: 'node_surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: { zerowire: 'zerowire@node', 'zeromq.js': 'zeromq.js@node' }, sum: true },
+  // and rounds. Anything but 0 is a delivery bug in that client (or server).
+  { section: S_PRIMARY, id: 'surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: PRIMARY, sum: true },
+  ...FIRE_CASES.map((c) => fireRow(S_PAIRS, `pair_${c.key}`, c, PAIRS)),
+  { section: S_PAIRS, id: 'pair_rtt_100B_p50', key: 'rtt_100B_p50', label: 'round trip 100 B p50', unit: 'µs', better: 'lower', cols: PAIRS },
+  { section: S_PAIRS, id: 'pair_rtt_100B_p99', key: 'rtt_100B_p99', label: 'round trip 100 B p99', unit: 'µs', better: 'lower', cols: PAIRS },
+  { section: S_PAIRS, id: 'pair_surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: withoutNet(PAIRS), sum: true },
+  fireRow(S_NODE, 'node_fire_1KiB', FIRE.fire_1KiB, NODE),
+  { section: S_NODE, id: 'node_rtt_100B_p50', key: 'rtt_100B_p50', label: 'round trip 100 B p50', unit: 'µs', better: 'lower', cols: NODE },
+  { section: S_NODE, id: 'node_rtt_100B_p99', key: 'rtt_100B_p99', label: 'round trip 100 B p99', unit: 'µs', better: 'lower', cols: NODE },
+  { section: S_NODE, id: 'node_surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: withoutNet(NODE), sum: true },
 ]
-const FIGURES = ROWS.filter((r) => r.id)
 
 const TARGETS = [
   { label: 'send() 1 KiB string ≤ 0.5 µs', ok: (s) => s.send_1KiB_string.zerowire <= 0.5 },
   { label: 'send() 1 MiB Buffer ≤ 5 µs', ok: (s) => s.send_1MiB_buffer.zerowire <= 5 },
   { label: 'round trip 100 B p50 ≤ 0.5 × zeromq.js (native ROUTER)', ok: (s) => s.rtt_100B_p50.zerowire <= 0.5 * s.rtt_100B_p50['zeromq.js'] },
+  { label: 'Node → Node fire-and-forget 1 KiB ≥ 3 × zeromq.js', ok: (s) => s.pair_fire_1KiB.zerowire >= 3 * s.pair_fire_1KiB['zeromq.js'] },
+  { label: 'Node → Node round trip 100 B p50 ≤ 0.5 × zeromq.js', ok: (s) => s.pair_rtt_100B_p50.zerowire <= 0.5 * s.pair_rtt_100B_p50['zeromq.js'] },
 ]
 
 function median (values) {
@@ -583,32 +614,8 @@ function sum (values) {
   return values.reduce((a, b) => a + b, 0)
 }
 
-function fmt (v, unit) {
-  if (v === undefined) return '—'
-  if (unit === 'msg/s' || unit === 'messages') return Math.round(v).toLocaleString('en-US')
-  return v < 10 ? v.toFixed(2) : v.toFixed(1)
-}
-
 function ratio (a, b) {
   return a > 0 && b > 0 ? a / b : undefined
-}
-
-function table (summary) {
-  const lines = [
-    '| figure | unit | zerowire | zeromq.js 6 | zerowire / zeromq.js | raw net (Node server) |',
-    '|---|---|--:|--:|--:|--:|',
-  ]
-  for (const f of ROWS) {
-    if (f.section) {
-      lines.push(`| **${f.section}** | | | | | |`)
-      continue
-    }
-    const s = summary[f.id]
-    const better = f.better === 'lower' || f.better === 'higher' ? `${f.better} is better` : f.better
-    const r = ratio(s.zerowire, s['zeromq.js'])
-    lines.push(`| ${f.label} | ${f.unit} (${better}) | ${fmt(s.zerowire, f.unit)} | ${fmt(s['zeromq.js'], f.unit)} | ${r === undefined ? '—' : r.toFixed(2)} | ${fmt(s.net, f.unit)} |`)
-  }
-  return lines.join('\n')
 }
 
 function writeAtomically (file, text) {
@@ -638,11 +645,13 @@ async function main () {
   const addresses = {
     router: `ipc://${path.join(tmpDir, 'router.sock')}`,
     node: `ipc://${path.join(tmpDir, 'node.sock')}`,
+    zwserver: `ipc://${path.join(tmpDir, 'zwserver.sock')}`,
     net: path.join(tmpDir, 'net.sock'),
   }
   const servers = {
     router: await startServer(spawnRouter(routerExecutable, addresses.router)),
     node: await startServer(forkServer('server.js', addresses.node)),
+    zwserver: await startServer(forkServer('zw_server.js', addresses.zwserver)),
     net: await startServer(forkServer('net_server.js', addresses.net)),
   }
   const results = Object.fromEntries(RUNS.map((run) => [run.id, []]))
@@ -684,6 +693,7 @@ async function main () {
     loadAverage: os.loadavg(),
     addonBuilt: ADDON_LOADED,
     sendTimer: clock.name,
+    sendTimerKind: clock.kind,
     sendTimerUnsyncedReads: clock.unsyncedReads,
     sendTimerOverheadUs: clock.overheadUs,
     rounds: ROUNDS,
@@ -691,18 +701,19 @@ async function main () {
     servers: {
       router: 'core/examples/bench_router.rs: ROUTER on the zeromq crate 0.7, tokio current-thread runtime',
       node: 'bench/server.js: zeromq.js 6 Router in Node',
+      zwserver: "bench/zw_server.js: zerowire Server in Node ('message' event: count, or ctx.reply() the body)",
       net: 'bench/net_server.js: Node net server on a Unix socket',
     },
     config: {
       sendCases: SEND_CASES.map(({ key, label, calls, batch }) => ({ key, label, calls, batch })),
-      fireMessages: FIRE_MESSAGES,
+      fireCases: FIRE_CASES.map(({ key, label, body, messages }) => ({ key, label, bytes: Buffer.byteLength(body), messages })),
       rttCases: RTT_CASES.map(({ key, label }) => ({ key, label })),
       rttWarmup: RTT_WARMUP,
       rttSamples: RTT_SAMPLES,
       zerowireOptions: CLIENT_OPTIONS,
-      runs: RUNS.map(({ id, open, server, send, rtt }) => ({ id, client: open, server, send, rtt: rtt.map((c) => c.key) })),
+      runs: RUNS.map(({ id, open, server, send, fire, rtt }) => ({ id, client: open, server, send, fire: fire.map((c) => c.key), rtt: rtt.map((c) => c.key) })),
     },
-    figures: FIGURES.map(({ id, key, label, unit, better, cols }) => ({ id, key, label, unit, better, runs: cols })),
+    figures: FIGURES.map(({ section, id, key, label, unit, better, bytes, cols, sum }) => ({ section, id, key, label, unit, better, ...(bytes ? { bytesPerMessage: bytes } : {}), ...(sum ? { summed: true } : {}), runs: cols })),
     summary,
     // µs per call. wallSyncLoopOnly: zerowire's synchronous loop without the hand-over of the
     // tick's batch to the engine (which the cpu and wall figures include).
@@ -722,7 +733,7 @@ async function main () {
   const notes = []
   for (const [runId, rs] of Object.entries(results)) {
     const copies = sum(rs.map((r) => r.fire_surplus))
-    if (copies > 0) notes.push(`Note: ${runId} delivered ${copies} surplus copies during the fire-and-forget figure; copies counted towards N, so its msg/s is overstated.`)
+    if (copies > 0) notes.push(`Note: ${runId} delivered ${copies} surplus copies during its fire-and-forget figures; copies counted towards N, so its msg/s is overstated.`)
   }
   if (addonMtime() !== ADDON_LOADED) notes.push(`Note: zerowire.node was rebuilt during the run (${addonMtime()}); the run measured the build loaded at start (${ADDON_LOADED}).`)
   const others = median(Object.values(results).flat().map((r) => r.other_cores).filter((v) => v !== undefined))
@@ -730,25 +741,19 @@ async function main () {
   report.otherProcessesCoresMedian = Number.isFinite(others) ? others : null
   report.stealCoresMedian = Number.isFinite(steal) ? steal : null
   if (clock.unsyncedReads > 0) notes.push(`Note: ${clock.unsyncedReads} CPU-clock readings could not be synchronised and may lag by up to one scheduler tick.`)
-  const md = [
-    `## zerowire benchmark — ${report.date}`,
-    '',
-    `${report.cpu} (${report.cpus} cores), Node ${report.node}, ${report.platform}; median of ${ROUNDS} interleaved rounds, ${durationSeconds} s.`,
-    ...(Number.isFinite(others) ? [`Other processes kept ${others.toFixed(2)} of ${report.cpus} cores busy (median over runs; steal ${steal.toFixed(2)}).`] : []),
-    `send() figures: ${clock.kind === 'cpu' ? 'main-thread CPU time' : 'wall time (no per-thread CPU clock here)'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends.`,
-    '',
-    table(summary),
-    '',
-    ...notes.flatMap((n) => [n, '']),
-    'Targets: ' + report.targets.map((t) => `${t.target}: ${t.met ? 'met' : 'NOT met'}`).join('; '),
-    '',
-  ].join('\n')
+  report.notes = notes
+  // The Markdown is rendered from the report alone (readme.js), so README.md can be redone
+  // from results/latest.json at any time and always matches it.
+  const md = render(report)
   console.log(md)
 
   const out = path.join(__dirname, 'results', 'latest.json')
   writeAtomically(out, JSON.stringify(report, null, 2) + '\n')
   writeAtomically(path.join(__dirname, 'results', 'latest.md'), md)
   console.log(`JSON: ${path.relative(process.cwd(), out)}; Markdown: ${path.relative(process.cwd(), path.join(__dirname, 'results', 'latest.md'))}`)
+  // Only a run that got this far (every figure measured, every count right) reaches the README.
+  updateReadme(report)
+  console.log('README.md: benchmark section updated (bench/readme.js)')
 }
 
 process.on('exit', cleanup)

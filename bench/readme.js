@@ -1,0 +1,112 @@
+'use strict'
+// Renders a benchmark report (bench/results/latest.json, written by run.js) as Markdown: the
+// same table run.js prints and writes to results/latest.md. Run directly, or called by run.js
+// at the end of a successful run, it replaces the text between the markers
+// `<!-- bench:start -->` and `<!-- bench:end -->` in the top-level README.md (markers kept,
+// nothing else touched), so the README always shows the last run actually made.
+// Usage: node bench/readme.js [report.json]   (default bench/results/latest.json)
+
+const fs = require('node:fs')
+const path = require('node:path')
+
+const README = path.join(__dirname, '..', 'README.md')
+const LATEST = path.join(__dirname, 'results', 'latest.json')
+const START = '<!-- bench:start -->'
+const END = '<!-- bench:end -->'
+
+function fmt (v, unit) {
+  if (v === undefined || v === null) return '—'
+  if (unit === 'msg/s' || unit === 'messages') return Math.round(v).toLocaleString('en-US')
+  return v < 10 ? v.toFixed(2) : v.toFixed(1)
+}
+
+/** A fire-and-forget rate, with its throughput in MB/s (10^6 bytes) when the body size is known. */
+function fmtCell (v, figure) {
+  const s = fmt(v, figure.unit)
+  if (v === undefined || v === null || !figure.bytesPerMessage) return s
+  const mbs = (v * figure.bytesPerMessage) / 1e6
+  return `${s} (${mbs < 100 ? mbs.toFixed(1) : Math.round(mbs).toLocaleString('en-US')} MB/s)`
+}
+
+function ratio (a, b) {
+  return a > 0 && b > 0 ? a / b : undefined
+}
+
+/** "2026-11-21T07:17:01.536Z" → "2026-11-21 07:17 UTC" */
+function fmtDate (iso) {
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/.exec(iso || '')
+  return m ? `${m[1]} ${m[2]} UTC` : String(iso)
+}
+
+/** The table: one row per figure, a bold row where a new section starts. */
+function table (report) {
+  const lines = [
+    '| figure | unit | zerowire | zeromq.js 6 | zerowire / zeromq.js | raw net (Node server) |',
+    '|---|---|--:|--:|--:|--:|',
+  ]
+  let section
+  for (const f of report.figures) {
+    if (f.section && f.section !== section) {
+      section = f.section
+      lines.push(`| **${section}** | | | | | |`)
+    }
+    const s = report.summary[f.id]
+    const better = f.better === 'lower' || f.better === 'higher' ? `${f.better} is better` : f.better
+    const unit = f.bytesPerMessage ? `${f.unit} (MB/s), ${better}` : `${f.unit} (${better})`
+    const r = ratio(s.zerowire, s['zeromq.js'])
+    lines.push(`| ${f.label} | ${unit} | ${fmtCell(s.zerowire, f)} | ${fmtCell(s['zeromq.js'], f)} | ${r === undefined ? '—' : r.toFixed(2)} | ${fmtCell(s.net, f)} |`)
+  }
+  return lines.join('\n')
+}
+
+/**
+ * The whole Markdown report. `readme: true` gives the variant for README.md, whose first line
+ * reads as a sentence under the README's own "Performance" heading instead of a heading.
+ */
+function render (report, { readme = false } = {}) {
+  const first = readme
+    ? `Last run: ${fmtDate(report.date)} (\`npm run bench\`; written by \`bench/readme.js\` from \`bench/results/latest.json\`).`
+    : `## zerowire benchmark — ${fmtDate(report.date)}`
+  const others = report.otherProcessesCoresMedian
+  const lines = [
+    first,
+    '',
+    `${report.cpu} (${report.cpus} cores), Node ${report.node}, ${report.platform}; median of ${report.rounds} interleaved ${report.rounds === 1 ? 'round' : 'rounds'}, ${report.durationSeconds} s.`,
+    ...(typeof others === 'number' ? [`Other processes kept ${others.toFixed(2)} of ${report.cpus} cores busy (median over runs; steal ${(report.stealCoresMedian ?? 0).toFixed(2)}).`] : []),
+    ...(report.figures.some((f) => f.id.startsWith('pair_')) ? ['Node → Node rows: each client with its own library\'s server in Node, end to end; every other row runs both clients against the same server.'] : []),
+    `send() figures: ${report.sendTimerKind === 'wall' ? 'wall time (no per-thread CPU clock here)' : 'main-thread CPU time'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends.`,
+    '',
+    table(report),
+    '',
+    ...(report.notes || []).flatMap((n) => [n, '']),
+    'Targets: ' + report.targets.map((t) => `${t.target}: ${t.met ? 'met' : 'NOT met'}`).join('; '),
+    '',
+  ]
+  return lines.join('\n')
+}
+
+/** Replaces the README text between the markers with the README variant of `report`. */
+function updateReadme (report, readmePath = README) {
+  const text = fs.readFileSync(readmePath, 'utf8')
+  const start = text.indexOf(START)
+  const end = text.indexOf(END)
+  if (start < 0 || end < 0 || end < start || text.indexOf(START, start + 1) >= 0 || text.indexOf(END, end + 1) >= 0) {
+    throw new Error(`${readmePath}: expected one ${START} followed by one ${END}`)
+  }
+  const next = text.slice(0, start + START.length) + '\n' + render(report, { readme: true }).trimEnd() + '\n' + text.slice(end)
+  if (next === text) return false
+  // Write-then-rename (keeping the file's mode) so an interrupted write never leaves half a README.
+  const tmp = `${readmePath}.bench.tmp`
+  fs.writeFileSync(tmp, next, { mode: fs.statSync(readmePath).mode })
+  fs.renameSync(tmp, readmePath)
+  return true
+}
+
+module.exports = { render, updateReadme, fmtDate }
+
+if (require.main === module) {
+  const file = process.argv[2] || LATEST
+  const report = JSON.parse(fs.readFileSync(file, 'utf8'))
+  const changed = updateReadme(report)
+  console.log(`${path.relative(process.cwd(), README)}: ${changed ? 'updated from' : 'already shows'} ${path.relative(process.cwd(), file)} (${fmtDate(report.date)})`)
+}
