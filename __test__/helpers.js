@@ -91,7 +91,7 @@ async function routerStats (endpoint) {
  * ROUTER reads its connections in turn, so a fresh connection's "stats" request can overtake
  * what an older one still has in flight: poll rather than ask once.
  */
-async function routerCount (endpoint, n, ms = 10_000) {
+async function routerCount (endpoint, n, ms = 30_000) {
   let last
   try {
     return await waitFor(async () => {

@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,54 +27,10 @@ use crate::options::ClientOptions;
 use crate::outbox::{Event, Outbox};
 use crate::protocol::{self, Inbound};
 use crate::queue::{Consumer, Control, Outgoing, QueueShared};
+use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
 use crate::writer::Writer;
 
-/// Engines polling right now, process-wide; at most one fewer than the cores (and one).
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
-
-fn max_spinners() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get().saturating_sub(1).max(1))
-            .unwrap_or(1)
-    })
-}
-
-/// One engine's claim on a spinning slot.
-#[derive(Default)]
-struct SpinSlot {
-    held: bool,
-}
-
-impl SpinSlot {
-    fn acquire(&mut self) -> bool {
-        if !self.held {
-            self.held = SPINNERS
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max_spinners()).then_some(n + 1)
-                })
-                .is_ok();
-        }
-        self.held
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.held) {
-            SPINNERS.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl Drop for SpinSlot {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-/// How long the engine keeps polling after request traffic before it parks.
-const SPIN: Duration = Duration::from_micros(200);
 /// Shortest time one connection attempt (connect + ZMTP handshake) is given.
 const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
 /// Most inbound messages handled per wake-up before the loop looks at its queue again.

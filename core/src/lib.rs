@@ -1,18 +1,23 @@
 //! zerowire-core: the pure-Rust half of zerowire. Nothing here knows about Node.
 //!
 //! Module map:
-//! - [`options`]  — client options with their defaults and validation (the limits).
-//! - [`protocol`] — the two-frame wire envelope: correlation ids, what an inbound message is.
-//! - [`queue`]    — the bounded send queue between the host thread and the engine, and its wake-up.
-//! - [`outbox`]   — batches of events (replies, timeouts, pushes) from the engine back to the host.
-//! - [`stats`]    — counters shared by the host and the engine.
-//! - [`engine`]   — the background thread: a current-thread tokio runtime owning the DEALER socket.
-//! - [`client`]   — [`client::Client`], the handle the binding layer drives.
-//! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
+//! - [`client`]   — [`Client`], the handle the binding drives for a DEALER.
+//! - [`engine`]   — the client's background thread: a current-thread tokio runtime that owns
+//!   the DEALER socket, reconnects, keeps the backlog, times requests out, pings, drains.
+//! - [`server`]   — the ROUTER: its engine thread and [`server::Server`], its handle.
+//! - [`bind`]     — binding server endpoints: ipc socket files (stale, live, permissions), tcp.
 //! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
+//! - [`protocol`] — the wire envelope: correlation ids, control messages, inbound shapes.
+//! - [`queue`]    — host → engine: per-tick staging, the bounded channel, the wake-up.
+//! - [`outbox`]   — engine → host: batches of events and at most one wake-up per batch.
+//! - [`options`]  — client options, their defaults and limits; endpoint validation.
+//! - [`stats`]    — counters, each written by one thread only.
+//! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
+//! - `writer`     — the send half and the one send that may be suspended on it.
+//! - `spin`       — polling right after request traffic, rationed across the process.
 //!
-//! Threads: the host (JS main thread) only pushes [`queue::Command`]s and reads atomics; the
-//! engine thread owns the socket, the pending-request table and every timer.
+//! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
+//! thread owns its socket, its pending-request table and every timer.
 
 pub mod bind;
 pub mod client;
@@ -24,6 +29,7 @@ pub mod protocol;
 pub mod queue;
 pub mod server;
 pub mod sniff;
+mod spin;
 pub mod stats;
 mod writer;
 

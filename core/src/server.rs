@@ -29,6 +29,7 @@ use crate::outbox::{Outbox, Waker};
 use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
 use crate::queue::{self, Consumer, Producer, QueueShared, Refusal, Staging, Weighed};
 use crate::sniff::Sniffer;
+use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
 use crate::writer::Writer;
 
@@ -231,6 +232,9 @@ struct Engine {
     close_deadline: Option<Instant>,
     heartbeat_timeout: Duration,
     next_sweep: Instant,
+    /// Poll instead of parking until then: a request went to the host, its reply is near.
+    spin_until: Option<Instant>,
+    spin_slot: SpinSlot,
 }
 
 struct Conn {
@@ -345,6 +349,7 @@ impl Engine {
                 let token = if corr.is_empty() {
                     NO_TOKEN
                 } else {
+                    self.spin_until = Some(Instant::now() + SPIN);
                     bump(&self.counters.requests, 1);
                     self.next_token = self.next_token.wrapping_add(1).max(1);
                     self.tokens.insert(self.next_token, (client, corr));
@@ -525,8 +530,14 @@ impl Engine {
 
     async fn wait(&mut self, conn: &mut Conn) {
         let shared = self.shared.clone();
-        shared.sleeping.store(true, Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::SeqCst);
+        let want = self.spin_until.is_some_and(|t| t > Instant::now());
+        let spinning = want && self.spin_slot.acquire();
+        if !spinning {
+            self.spin_until = None;
+            self.spin_slot.release();
+            shared.sleeping.store(true, Ordering::Relaxed);
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
         if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() {
             shared.sleeping.store(false, Ordering::Relaxed);
             return;
@@ -563,6 +574,14 @@ impl Engine {
                 std::future::pending().await
             }
         };
+        let spin = async {
+            if spinning {
+                std::thread::yield_now();
+                tokio::task::yield_now().await
+            } else {
+                std::future::pending().await
+            }
+        };
         enum Woke {
             Other,
             Message(ZmqResult<ZmqMessage>),
@@ -570,6 +589,7 @@ impl Engine {
         }
         let woke = tokio::select! {
             _ = shared.notify.notified() => Woke::Other,
+            _ = spin => Woke::Other,
             _ = sleep => Woke::Other,
             m = recv => Woke::Message(m),
             e = conn.monitor.next() => Woke::Monitor(e),
@@ -664,6 +684,8 @@ impl Server {
             close_deadline: None,
             heartbeat_timeout: options.heartbeat_timeout,
             next_sweep: Instant::now() + options.heartbeat_timeout / 2,
+            spin_until: None,
+            spin_slot: SpinSlot::default(),
         };
         let (exit_tx, exited) = crossbeam_channel::bounded(1);
         let thread_outbox = outbox.clone();
