@@ -38,7 +38,8 @@ test('strings keep their bytes (non-ASCII), Buffers and Uint8Arrays are accepted
 })
 
 test('many concurrent requests are correlated even when replies come out of order', async () => {
-  const c = new Client(router.endpoint)
+  // Generous deadline: the Python peer answers 2000 delayed requests with O(n) bookkeeping.
+  const c = new Client(router.endpoint, { requestTimeoutMs: 30_000 })
   const n = 2000
   const delays = Array.from({ length: n }, (_, i) => (i * 7919) % 40)
   const replies = await Promise.all(delays.map((d, i) => c.request(`slow:${d}`).then((r) => [i, r])))

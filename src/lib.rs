@@ -5,6 +5,7 @@
 //! - [`ffi`]     — every raw N-API call and `unsafe` block, behind a small safe API.
 //! - [`client`]  — the JS client's native functions (convert, then forward to the core).
 //! - [`server`]  — the JS server's native functions.
+//! - [`handle`]  — what both share: staging, wake-up, flush/close/ref functions.
 //! - [`convert`] — options from JS numbers, stats to JS names (no N-API).
 //!
 //! The JS API (`index.js`) is a thin class over these free functions: a class method costs
@@ -13,6 +14,7 @@
 mod client;
 mod convert;
 mod ffi;
+mod handle;
 mod server;
 
 use napi::bindgen_prelude::{Object, Result};

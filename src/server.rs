@@ -1,9 +1,6 @@
 //! The JS server's native half: binds the core [`Server`] and forwards calls to it. Safe code
-//! only; the raw N-API work is in `ffi`.
+//! only; the raw N-API work is in `ffi`, what client and server share in `handle`.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use napi::sys;
@@ -13,54 +10,38 @@ use zerowire_core::server::{Server, ServerEvent, ServerOut};
 use zerowire_core::Error;
 
 use crate::convert;
-use crate::ffi::{
-    self, BufferRefs, Cx, Delivery, Env, EventArray, Gate, Tagged, Thrown, Value, Wakeup,
-};
+use crate::ffi::{self, BufferRefs, Cx, Env, EventArray, Gate, Thrown, Value};
+use crate::handle::{self, with_handle, Engine, Handle};
 
-pub struct Handle {
-    server: Server,
-    staging: RefCell<Staging<ServerOut>>,
-    flush_scheduled: Cell<bool>,
-    refs: Arc<BufferRefs>,
-    wakeup: RefCell<Option<Wakeup>>,
-    linger: Duration,
-}
-
-impl Tagged for Handle {
+impl Engine for Server {
+    type Out = ServerOut;
     const TAG: u32 = 0x5a57_5331; // "ZWS1"
-}
 
-impl Handle {
-    fn outcome(&self, queued: Queued) -> i32 {
-        match queued {
-            Queued::Refused => 0,
-            Queued::Yes if self.flush_scheduled.get() || self.staging.borrow().is_empty() => 1,
-            Queued::Yes => {
-                self.flush_scheduled.set(true);
-                2
-            }
-        }
+    fn flush(&self, staging: &mut Staging<ServerOut>) {
+        Server::flush(self, staging)
     }
 
-    fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
-        self.server
-            .shutdown(&mut self.staging.borrow_mut(), linger, wait)
+    fn close(&self, staging: &mut Staging<ServerOut>) -> bool {
+        Server::close(self, staging)
     }
 
-    fn with_wakeup(&self, f: impl FnOnce(&Wakeup)) {
-        if let Some(w) = self.wakeup.borrow().as_ref() {
-            f(w);
-        }
+    fn shutdown(&self, staging: &mut Staging<ServerOut>, linger: Duration, wait: Duration) -> bool {
+        Server::shutdown(self, staging, linger, wait)
     }
-}
 
-impl Delivery for Handle {
+    fn is_closing(&self) -> bool {
+        Server::is_closing(self)
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        Server::max_message_bytes(self)
+    }
+
     /// The batch is `[kind, client, route|reason, token|info, body|id, …]`, five slots per
     /// event (see index.js).
-    fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
-        self.refs.release(env);
+    fn deliver(&self, batch: &mut EventArray) -> bool {
         let mut last = false;
-        for event in self.server.take_events_max(crate::ffi::MAX_BATCH) {
+        for event in self.take_events_max(ffi::MAX_BATCH) {
             match event {
                 ServerEvent::Connect { client, id, info } => {
                     batch.u32(0);
@@ -95,35 +76,18 @@ impl Delivery for Handle {
                 ServerEvent::Closed => {
                     last = true;
                     batch.u32(3);
-                    batch.skip();
-                    batch.skip();
-                    batch.skip();
-                    batch.skip();
+                    for _ in 0..4 {
+                        batch.skip();
+                    }
                 }
             }
         }
         last
     }
-
-    fn finished(&self, env: Env) {
-        self.refs.release(env);
-        self.shutdown(Duration::ZERO, Duration::from_millis(100));
-        self.with_wakeup(|w| w.finish(Some(env), self));
-    }
-
-    fn env_teardown(&self) {
-        self.with_wakeup(|w| w.gate().shut());
-        self.shutdown(self.linger, self.linger + Duration::from_millis(500));
-        self.with_wakeup(|w| w.finish(None, self));
-    }
 }
 
-fn handle(cx: &Cx) -> Result<&Handle, Thrown> {
-    cx.handle::<Handle>(0)
-}
-
-/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents) → handle. Binds synchronously, so
-/// EADDRINUSE, ENAMETOOLONG and friends are thrown here.
+/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents) → handle. Binds
+/// synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
     let r = (|| {
@@ -142,146 +106,70 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
         let server = Server::bind(&endpoint, options, Box::new(ffi::GateWaker(gate.clone())))?;
-        let handle = Rc::new(Handle {
-            server,
-            staging: RefCell::default(),
-            flush_scheduled: Cell::new(false),
-            refs,
-            wakeup: RefCell::new(None),
-            linger,
-        });
-        match Wakeup::install(&cx, cx.arg(3), gate, &handle) {
-            Ok(w) => {
-                // A listening server keeps the process alive, like net.Server.
-                w.set_ref(env, true);
-                *handle.wakeup.borrow_mut() = Some(w);
-            }
-            Err(t) => {
-                handle.shutdown(Duration::ZERO, Duration::from_secs(1));
-                return Err(t);
-            }
-        }
+        // A listening server keeps the process alive, like net.Server.
+        let handle = Handle::install(&cx, cx.arg(3), server, gate, refs, linger, true)?;
         Ok(cx.external(handle))
     })();
     cx.result(r)
 }
 
-fn check_open(h: &Handle) -> Result<(), Thrown> {
-    if h.server.is_closing() {
-        return Err(Error::Closed.into());
-    }
-    Ok(())
+/// Stages one outgoing message built from the payload argument `arg`.
+fn stage(
+    cx: &Cx,
+    h: &Handle<Server>,
+    arg: usize,
+    call: impl FnOnce(&Server, &mut Staging<ServerOut>, bytes::Bytes) -> Result<Queued, Error>,
+) -> Result<Value, Thrown> {
+    h.check_open()?;
+    let body = h.payload(cx, arg)?;
+    let queued = call(&h.engine, &mut h.staging(), body)?;
+    Ok(cx.int(h.outcome(queued)))
 }
 
 /// serverEndpoint(handle) → the bound endpoint (real port for tcp://…:0).
 pub extern "C" fn endpoint(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| cx.str(h.server.endpoint()));
-    cx.result(r)
+    with_handle::<Server>(env, info, |cx, h| Ok(cx.str(h.engine.endpoint())))
 }
 
 /// serverRoute(handle, name, index)
 pub extern "C" fn route(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = (|| {
-        let h = handle(&cx)?;
+    with_handle::<Server>(env, info, |cx, h| {
         let name = cx
             .string(1)
             .ok_or_else(|| Thrown::arg_type("the route name must be a string"))?;
-        h.server.route(&name, cx.u32(2));
+        h.engine.route(&name, cx.u32(2));
         Ok(cx.undefined())
-    })();
-    cx.result(r)
+    })
 }
 
 /// serverReply(handle, token, raw, isError) → 0 refused, 1 queued, 2 queued + schedule flush.
 pub extern "C" fn reply(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = (|| {
-        let h = handle(&cx)?;
-        check_open(h)?;
-        let body = cx.payload(2, h.server.max_message_bytes(), &h.refs)?;
-        let q = h
-            .server
-            .reply(&mut h.staging.borrow_mut(), cx.u32(1), body, cx.bool(3))?;
-        Ok(cx.int(h.outcome(q)))
-    })();
-    cx.result(r)
+    with_handle::<Server>(env, info, |cx, h| {
+        let (token, error) = (cx.u32(1), cx.bool(3));
+        stage(cx, h, 2, |s, st, body| s.reply(st, token, body, error))
+    })
 }
 
 /// serverSendTo(handle, client, raw) → like serverReply.
 pub extern "C" fn send_to(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = (|| {
-        let h = handle(&cx)?;
-        check_open(h)?;
-        let body = cx.payload(2, h.server.max_message_bytes(), &h.refs)?;
-        let q = h
-            .server
-            .send_to(&mut h.staging.borrow_mut(), cx.u32(1), body)?;
-        Ok(cx.int(h.outcome(q)))
-    })();
-    cx.result(r)
+    with_handle::<Server>(env, info, |cx, h| {
+        let client = cx.u32(1);
+        stage(cx, h, 2, |s, st, body| s.send_to(st, client, body))
+    })
 }
 
 /// serverBroadcast(handle, raw) → like serverReply.
 pub extern "C" fn broadcast(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = (|| {
-        let h = handle(&cx)?;
-        check_open(h)?;
-        let body = cx.payload(1, h.server.max_message_bytes(), &h.refs)?;
-        let q = h.server.broadcast(&mut h.staging.borrow_mut(), body)?;
-        Ok(cx.int(h.outcome(q)))
-    })();
-    cx.result(r)
-}
-
-/// serverFlush(handle)
-pub extern "C" fn flush(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| {
-        h.flush_scheduled.set(false);
-        h.server.flush(&mut h.staging.borrow_mut());
-        cx.undefined()
-    });
-    cx.result(r)
-}
-
-/// serverClose(handle) → true if this call started the close.
-pub extern "C" fn close(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| cx.boolean(h.server.close(&mut h.staging.borrow_mut())));
-    cx.result(r)
-}
-
-/// serverCloseSync(handle) → true if the engine ended (bounded by linger + 250 ms).
-pub extern "C" fn close_sync(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| {
-        let finished = h.wakeup.borrow().as_ref().is_none_or(|w| w.finished());
-        let ended = finished || h.shutdown(h.linger, h.linger + Duration::from_millis(250));
-        cx.boolean(ended)
-    });
-    cx.result(r)
-}
-
-/// serverRef(handle, bool)
-pub extern "C" fn set_ref(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| {
-        let want = cx.bool(1);
-        h.with_wakeup(|w| w.set_ref(env, want));
-        cx.undefined()
-    });
-    cx.result(r)
+    with_handle::<Server>(env, info, |cx, h| {
+        stage(cx, h, 1, |s, st, body| s.broadcast(st, body))
+    })
 }
 
 /// serverStats(handle) → plain object of counters.
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    let r = handle(&cx).map(|h| cx.object(&convert::server_stats(&h.server.stats()), &[]));
-    cx.result(r)
+    with_handle::<Server>(env, info, |cx, h| {
+        Ok(cx.object(&convert::server_stats(&h.engine.stats()), &[]))
+    })
 }
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
@@ -291,9 +179,9 @@ pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverReply", reply),
     ("serverSendTo", send_to),
     ("serverBroadcast", broadcast),
-    ("serverFlush", flush),
-    ("serverClose", close),
-    ("serverCloseSync", close_sync),
-    ("serverRef", set_ref),
+    ("serverFlush", handle::flush::<Server>),
+    ("serverClose", handle::close::<Server>),
+    ("serverCloseSync", handle::close_sync::<Server>),
+    ("serverRef", handle::set_ref::<Server>),
     ("serverStats", stats),
 ];

@@ -3,9 +3,8 @@
 //! end of its tick (the calls flush by themselves every `STAGE_MAX` messages). Results come
 //! back as [`Event`]s through the [`Outbox`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use crate::options::{validate_endpoint, ClientOptions};
 use crate::outbox::{Event, Outbox, Waker};
 use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Staging};
 use crate::stats::{bump, StatsSnapshot};
+use crate::thread::EngineThread;
 
 pub struct Client {
     shared: Arc<QueueShared>,
@@ -24,10 +24,7 @@ pub struct Client {
     max_message_bytes: usize,
     request_timeout: Duration,
     linger: Duration,
-    closing: AtomicBool,
-    /// Signalled by the engine thread as its very last act.
-    exited: crossbeam_channel::Receiver<()>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: EngineThread,
 }
 
 /// What `send`/`request` did with a message.
@@ -52,7 +49,6 @@ impl Client {
         let outbox = Arc::new(Outbox::new(waker));
         let (producer, consumer) =
             queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
-        let (exit_tx, exited) = crossbeam_channel::bounded(1);
         let engine = Engine::new(
             endpoint.to_owned(),
             options.clone(),
@@ -60,13 +56,7 @@ impl Client {
             outbox.clone(),
             consumer,
         );
-        let thread = std::thread::Builder::new()
-            .name("zerowire-client".into())
-            .spawn(move || {
-                engine.run();
-                let _ = exit_tx.send(());
-            })
-            .map_err(|e| Error::Spawn(e.to_string()))?;
+        let thread = EngineThread::spawn("zerowire-client", move || engine.run())?;
         Ok(Client {
             shared,
             outbox,
@@ -74,14 +64,12 @@ impl Client {
             max_message_bytes: options.max_message_bytes,
             request_timeout: options.request_timeout,
             linger: options.linger,
-            closing: AtomicBool::new(false),
-            exited,
-            thread: Mutex::new(Some(thread)),
+            thread,
         })
     }
 
     fn check(&self, body: &Bytes) -> Result<(), Error> {
-        if self.closing.load(Ordering::Relaxed) {
+        if self.thread.is_closing() {
             return Err(Error::Closed);
         }
         if body.len() > self.max_message_bytes {
@@ -165,7 +153,7 @@ impl Client {
 
     pub fn close_with(&self, staging: &mut Staging, linger: Duration) -> bool {
         self.flush(staging);
-        if self.closing.swap(true, Ordering::AcqRel) {
+        if !self.thread.start_closing() {
             return false;
         }
         let _ = self
@@ -179,19 +167,14 @@ impl Client {
     }
 
     pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
+        self.thread.is_closing()
     }
 
     /// Closes (if not yet) and waits for the engine thread for at most `wait`. Returns whether
     /// it ended. Used when the host environment goes away and nobody will await `close()`.
     pub fn shutdown(&self, staging: &mut Staging, linger: Duration, wait: Duration) -> bool {
         self.close_with(staging, linger);
-        let ended = self.exited.recv_timeout(wait).is_ok();
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (true, Some(handle)) = (ended, handle) {
-            let _ = handle.join();
-        }
-        ended
+        self.thread.join(wait)
     }
 
     pub fn take_events(&self) -> Vec<Event> {

@@ -15,6 +15,7 @@
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
 //! - `writer`     — the send half and the one send that may be suspended on it.
 //! - `spin`       — polling right after request traffic, rationed across the process.
+//! - `thread`     — the engine thread as a handle sees it: spawn, close once, bounded join.
 //!
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
 //! thread owns its socket, its pending-request table and every timer.
@@ -31,6 +32,7 @@ pub mod server;
 pub mod sniff;
 mod spin;
 pub mod stats;
+mod thread;
 mod writer;
 
 pub use client::Client;

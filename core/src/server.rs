@@ -8,9 +8,8 @@
 //! Outbound, the host stages replies, pushes and broadcasts exactly like a client stages sends.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +30,7 @@ use crate::queue::{self, Consumer, Producer, QueueShared, Refusal, Staging, Weig
 use crate::sniff::Sniffer;
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
+use crate::thread::EngineThread;
 use crate::writer::Writer;
 
 /// Route index of messages no route matched (the `message` event).
@@ -627,9 +627,7 @@ pub struct Server {
     producer: Producer<ServerOut, ServerControl>,
     max_message_bytes: usize,
     linger: Duration,
-    closing: AtomicBool,
-    exited: crossbeam_channel::Receiver<()>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: EngineThread,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -687,16 +685,11 @@ impl Server {
             spin_until: None,
             spin_slot: SpinSlot::default(),
         };
-        let (exit_tx, exited) = crossbeam_channel::bounded(1);
         let thread_outbox = outbox.clone();
-        let thread = std::thread::Builder::new()
-            .name("zerowire-server".into())
-            .spawn(move || {
-                run(engine, listener, file);
-                thread_outbox.publish(&mut vec![ServerEvent::Closed]);
-                let _ = exit_tx.send(());
-            })
-            .map_err(|e| Error::Spawn(e.to_string()))?;
+        let thread = EngineThread::spawn("zerowire-server", move || {
+            run(engine, listener, file);
+            thread_outbox.publish(&mut vec![ServerEvent::Closed]);
+        })?;
         Ok(Server {
             endpoint,
             shared,
@@ -705,9 +698,7 @@ impl Server {
             producer,
             max_message_bytes: options.max_message_bytes,
             linger: options.linger,
-            closing: AtomicBool::new(false),
-            exited,
-            thread: Mutex::new(Some(thread)),
+            thread,
         })
     }
 
@@ -727,7 +718,7 @@ impl Server {
     }
 
     fn push(&self, staging: &mut Staging<ServerOut>, out: ServerOut) -> Result<Queued, Error> {
-        if self.closing.load(Ordering::Relaxed) {
+        if self.thread.is_closing() {
             return Err(Error::Closed);
         }
         let size = out.bytes() as usize;
@@ -781,7 +772,7 @@ impl Server {
     }
 
     pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
+        self.thread.is_closing()
     }
 
     /// Stops accepting calls, writes what is queued for at most the linger time, closes the
@@ -792,7 +783,7 @@ impl Server {
 
     pub fn close_with(&self, staging: &mut Staging<ServerOut>, linger: Duration) -> bool {
         self.flush(staging);
-        if self.closing.swap(true, Ordering::AcqRel) {
+        if !self.thread.start_closing() {
             return false;
         }
         let _ = self
@@ -809,12 +800,7 @@ impl Server {
         wait: Duration,
     ) -> bool {
         self.close_with(staging, linger);
-        let ended = self.exited.recv_timeout(wait).is_ok();
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (true, Some(handle)) = (ended, handle) {
-            let _ = handle.join();
-        }
-        ended
+        self.thread.join(wait)
     }
 
     pub fn take_events(&self) -> Vec<ServerEvent> {

@@ -1,0 +1,53 @@
+//! The engine thread as its handle sees it: started once, told to close once, joined with a
+//! bound. Shared by the client and the server handles.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::Error;
+
+pub(crate) struct EngineThread {
+    closing: AtomicBool,
+    /// Signalled by the thread as its very last act.
+    exited: crossbeam_channel::Receiver<()>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EngineThread {
+    pub(crate) fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<Self, Error> {
+        let (exit_tx, exited) = crossbeam_channel::bounded(1);
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                run();
+                let _ = exit_tx.send(());
+            })
+            .map_err(|e| Error::Spawn(e.to_string()))?;
+        Ok(EngineThread {
+            closing: AtomicBool::new(false),
+            exited,
+            handle: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Marks the handle closing; true only for the first call.
+    pub(crate) fn start_closing(&self) -> bool {
+        !self.closing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Waits at most `wait` for the thread to end, and joins it if it did.
+    pub(crate) fn join(&self, wait: Duration) -> bool {
+        let ended = self.exited.recv_timeout(wait).is_ok();
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (true, Some(handle)) = (ended, handle) {
+            let _ = handle.join();
+        }
+        ended
+    }
+}

@@ -1,0 +1,190 @@
+//! What the client and server handles share on the native side: the per-tick staging, the
+//! buffer references, the wake-up, and the functions that only flush, close or (un)ref. Safe
+//! code only; the raw N-API work is in `ffi`.
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::sys;
+use zerowire_core::client::Queued;
+use zerowire_core::queue::Staging;
+use zerowire_core::Error;
+
+use crate::ffi::{BufferRefs, Cx, Delivery, Env, EventArray, Gate, Tagged, Thrown, Value, Wakeup};
+
+/// A core handle (client or server) as the binding drives it.
+pub trait Engine: 'static {
+    /// What the host stages for this engine.
+    type Out;
+    /// Tells the kinds of handle apart when JS passes one back.
+    const TAG: u32;
+    fn flush(&self, staging: &mut Staging<Self::Out>);
+    fn close(&self, staging: &mut Staging<Self::Out>) -> bool;
+    fn shutdown(&self, staging: &mut Staging<Self::Out>, linger: Duration, wait: Duration) -> bool;
+    fn is_closing(&self) -> bool;
+    fn max_message_bytes(&self) -> usize;
+    /// Appends one delivery's events to `batch`; true when the engine has ended.
+    fn deliver(&self, batch: &mut EventArray) -> bool;
+}
+
+/// Everything one JS client or server owns natively. Only the JS thread touches it (every
+/// N-API callback, finalizer and cleanup hook runs there), hence `Rc` and `Cell`.
+pub struct Handle<E: Engine> {
+    pub engine: E,
+    /// Messages of the current JS tick, handed to the engine by the flush function.
+    staging: RefCell<Staging<E::Out>>,
+    /// A flush is already scheduled for this tick.
+    flush_scheduled: Cell<bool>,
+    refs: Arc<BufferRefs>,
+    wakeup: RefCell<Option<Wakeup>>,
+    linger: Duration,
+}
+
+impl<E: Engine> Tagged for Handle<E> {
+    const TAG: u32 = E::TAG;
+}
+
+impl<E: Engine> Handle<E> {
+    /// Wraps `engine` and installs its wake-up over the JS `callback`. A handle that keeps the
+    /// process alive (a listening server) is ref'd from the start.
+    pub fn install(
+        cx: &Cx,
+        callback: Value,
+        engine: E,
+        gate: Arc<Gate>,
+        refs: Arc<BufferRefs>,
+        linger: Duration,
+        keep_alive: bool,
+    ) -> Result<Rc<Self>, Thrown> {
+        let handle = Rc::new(Handle {
+            engine,
+            staging: RefCell::new(Staging::default()),
+            flush_scheduled: Cell::new(false),
+            refs,
+            wakeup: RefCell::new(None),
+            linger,
+        });
+        match Wakeup::install(cx, callback, gate, &handle) {
+            Ok(w) => {
+                w.set_ref(cx.env(), keep_alive);
+                *handle.wakeup.borrow_mut() = Some(w);
+                Ok(handle)
+            }
+            Err(t) => {
+                handle.shutdown(Duration::ZERO, Duration::from_secs(1));
+                Err(t)
+            }
+        }
+    }
+
+    pub fn staging(&self) -> RefMut<'_, Staging<E::Out>> {
+        self.staging.borrow_mut()
+    }
+
+    pub fn check_open(&self) -> Result<(), Thrown> {
+        if self.engine.is_closing() {
+            return Err(Error::Closed.into());
+        }
+        Ok(())
+    }
+
+    /// The payload argument `i` of a call on this handle.
+    pub fn payload(&self, cx: &Cx, i: usize) -> Result<Bytes, Thrown> {
+        self.refs.release(cx.env());
+        cx.payload(i, self.engine.max_message_bytes(), &self.refs)
+    }
+
+    /// 0 refused, 1 queued, 2 queued and the caller must schedule the flush function for the
+    /// end of the tick (the first message of a tick).
+    pub fn outcome(&self, queued: Queued) -> i32 {
+        match queued {
+            Queued::Refused => 0,
+            Queued::Yes if self.flush_scheduled.get() || self.staging.borrow().is_empty() => 1,
+            Queued::Yes => {
+                self.flush_scheduled.set(true);
+                2
+            }
+        }
+    }
+
+    fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
+        self.engine.shutdown(&mut self.staging(), linger, wait)
+    }
+
+    fn with_wakeup(&self, f: impl FnOnce(&Wakeup)) {
+        if let Some(w) = self.wakeup.borrow().as_ref() {
+            f(w);
+        }
+    }
+}
+
+impl<E: Engine> Delivery for Handle<E> {
+    fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
+        self.refs.release(env);
+        self.engine.deliver(batch)
+    }
+
+    fn finished(&self, env: Env) {
+        self.refs.release(env);
+        // The engine thread has signalled its end: joining is immediate.
+        self.shutdown(Duration::ZERO, Duration::from_millis(100));
+        self.with_wakeup(|w| w.finish(Some(env), self));
+    }
+
+    fn env_teardown(&self) {
+        self.with_wakeup(|w| w.gate().shut());
+        // No JS can run any more: let the engine drain (bounded) and end its thread so
+        // nothing outlives the env.
+        self.shutdown(self.linger, self.linger + Duration::from_millis(500));
+        self.with_wakeup(|w| w.finish(None, self));
+    }
+}
+
+/// Runs `f` on the handle argument 0, throwing if it is not a handle of this kind.
+pub fn with_handle<E: Engine>(
+    env: Env,
+    info: sys::napi_callback_info,
+    f: impl FnOnce(&Cx, &Handle<E>) -> Result<Value, Thrown>,
+) -> Value {
+    let cx = Cx::new(env, info);
+    let r = cx.handle::<Handle<E>>(0).and_then(|h| f(&cx, h));
+    cx.result(r)
+}
+
+/// flush(handle): hands the messages staged during this tick to the engine.
+pub extern "C" fn flush<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<E>(env, info, |cx, h| {
+        h.flush_scheduled.set(false);
+        h.engine.flush(&mut h.staging());
+        Ok(cx.undefined())
+    })
+}
+
+/// close(handle) → true if this call started the close.
+pub extern "C" fn close<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<E>(env, info, |cx, h| {
+        Ok(cx.boolean(h.engine.close(&mut h.staging())))
+    })
+}
+
+/// closeSync(handle) → true if the engine ended. Blocks for at most linger + 250 ms; meant for
+/// `process.on('exit')`, where nothing asynchronous can run any more.
+pub extern "C" fn close_sync<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<E>(env, info, |cx, h| {
+        let finished = h.wakeup.borrow().as_ref().is_none_or(|w| w.finished());
+        let ended = finished || h.shutdown(h.linger, h.linger + Duration::from_millis(250));
+        Ok(cx.boolean(ended))
+    })
+}
+
+/// ref(handle, bool): keep the process alive (something is awaited) or not.
+pub extern "C" fn set_ref<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<E>(env, info, |cx, h| {
+        let want = cx.bool(1);
+        h.with_wakeup(|w| w.set_ref(env, want));
+        Ok(cx.undefined())
+    })
+}
