@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -341,6 +342,8 @@ unsafe extern "C" fn drop_holder<T>(_env: Env, data: *mut c_void, _hint: *mut c_
 #[derive(Default)]
 pub struct BufferRefs {
     list: Mutex<Vec<SendPtr<sys::napi_ref__>>>,
+    /// Set with the list non-empty: every send checks it, so it must not take the lock.
+    any: AtomicBool,
     /// Called (from the engine thread) when the list goes from empty to not empty.
     wake: OnceLock<Arc<Gate>>,
 }
@@ -352,13 +355,9 @@ impl BufferRefs {
         Arc::new(refs)
     }
 
-    fn is_empty(&self) -> bool {
-        self.list.lock().map(|l| l.is_empty()).unwrap_or(true)
-    }
-
     /// Deletes the references whose bytes were sent. JS thread only.
     pub fn release(&self, env: Env) {
-        if self.is_empty() {
+        if !self.any.swap(false, Ordering::Acquire) {
             return;
         }
         let refs = std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()));
@@ -390,6 +389,7 @@ impl Drop for JsBytes {
         let first = {
             let mut list = self.refs.list.lock().unwrap_or_else(|e| e.into_inner());
             list.push(self.reference);
+            self.refs.any.store(true, Ordering::Release);
             list.len() == 1
         };
         if let (true, Some(gate)) = (first, self.refs.wake.get()) {
