@@ -42,19 +42,20 @@ function abortError (signal) {
   return err
 }
 
-function readOptions (options) {
+/** The options object (or {}) and its numeric options in `names` order, NaN where unset. */
+function readOptions (options, names) {
   if (options === undefined || options === null) options = {}
   if (typeof options !== 'object') {
     throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options must be an object')
   }
-  return NUMERIC_OPTIONS.map((name) => {
+  return [options, names.map((name) => {
     const v = options[name]
     if (v === undefined) return NaN
     if (typeof v !== 'number' || !Number.isFinite(v)) {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `options.${name} must be a finite number`)
     }
     return v
-  })
+  })]
 }
 
 // Clients and servers still open when the process exits get a bounded, synchronous drain:
@@ -84,8 +85,8 @@ class Client extends EventEmitter {
     if (typeof endpoint !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
-    const numbers = readOptions(options)
-    const name = options?.name
+    const [opts, numbers] = readOptions(options, NUMERIC_OPTIONS)
+    const name = opts.name
     if (name !== undefined && typeof name !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.name must be a string')
     }
@@ -330,19 +331,8 @@ class Server extends EventEmitter {
     if (typeof endpoint !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
-    if (options === undefined || options === null) options = {}
-    if (typeof options !== 'object') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options must be an object')
-    }
-    const numbers = SERVER_NUMERIC_OPTIONS.map((name) => {
-      const v = options[name]
-      if (v === undefined) return NaN
-      if (typeof v !== 'number' || !Number.isFinite(v)) {
-        throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `options.${name} must be a finite number`)
-      }
-      return v
-    })
-    const typeField = options.typeField
+    const [opts, numbers] = readOptions(options, SERVER_NUMERIC_OPTIONS)
+    const typeField = opts.typeField
     if (typeField !== undefined && (typeof typeField !== 'string' || typeField === '')) {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.typeField must be a non-empty string')
     }

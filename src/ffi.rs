@@ -187,8 +187,17 @@ impl Cx {
         out
     }
 
+    /// The first N elements of the array argument `i` as numbers (NaN where missing).
+    pub fn numbers<const N: usize>(&self, i: usize) -> [f64; N] {
+        let mut out = [f64::NAN; N];
+        for (index, n) in out.iter_mut().enumerate() {
+            *n = self.element_number(i, index as u32).unwrap_or(f64::NAN);
+        }
+        out
+    }
+
     /// Element `index` of the array argument `i`, as a number.
-    pub fn element_number(&self, i: usize, index: u32) -> Option<f64> {
+    fn element_number(&self, i: usize, index: u32) -> Option<f64> {
         let mut el = ptr::null_mut();
         // SAFETY: valid env; a non-array yields an error status and `el` stays null.
         unsafe { sys::napi_get_element(self.env, self.argv[i], index, &mut el) };

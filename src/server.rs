@@ -94,10 +94,7 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let endpoint = cx
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
-        let mut numbers = [f64::NAN; convert::SERVER_NUMBERS];
-        for (i, n) in numbers.iter_mut().enumerate() {
-            *n = cx.element_number(1, i as u32).unwrap_or(f64::NAN);
-        }
+        let numbers = cx.numbers::<{ convert::SERVER_NUMBERS }>(1);
         let mut options = convert::server_options(&numbers)?;
         if let Some(field) = cx.string(2) {
             options.type_field = field;

@@ -580,16 +580,7 @@ impl Engine {
             Connected(ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>),
             Written(ZmqResult<()>),
         }
-        let spin = async {
-            if spinning {
-                // Give the core to a runnable thread (the JS thread, a local server) if there
-                // is one; with two cores that is often who we are waiting for.
-                std::thread::yield_now();
-                tokio::task::yield_now().await
-            } else {
-                std::future::pending().await
-            }
-        };
+        let spin = crate::spin::turn(spinning);
         let woke = tokio::select! {
             _ = shared.notify.notified() => Woke::Host,
             _ = sleep => Woke::Timer,

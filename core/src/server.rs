@@ -574,14 +574,7 @@ impl Engine {
                 std::future::pending().await
             }
         };
-        let spin = async {
-            if spinning {
-                std::thread::yield_now();
-                tokio::task::yield_now().await
-            } else {
-                std::future::pending().await
-            }
-        };
+        let spin = crate::spin::turn(spinning);
         enum Woke {
             Other,
             Message(ZmqResult<ZmqMessage>),

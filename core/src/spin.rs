@@ -54,3 +54,16 @@ impl Drop for SpinSlot {
         self.release();
     }
 }
+
+/// One turn of polling: completes at once (after giving the core away) while spinning, never
+/// otherwise. Used as a branch of the engines' select.
+pub(crate) async fn turn(spinning: bool) {
+    if spinning {
+        // Give the core to a runnable thread (the JS thread, a local server) if there is one;
+        // with two cores that is often who we are waiting for.
+        std::thread::yield_now();
+        tokio::task::yield_now().await
+    } else {
+        std::future::pending().await
+    }
+}
