@@ -27,31 +27,66 @@ export interface ClientOptions {
   heartbeatIntervalMs?: number
   /** Silence after which the connection is dropped and re-made. Default 3 × the interval. */
   heartbeatTimeoutMs?: number
+  /**
+   * What `send()` does when a high-water mark is reached: 'refuse' (return false; default) or
+   * 'drop-oldest' (accept, and drop the oldest queued send with reason 'overflow'; refuses only
+   * at twice the marks, if the engine thread falls behind).
+   */
+  whenFull?: 'refuse' | 'drop-oldest'
 }
 
 export interface RequestOptions {
-  /** Overrides `requestTimeoutMs` for this request. */
+  /** Overrides `requestTimeoutMs` for this request (per attempt). */
   timeoutMs?: number
   /** Aborting rejects the request with an AbortError; a reply that still comes is dropped. */
   signal?: AbortSignal
+  /**
+   * Idempotent requests only: send again up to this many times when an attempt times out or
+   * its connection goes down. The first reply settles it; replies to other copies are counted
+   * as late. Default 0.
+   */
+  retries?: number
 }
 
+/** Why an accepted send was not delivered. */
+export type DropReason = 'overflow' | 'closed' | 'peer-lost'
+
 export interface ClientStats {
-  /** Messages accepted by `send()`. */
+  /**
+   * `send()` calls (that passed the argument checks). Each ends in exactly one of refused,
+   * delivered or dropped: sent = delivered + refused + dropped + inFlight.
+   */
   sent: number
+  /** `send()` calls refused because a high-water mark was reached (returned false). */
+  refused: number
+  /**
+   * Sends a zerowire server confirmed its handlers ran on. To a plain ZeroMQ peer, which cannot
+   * confirm, a written send counts as delivered.
+   */
+  delivered: number
+  /** Accepted sends dropped, all reasons: the sum of the three below. */
+  dropped: number
+  /** Pushed out by newer sends (whenFull: 'drop-oldest'). */
+  droppedOverflow: number
+  /** Queued, or written but unconfirmed, when close() ran out of lingerMs. */
+  droppedClosed: number
+  /** Written to a connection that died before the server confirmed them (at most once: the server may have handled some). */
+  droppedPeerLost: number
+  /** Accepted sends not yet delivered or dropped. */
+  inFlight: number
   /** Requests accepted by `request()`. */
   requests: number
-  /** Calls refused because a high-water mark was reached. */
-  refused: number
-  /** Messages waiting in Rust to be written, and their bytes. */
+  /** `request()` calls refused (EFULL) because a high-water mark was reached. */
+  requestsRefused: number
+  /** Messages (sends and requests) waiting in Rust to be written, and their bytes. */
   queued: number
   queuedBytes: number
-  /** Messages handed to the socket. */
+  /** Messages (sends and requests) handed to a socket. */
   written: number
-  /** Written messages known to have gone down with their connection. */
-  lost: number
-  /** Messages dropped unsent: close() ran out of lingerMs, or the request expired first. */
-  dropped: number
+  /** Requests that timed out or were aborted before they could be written. */
+  expiredUnsent: number
+  /** Requests sent again (the `retries` option). */
+  retries: number
   replies: number
   errorReplies: number
   timeouts: number
@@ -75,9 +110,15 @@ export interface ClientStats {
 
 /** A ZeroMQ DEALER whose socket lives on a Rust thread. */
 export declare class Client extends EventEmitter {
-  /** @param endpoint `ipc:///path/to.sock` or `tcp://host:port`. Connects in the background. */
-  constructor(endpoint: string, options?: ClientOptions)
+  /**
+   * @param endpoint `ipc:///path/to.sock` or `tcp://host:port`, or several of them: sends go
+   *   round-robin over the connected ones and fail over when one goes down. Connects in the
+   *   background.
+   */
+  constructor(endpoint: string | string[], options?: ClientOptions)
+  /** The first endpoint. */
   readonly endpoint: string
+  readonly endpoints: string[]
   /** Server-assigned id, once a zerowire server acknowledged the connection. */
   readonly clientId: string | undefined
   /** True while connected to a zerowire server that acknowledged this client. */
@@ -104,8 +145,10 @@ export declare class Client extends EventEmitter {
   close(): Promise<void>
 
   on(event: 'message', listener: (raw: string) => void): this
-  on(event: 'ready', listener: (info: { clientId: string, serverPid: number }) => void): this
-  on(event: 'disconnect', listener: () => void): this
+  on(event: 'ready', listener: (info: { clientId: string, serverPid: number, endpoint: string }) => void): this
+  on(event: 'disconnect', listener: (info: { endpoint: string }) => void): this
+  /** Accepted sends were dropped; at most once per second per reason (and once at close). */
+  on(event: 'drop', listener: (info: { reason: DropReason, count: number }) => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }

@@ -14,6 +14,7 @@ const EV_CLOSED = 4
 const EV_READY = 5
 const EV_DISCONNECTED = 6
 const EV_RESET = 7
+const EV_DROP = 8
 
 // Order matters: it is the order `clientCreate` reads them in.
 const NUMERIC_OPTIONS = [
@@ -75,22 +76,35 @@ function track (client) {
   }
 }
 
+const WHEN_FULL = { refuse: 0, 'drop-oldest': 1 }
+
 class Client extends EventEmitter {
   /**
-   * @param {string} endpoint ipc://path or tcp://host:port
+   * @param {string|string[]} endpoint ipc://path or tcp://host:port, or several: sends go
+   *   round-robin over the connected ones and fail over when one goes down.
    * @param {object} [options]
    */
   constructor (endpoint, options) {
     super()
-    if (typeof endpoint !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
+    const endpoints = typeof endpoint === 'string' ? [endpoint] : endpoint
+    if (!Array.isArray(endpoints) || endpoints.length === 0 ||
+        !endpoints.every((e) => typeof e === 'string' && !e.includes('\n'))) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string or a non-empty array of strings')
     }
     const [opts, numbers] = readOptions(options, NUMERIC_OPTIONS)
     const name = opts.name
     if (name !== undefined && typeof name !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.name must be a string')
     }
-    this.endpoint = endpoint
+    const whenFull = opts.whenFull === undefined ? 'refuse' : opts.whenFull
+    if (!Object.hasOwn(WHEN_FULL, whenFull)) {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'options.whenFull must be "refuse" or "drop-oldest"')
+    }
+    numbers.push(WHEN_FULL[whenFull])
+    /** The first endpoint (all of them are in `endpoints`). */
+    this.endpoint = endpoints[0]
+    this.endpoints = endpoints.slice()
+    this._readyLinks = new Set()
     /** Server-assigned id, once a zerowire server acknowledged this connection. */
     this.clientId = undefined
     this.isReady = false
@@ -101,7 +115,8 @@ class Client extends EventEmitter {
     this._closePromise = null
     this._resolveClose = null
     this._refd = false
-    this._h = native.clientCreate(endpoint, numbers, name, (batch) => this._onEvents(batch))
+    // One string for the binding; no endpoint can contain a newline.
+    this._h = native.clientCreate(endpoints.join('\n'), numbers, name, (batch) => this._onEvents(batch))
     // Messages of one tick are handed to the engine together, at the end of the tick.
     this._flush = () => native.clientFlush(this._h)
     track(this)
@@ -121,11 +136,14 @@ class Client extends EventEmitter {
   /**
    * Sends `raw` as a request and resolves with the reply (a string).
    * @param {string|Buffer|Uint8Array} raw
-   * @param {{ timeoutMs?: number, signal?: AbortSignal }} [options]
+   * `retries` (idempotent requests only): send again up to that many times when an attempt
+   * times out (each attempt gets `timeoutMs`) or its connection goes down.
+   * @param {{ timeoutMs?: number, signal?: AbortSignal, retries?: number }} [options]
    */
   request (raw, options) {
     let timeoutMs
     let signal
+    let retries = 0
     if (options !== undefined) {
       if (options === null || typeof options !== 'object') {
         return Promise.reject(codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options must be an object'))
@@ -134,6 +152,12 @@ class Client extends EventEmitter {
       signal = options.signal
       if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs))) {
         return Promise.reject(codedError(RangeError, 'ERR_OUT_OF_RANGE', 'options.timeoutMs must be a positive number'))
+      }
+      if (options.retries !== undefined) {
+        retries = options.retries
+        if (!Number.isInteger(retries) || retries < 0 || retries > 1000) {
+          return Promise.reject(codedError(RangeError, 'ERR_OUT_OF_RANGE', 'options.retries must be an integer 0..1000'))
+        }
       }
       if (signal !== undefined && (signal === null || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')) {
         return Promise.reject(codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.signal must be an AbortSignal'))
@@ -144,7 +168,7 @@ class Client extends EventEmitter {
     this._nextId = id === 0xffffffff ? 1 : id + 1
     let queued
     try {
-      queued = native.clientRequest(this._h, id, raw, timeoutMs)
+      queued = native.clientRequest(this._h, id, raw, timeoutMs, retries)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -234,12 +258,20 @@ class Client extends EventEmitter {
       } else if (kind === EV_CLOSED) {
         closed = true
       } else if (kind === EV_READY) {
-        this.clientId = batch[i + 2]
+        // "<endpoint index>:<client id>"
+        const info = batch[i + 2]
+        const colon = info.indexOf(':')
+        const link = Number(info.slice(0, colon))
+        this.clientId = info.slice(colon + 1)
+        this._readyLinks.add(link)
         this.isReady = true
-        this.emit('ready', { clientId: this.clientId, serverPid: id })
+        this.emit('ready', { clientId: this.clientId, serverPid: id, endpoint: this.endpoints[link] })
       } else if (kind === EV_DISCONNECTED) {
-        this.isReady = false
-        this.emit('disconnect')
+        this._readyLinks.delete(id)
+        this.isReady = this._readyLinks.size > 0
+        this.emit('disconnect', { endpoint: this.endpoints[id] })
+      } else if (kind === EV_DROP) {
+        this.emit('drop', { reason: batch[i + 2], count: id })
       }
     }
     if (closed) this._onClosed()
@@ -250,6 +282,7 @@ class Client extends EventEmitter {
     this._closedDone = true
     this._closed = true
     this.isReady = false
+    this._readyLinks.clear()
     open.delete(this)
     for (const id of [...this._pending.keys()]) {
       this._settle(id, false, codedError(Error, 'ECLOSED', 'client closed before the reply arrived'))

@@ -32,7 +32,8 @@ test('ClientStats declares exactly the fields stats() returns', async () => {
 
 test('every declared ClientOptions field is accepted', async () => {
   const fields = [...block('interface ClientOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
-  const options = Object.fromEntries(fields.map((f) => [f, f === 'name' ? 'typed' : 1000]))
+  const strings = { name: 'typed', whenFull: 'drop-oldest' }
+  const options = Object.fromEntries(fields.map((f) => [f, strings[f] ?? 1000]))
   const c = new Client('ipc:///tmp/zerowire-types-never.sock', { ...options, lingerMs: 0 })
   await c.close()
 })

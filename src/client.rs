@@ -38,6 +38,7 @@ impl Engine for Client {
     /// The batch is `[kind, id, body, …]`, three slots per event (see index.js).
     fn deliver(&self, batch: &mut EventArray) -> bool {
         let mut last = false;
+        let mut text;
         for event in self.take_events_max(ffi::MAX_BATCH) {
             let (kind, id, body): (u32, u32, Option<&[u8]>) = match &event {
                 Event::Reply { id, body } => (0, *id, Some(body)),
@@ -49,11 +50,20 @@ impl Engine for Client {
                     (4, 0, None)
                 }
                 Event::Ready {
+                    link,
                     client_id,
                     server_pid,
-                } => (5, *server_pid, Some(client_id.as_bytes())),
-                Event::Disconnected => (6, 0, None),
+                } => {
+                    text = format!("{link}:{client_id}");
+                    (5, *server_pid, Some(text.as_bytes()))
+                }
+                Event::Disconnected { link } => (6, *link, None),
                 Event::Reset { id } => (7, *id, None),
+                Event::Dropped { reason, count } => (
+                    8,
+                    u32::try_from(*count).unwrap_or(u32::MAX),
+                    Some(reason.as_str().as_bytes()),
+                ),
             };
             batch.u32(kind);
             batch.u32(id);
@@ -66,21 +76,24 @@ impl Engine for Client {
     }
 }
 
-/// clientCreate(endpoint, numbers[CLIENT_NUMBERS], name | undefined, onEvents) → handle.
-/// The JS wrapper has checked the types; ranges are checked here.
+/// clientCreate(endpoints, numbers[CLIENT_NUMBERS], name | undefined, onEvents) → handle.
+/// `endpoints` is one string, several joined by "\n" (no endpoint can contain one). The JS
+/// wrapper has checked the types; ranges are checked here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
     let r = (|| {
-        let endpoint = cx
+        let endpoints = cx
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
+        let endpoints: Vec<&str> = endpoints.split('\n').collect();
         let numbers = cx.numbers::<{ convert::CLIENT_NUMBERS }>(1);
         let mut options = convert::client_options(&numbers)?;
         options.name = cx.string(2);
         let linger = options.linger;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
-        let client = Client::connect(&endpoint, options, Box::new(ffi::GateWaker(gate.clone())))?;
+        let waker = Box::new(ffi::GateWaker(gate.clone()));
+        let client = Client::connect_many(&endpoints, options, waker)?;
         // An idle client does not keep the process alive; JS refs it while something is awaited.
         let handle = Handle::install(&cx, cx.arg(3), client, gate, refs, linger, false)?;
         Ok(cx.external(handle))
@@ -98,7 +111,7 @@ pub extern "C" fn send(env: Env, info: sys::napi_callback_info) -> Value {
     })
 }
 
-/// clientRequest(handle, id, raw, timeoutMs) → like clientSend.
+/// clientRequest(handle, id, raw, timeoutMs, retries) → like clientSend.
 pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
         h.check_open()?;
@@ -108,7 +121,11 @@ pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
             .number(3)
             .filter(|t| *t >= 1.0 && t.is_finite())
             .map(|t| Duration::from_micros((t * 1000.0) as u64));
-        let queued = h.engine.request(&mut h.staging(), id, body, timeout)?;
+        // Range-checked by the JS wrapper; absent means none.
+        let retries = cx.u32(4);
+        let queued = h
+            .engine
+            .request_retrying(&mut h.staging(), id, body, timeout, retries)?;
         Ok(cx.int(h.outcome(queued)))
     })
 }

@@ -8,8 +8,9 @@ use zerowire_core::{ClientOptions, Error};
 
 /// Options arrive as numbers in a fixed order (NaN = use the default):
 /// requestTimeoutMs, sendHighWaterMark, sendHighWaterBytes, maxMessageBytes, lingerMs,
-/// reconnectIntervalMs, reconnectMaxIntervalMs, heartbeatIntervalMs, heartbeatTimeoutMs.
-pub const CLIENT_NUMBERS: usize = 9;
+/// reconnectIntervalMs, reconnectMaxIntervalMs, heartbeatIntervalMs, heartbeatTimeoutMs,
+/// whenFull (0 refuse, 1 drop-oldest).
+pub const CLIENT_NUMBERS: usize = 10;
 
 pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error> {
     const NAMES: [&str; CLIENT_NUMBERS] = [
@@ -22,6 +23,7 @@ pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error>
         "reconnectMaxIntervalMs",
         "heartbeatIntervalMs",
         "heartbeatTimeoutMs",
+        "whenFull",
     ];
     let mut o = ClientOptions::default();
     for (i, &v) in n.iter().enumerate() {
@@ -38,7 +40,8 @@ pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error>
             5 => o.reconnect_interval = ms,
             6 => o.reconnect_max_interval = ms,
             7 => o.heartbeat_interval = ms,
-            _ => o.heartbeat_timeout = ms,
+            8 => o.heartbeat_timeout = ms,
+            _ => o.drop_oldest = u == 1,
         }
     }
     // Raising only the first interval should not trip over the default maximum.
@@ -53,16 +56,23 @@ pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error>
 }
 
 /// The counters `client.stats()` shows, by their JS names.
-pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 19] {
+pub fn client_stats(s: &StatsSnapshot) -> [(&'static str, u64); 26] {
     [
         ("sent", s.sent),
-        ("requests", s.requests),
         ("refused", s.refused),
+        ("delivered", s.delivered),
+        ("dropped", s.dropped),
+        ("droppedOverflow", s.dropped_overflow),
+        ("droppedClosed", s.dropped_closed),
+        ("droppedPeerLost", s.dropped_peer_lost),
+        ("inFlight", s.in_flight),
+        ("requests", s.requests),
+        ("requestsRefused", s.requests_refused),
         ("queued", s.queued),
         ("queuedBytes", s.queued_bytes),
         ("written", s.written),
-        ("lost", s.lost),
-        ("dropped", s.dropped),
+        ("expiredUnsent", s.expired_unsent),
+        ("retries", s.retries),
         ("replies", s.replies),
         ("errorReplies", s.error_replies),
         ("timeouts", s.timeouts),

@@ -86,12 +86,12 @@ impl From<Error> for Thrown {
 /// The env and arguments of one N-API callback. Missing arguments read as `undefined`.
 pub struct Cx {
     env: Env,
-    argv: [Value; 4],
+    argv: [Value; 5],
 }
 
 impl Cx {
     pub fn new(env: Env, info: sys::napi_callback_info) -> Cx {
-        let mut argv = [ptr::null_mut(); 4];
+        let mut argv = [ptr::null_mut(); 5];
         let mut argc = argv.len();
         // SAFETY: env and info come straight from N-API for this call; argv has room for argc.
         unsafe {
@@ -600,6 +600,8 @@ pub trait Delivery: Tagged {
     /// Fills the batch to hand to the JS callback (an empty batch is not delivered) and says
     /// whether it is the last one (the engine has ended).
     fn deliver(&self, env: Env, batch: &mut EventArray) -> bool;
+    /// Runs after the JS callback returned on a batch.
+    fn handled(&self);
     /// Runs after the last batch was delivered: release what calls into JS.
     fn finished(&self, env: Env);
     /// The env is being torn down (worker terminated, process exiting): stop the engine.
@@ -747,6 +749,7 @@ unsafe extern "C" fn tsfn_call<T: Delivery>(
         let mut argv = [batch.array];
         sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
     }
+    handle.handled();
     if last {
         handle.finished(env);
     }

@@ -28,6 +28,8 @@ pub trait Engine: 'static {
     fn max_message_bytes(&self) -> usize;
     /// Appends one delivery's events to `batch`; true when the engine has ended.
     fn deliver(&self, batch: &mut EventArray) -> bool;
+    /// The JS callback has returned on the last batch.
+    fn handled(&self) {}
 }
 
 /// Everything one JS client or server owns natively. Only the JS thread touches it (every
@@ -125,6 +127,10 @@ impl<E: Engine> Delivery for Handle<E> {
     fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
         self.refs.release(env);
         self.engine.deliver(batch)
+    }
+
+    fn handled(&self) {
+        self.engine.handled();
     }
 
     fn finished(&self, env: Env) {

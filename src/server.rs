@@ -37,6 +37,10 @@ impl Engine for Server {
         Server::max_message_bytes(self)
     }
 
+    fn handled(&self) {
+        Server::handled(self)
+    }
+
     /// The batch is `[kind, client, route|reason, token|info, body|id, …]`, five slots per
     /// event (see index.js).
     fn deliver(&self, batch: &mut EventArray) -> bool {

@@ -13,9 +13,12 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::options::{validate_endpoint, ClientOptions};
 use crate::outbox::{Event, Outbox, Waker};
-use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Staging};
+use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Request, Staging};
 use crate::stats::{bump, StatsSnapshot};
 use crate::thread::EngineThread;
+
+/// More endpoints than this is a configuration mistake, not a topology.
+pub const MAX_ENDPOINTS: usize = 64;
 
 pub struct Client {
     shared: Arc<QueueShared>,
@@ -43,14 +46,37 @@ impl Client {
         options: ClientOptions,
         waker: Box<dyn Waker>,
     ) -> Result<Client, Error> {
-        validate_endpoint(endpoint)?;
+        Self::connect_many(&[endpoint], options, waker)
+    }
+
+    /// One client over several endpoints: sends go round-robin to the connected ones, and
+    /// what one cannot take (it is down or busy) goes to the others.
+    pub fn connect_many(
+        endpoints: &[&str],
+        options: ClientOptions,
+        waker: Box<dyn Waker>,
+    ) -> Result<Client, Error> {
+        if endpoints.is_empty() || endpoints.len() > MAX_ENDPOINTS {
+            return Err(Error::InvalidEndpoint(format!(
+                "1..={MAX_ENDPOINTS} endpoints, got {}",
+                endpoints.len()
+            )));
+        }
+        for endpoint in endpoints {
+            validate_endpoint(endpoint)?;
+        }
         options.validate()?;
         let shared = Arc::new(QueueShared::new());
         let outbox = Arc::new(Outbox::new(waker));
-        let (producer, consumer) =
-            queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
+        // With drop-oldest the engine trims to the marks; the host's refusal at twice them only
+        // bounds memory when the engine thread falls behind.
+        let factor = if options.drop_oldest { 2 } else { 1 };
+        let (producer, consumer) = queue::channel(
+            options.send_high_water_mark * factor,
+            options.send_high_water_bytes.saturating_mul(factor),
+        );
         let engine = Engine::new(
-            endpoint.to_owned(),
+            endpoints.iter().map(|e| e.to_string()).collect(),
             options.clone(),
             shared.clone(),
             outbox.clone(),
@@ -89,7 +115,8 @@ impl Client {
         }
     }
 
-    /// Fire-and-forget.
+    /// Fire-and-forget. Every call that passes the argument checks is counted in `sent` and
+    /// ends as refused (now), delivered or dropped with a reason (later).
     #[inline]
     pub fn send(&self, staging: &mut Staging, body: Bytes) -> Result<Queued, Error> {
         self.check(&body)?;
@@ -100,8 +127,9 @@ impl Client {
                 body,
             },
         )?;
-        if queued == Queued::Yes {
-            bump(&self.shared.host.sent, 1);
+        bump(&self.shared.host.sent, 1);
+        if queued == Queued::Refused {
+            bump(&self.shared.host.refused, 1);
         }
         Ok(queued)
     }
@@ -116,18 +144,42 @@ impl Client {
         body: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Queued, Error> {
+        self.request_retrying(staging, id, body, timeout, 0)
+    }
+
+    /// A request that may be sent up to `retries` more times, each with a fresh `timeout`,
+    /// when an attempt times out or its connection goes down (Lazy Pirate). For idempotent
+    /// requests only: the server may see it more than once.
+    #[inline]
+    pub fn request_retrying(
+        &self,
+        staging: &mut Staging,
+        id: u32,
+        body: Bytes,
+        timeout: Option<Duration>,
+        retries: u32,
+    ) -> Result<Queued, Error> {
         self.check(&body)?;
         let timeout = timeout.unwrap_or(self.request_timeout);
         let queued = self.push(
             staging,
             Outgoing {
-                request: Some((id, timeout)),
+                request: Some(Request {
+                    id,
+                    timeout,
+                    retries,
+                }),
                 body,
             },
         )?;
-        if queued == Queued::Yes {
-            bump(&self.shared.host.requests, 1);
-        }
+        bump(
+            if queued == Queued::Yes {
+                &self.shared.host.requests
+            } else {
+                &self.shared.host.requests_refused
+            },
+            1,
+        );
         Ok(queued)
     }
 

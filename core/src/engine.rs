@@ -2,16 +2,23 @@
 //! runtime tripled round-trip latency on the target machines) that owns the DEALER socket.
 //!
 //! The zeromq crate's DEALER does not reconnect, has no send limit of ours, no linger and no
-//! drain, so this loop owns all of that: it connects (and reconnects after a disconnect) with
-//! capped exponential backoff, keeps messages in its own backlog while no peer is connected,
-//! times requests out, and on close drains for at most the linger time.
+//! drain, so this loop owns all of that. It keeps one [`Link`] per endpoint, each with its own
+//! connection, backoff and heartbeat; connects (and reconnects after a disconnect) with capped
+//! exponential backoff, and for ipc:// also the moment the socket file appears (inotify); keeps
+//! messages in one backlog while no peer is connected and spreads them round-robin over the
+//! connected ones; times requests out and retries the idempotent ones; counts every accepted
+//! send as delivered (confirmed by the server's acks) or dropped with a reason; and on close
+//! drains for at most the linger time.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +31,7 @@ use zeromq::{
 };
 
 use crate::options::ClientOptions;
-use crate::outbox::{Event, Outbox};
+use crate::outbox::{DropReason, Event, Outbox};
 use crate::protocol::{self, Inbound};
 use crate::queue::{Consumer, Control, Outgoing, QueueShared};
 use crate::spin::{SpinSlot, SPIN};
@@ -35,6 +42,8 @@ use crate::writer::Writer;
 const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
 /// Most inbound messages handled per wake-up before the loop looks at its queue again.
 const RECV_BATCH: usize = 256;
+/// Drop events are rate-limited to one per reason per this interval.
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A live connection: the two halves of the DEALER and its event monitor.
 struct Conn {
@@ -57,21 +66,173 @@ fn connect(endpoint: String, timeout: Duration) -> Connecting {
     })
 }
 
+/// What the peer on a connection has shown itself to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Connected, hello not answered yet.
+    Unknown,
+    /// A zerowire server: it acked our hello, answers pings and confirms what it read.
+    Acks,
+    /// Any other ZeroMQ ROUTER: it sends no acks. A reply to a request still proves that
+    /// everything written before the request was read (a ROUTER reads a connection in order).
+    Plain,
+}
+
+/// One endpoint and its connection, if any.
+struct Link {
+    endpoint: String,
+    /// For ipc://, the socket file's name in its directory (watched for the server's bind).
+    file_name: Option<OsString>,
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Identifies the current connection among all of this engine's; requests remember the
+    /// one they were written on.
+    epoch: u32,
+    /// When the server was last heard from on the current connection.
+    last_heard: Instant,
+    /// When to ping next (only a server that acked our hello answers pings).
+    next_ping: Option<Instant>,
+    /// A peer that has not answered the hello by then is taken for a plain ROUTER.
+    hello_deadline: Option<Instant>,
+    /// Something was written on the current connection since the server last confirmed.
+    unconfirmed: bool,
+    /// The corr of the close barrier (goodbye) in flight, if any.
+    barrier: Option<Bytes>,
+    /// The corr of the hello sent on the current connection.
+    hello: Option<Bytes>,
+    peer: Peer,
+    /// The goodbye went out (and, once `barrier` is cleared, was answered).
+    said_goodbye: bool,
+    /// Fire-and-forget messages written on this connection, and how many of them the server
+    /// confirmed (cumulative, as its acks are).
+    written: u64,
+    acked: u64,
+}
+
+impl Link {
+    fn new(endpoint: String, options: &ClientOptions) -> Self {
+        let file_name = endpoint
+            .strip_prefix("ipc://")
+            .and_then(|p| Path::new(p).file_name())
+            .map(|n| n.to_owned());
+        Link {
+            endpoint,
+            file_name,
+            conn: None,
+            connecting: None,
+            retry_at: Some(Instant::now()),
+            backoff: options.reconnect_interval,
+            epoch: 0,
+            last_heard: Instant::now(),
+            next_ping: None,
+            hello_deadline: None,
+            unconfirmed: false,
+            barrier: None,
+            hello: None,
+            peer: Peer::Unknown,
+            said_goodbye: false,
+            written: 0,
+            acked: 0,
+        }
+    }
+
+    fn usable(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.writer.busy())
+    }
+
+    /// Sends go out unconfirmed until an ack (or the peer turns out to be plain).
+    fn unacked(&self) -> u64 {
+        self.written - self.acked
+    }
+}
+
+/// A request the caller allowed to be sent again (idempotent).
+struct Retry {
+    left: u32,
+    timeout: Duration,
+    body: Bytes,
+}
+
 struct Pending {
     deadline: Instant,
     /// The connection (epoch) it was written on; a request that went down with its
-    /// connection is rejected at once rather than left to time out.
+    /// connection is rejected (or retried) at once rather than left to time out.
     written_in: Option<u32>,
+    /// The link's `written` count when it was written: its reply confirms that many.
+    confirms: u64,
+    retry: Option<Box<Retry>>,
+}
+
+/// Drops not yet reported to the host, by reason; reports are rate-limited.
+#[derive(Default)]
+struct DropTally {
+    pending: [u64; 3],
+    next_report: Option<Instant>,
+}
+
+/// What woke the engine from one of its links or the directory watch.
+enum Io {
+    Message(usize, ZmqResult<ZmqMessage>),
+    Monitor(usize, Option<SocketEvent>),
+    Connected(
+        usize,
+        ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>,
+    ),
+    Written(usize, ZmqResult<()>),
+    Bound(Option<OsString>),
+    WatchFailed,
+}
+
+type Watch = inotify::EventStream<[u8; 1024]>;
+
+/// Watches the directories of the ipc endpoints so a server's bind is noticed at once, not at
+/// the next backoff step. Without it (no inotify, missing directory) backoff alone applies.
+fn watch_ipc_dirs(links: &[Link]) -> Option<Watch> {
+    let dirs: HashSet<&Path> = links
+        .iter()
+        .filter_map(|l| l.endpoint.strip_prefix("ipc://"))
+        .filter_map(|p| Path::new(p).parent())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .collect();
+    if dirs.is_empty() {
+        return None;
+    }
+    let inotify = inotify::Inotify::init().ok()?;
+    let mut added = false;
+    for dir in dirs {
+        // A server binds by creating the file or by moving/linking it into place.
+        let mask = inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO;
+        added |= inotify.watches().add(dir, mask).is_ok();
+    }
+    if !added {
+        return None;
+    }
+    inotify.into_event_stream([0u8; 1024]).ok()
 }
 
 pub(crate) struct Engine {
-    endpoint: String,
     options: ClientOptions,
     shared: Arc<QueueShared>,
     outbox: Arc<Outbox>,
     queue: Consumer,
-    /// Taken from the channel, not yet handed to the socket.
+    links: Vec<Link>,
+    /// The link the next message goes to (round-robin over the usable ones).
+    next_link: usize,
+    /// The link polled first on the next wait, so a busy one cannot starve the others.
+    poll_from: usize,
+    watch: Option<Watch>,
+    /// Taken from the channel, not yet handed to the socket, and the bytes of its sends.
     backlog: VecDeque<Outgoing>,
+    backlog_sends: usize,
+    backlog_send_bytes: u64,
     /// Pending requests by id.
     pending: HashMap<u32, Pending>,
     /// Cancels that overtook their request (the control channel is separate from the queue).
@@ -79,70 +240,51 @@ pub(crate) struct Engine {
     /// Deadlines in order; entries whose request is gone are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
     events: Vec<Event>,
-    conn: Option<Conn>,
-    connecting: Option<Connecting>,
-    retry_at: Option<Instant>,
-    backoff: Duration,
     close_deadline: Option<Instant>,
     /// Poll instead of parking until then (set by request traffic).
     spin_until: Option<Instant>,
     spin_slot: SpinSlot,
-    /// Counts connections; requests remember the one they were written on.
-    epoch: u32,
-    /// When the server was last heard from on the current connection.
-    last_heard: Instant,
-    /// When to ping next (only a server that acked our hello answers pings).
-    next_ping: Option<Instant>,
-    /// Something was written on the current connection since the server last confirmed.
-    unconfirmed: bool,
-    /// The corr of the close barrier (goodbye) in flight, if any.
-    barrier: Option<Bytes>,
-    /// The corr of the hello sent on the current connection.
-    hello: Option<Bytes>,
-    /// The server acked our hello on the current connection (it speaks the control protocol).
-    ready: bool,
-    /// The goodbye went out (and, once `barrier` is cleared, was answered).
-    said_goodbye: bool,
-    /// Sequence number of control requests (hello, goodbye).
+    /// Counts connections across links.
+    epochs: u32,
+    /// Sequence number of control requests (hello, goodbye, ping).
     control_seq: u32,
+    drops: DropTally,
 }
 
 impl Engine {
     pub(crate) fn new(
-        endpoint: String,
+        endpoints: Vec<String>,
         options: ClientOptions,
         shared: Arc<QueueShared>,
         outbox: Arc<Outbox>,
         queue: Consumer,
     ) -> Self {
-        let backoff = options.reconnect_interval;
+        let links: Vec<Link> = endpoints
+            .into_iter()
+            .map(|e| Link::new(e, &options))
+            .collect();
         Engine {
-            endpoint,
             options,
             shared,
             outbox,
             queue,
+            links,
+            next_link: 0,
+            poll_from: 0,
+            watch: None,
             backlog: VecDeque::new(),
+            backlog_sends: 0,
+            backlog_send_bytes: 0,
             pending: HashMap::new(),
             cancelled_early: HashSet::new(),
             deadlines: BinaryHeap::new(),
             events: Vec::new(),
-            conn: None,
-            connecting: None,
-            retry_at: Some(Instant::now()),
-            backoff,
             close_deadline: None,
             spin_until: None,
             spin_slot: SpinSlot::default(),
-            epoch: 0,
-            last_heard: Instant::now(),
-            next_ping: None,
-            unconfirmed: false,
-            barrier: None,
-            hello: None,
-            ready: false,
-            said_goodbye: false,
+            epochs: 0,
             control_seq: 0,
+            drops: DropTally::default(),
         }
     }
 
@@ -167,14 +309,18 @@ impl Engine {
     }
 
     async fn main(mut self) {
+        // Inside the runtime: the watch registers with its reactor.
+        self.watch = watch_ipc_dirs(&self.links);
         loop {
             let now = Instant::now();
             self.take_control(now);
             self.take_queue();
+            // Before the flush: both may queue requests again (retries), or drop a link.
+            self.expire(now);
+            self.heartbeat(now);
             self.start_connecting(now);
             self.flush();
-            self.heartbeat(now);
-            self.expire(now);
+            self.report_drops(now, false);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
                 if now >= deadline || self.drained() {
@@ -184,10 +330,12 @@ impl Engine {
             self.wait().await;
         }
         self.finish_close();
+        self.report_drops(Instant::now(), true);
+        self.outbox.publish(&mut self.events);
     }
 
-    /// While closing: true once nothing is left to send and the server has confirmed reading
-    /// everything we wrote. Confirmation matters: a libzmq ROUTER behind its receive HWM
+    /// While closing: true once nothing is left to send and every server has confirmed reading
+    /// everything we wrote to it. Confirmation matters: a libzmq ROUTER behind its receive HWM
     /// discards what is still in the kernel buffer when an ipc peer closes, so "written" is
     /// not "delivered". The barrier is a control request sent after the last message; the
     /// server reads in order, so any reply to it means everything before it was read.
@@ -195,8 +343,17 @@ impl Engine {
         if !(self.backlog.is_empty() && self.queue.rx.is_empty()) {
             return false;
         }
-        let Some(conn) = self.conn.as_mut() else {
-            // Nothing in flight on a connection: what is left is the empty backlog.
+        let mut done = true;
+        for i in 0..self.links.len() {
+            done &= self.link_drained(i);
+        }
+        done
+    }
+
+    fn link_drained(&mut self, i: usize) -> bool {
+        let link = &mut self.links[i];
+        let Some(conn) = link.conn.as_mut() else {
+            // Nothing in flight on a connection.
             return true;
         };
         if conn.writer.busy() {
@@ -204,18 +361,19 @@ impl Engine {
         }
         // A zerowire server (it acked our hello) always gets a goodbye, so it reports the
         // disconnect as one; a plain ROUTER only when something awaits confirmation.
-        if !self.unconfirmed && (!self.ready || self.said_goodbye) {
+        let ready = link.peer == Peer::Acks;
+        if !link.unconfirmed && (!ready || link.said_goodbye) {
             return true;
         }
-        if self.barrier.is_none() {
+        if link.barrier.is_none() {
             self.control_seq = self.control_seq.wrapping_add(1);
             let corr = protocol::encode_control(protocol::CONTROL_GOODBYE, self.control_seq);
             let mut message = ZmqMessage::from(corr.clone());
             message.push_back(Bytes::new());
-            self.barrier = Some(corr);
-            self.said_goodbye = true;
+            link.barrier = Some(corr);
+            link.said_goodbye = true;
             if let Some(Err(_)) = conn.writer.start(message) {
-                self.disconnected();
+                self.disconnected(i);
                 return true;
             }
         }
@@ -245,6 +403,9 @@ impl Engine {
         while let Ok(batch) = self.queue.rx.try_recv() {
             self.admit(batch);
         }
+        if self.options.drop_oldest {
+            self.trim_backlog();
+        }
     }
 
     fn admit(&mut self, batch: Vec<Outgoing>) {
@@ -252,76 +413,168 @@ impl Engine {
         // of its tick and are taken on every wake-up, so the error is that delay (micro-seconds).
         let now = Instant::now();
         for out in batch {
-            if let Some((id, timeout)) = out.request {
-                if self.cancelled_early.remove(&id) {
-                    // Left in the backlog unregistered: `flush` drops it as expired.
-                    self.backlog.push_back(out);
-                    continue;
+            match &out.request {
+                None => {
+                    self.backlog_sends += 1;
+                    self.backlog_send_bytes += out.body.len() as u64;
                 }
-                let deadline = now + timeout;
-                self.pending.insert(
-                    id,
-                    Pending {
-                        deadline,
-                        written_in: None,
-                    },
-                );
-                self.deadlines.push(Reverse((deadline, id)));
+                Some(r) => {
+                    if self.cancelled_early.remove(&r.id) {
+                        // Left in the backlog unregistered: `flush` drops it as expired.
+                        self.backlog.push_back(out);
+                        continue;
+                    }
+                    let deadline = now + r.timeout;
+                    let retry = (r.retries > 0).then(|| {
+                        Box::new(Retry {
+                            left: r.retries,
+                            timeout: r.timeout,
+                            body: out.body.clone(),
+                        })
+                    });
+                    self.pending.insert(
+                        r.id,
+                        Pending {
+                            deadline,
+                            written_in: None,
+                            confirms: 0,
+                            retry,
+                        },
+                    );
+                    self.deadlines.push(Reverse((deadline, r.id)));
+                }
             }
             self.backlog.push_back(out);
         }
     }
 
-    fn start_connecting(&mut self, now: Instant) {
-        // Closing does not stop us: what is queued still deserves its linger time.
-        if self.conn.is_some() || self.connecting.is_some() {
-            return;
+    /// `whenFull: "drop-oldest"`: the host admits up to twice the marks; the oldest sends go
+    /// until the backlog is within them again.
+    fn trim_backlog(&mut self) {
+        let (mark, mark_bytes) = (
+            self.options.send_high_water_mark,
+            self.options.send_high_water_bytes as u64,
+        );
+        let mut dropped = 0u64;
+        let mut dropped_bytes = 0u64;
+        while self.backlog_sends > mark
+            || (self.backlog_sends > 1 && self.backlog_send_bytes > mark_bytes)
+        {
+            let Some(at) = self.backlog.iter().position(|o| o.request.is_none()) else {
+                break;
+            };
+            let out = self.backlog.remove(at).expect("position is in range");
+            let len = out.body.len() as u64;
+            self.backlog_sends -= 1;
+            self.backlog_send_bytes -= len;
+            dropped += 1;
+            dropped_bytes += len;
         }
-        match self.retry_at {
-            Some(at) if at <= now => {
-                self.retry_at = None;
-                // The crate retries refused connections inside one attempt (50 ms, then
-                // doubling), so a server that binds meanwhile is found. The attempt's bound also
-                // covers the handshake, which a loaded machine can slow to tens of ms: never
-                // give it less than MIN_CONNECT_ATTEMPT.
-                let bound = self.backoff.max(MIN_CONNECT_ATTEMPT);
-                self.connecting = Some(connect(self.endpoint.clone(), bound));
-            }
-            _ => {}
+        if dropped > 0 {
+            self.shared.release(dropped, dropped_bytes);
+            self.drop_sends(DropReason::Overflow, dropped);
         }
     }
 
-    /// Hands the backlog to the socket, oldest first, until the socket makes us wait.
-    fn flush(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+    fn drop_sends(&mut self, reason: DropReason, count: u64) {
+        if count == 0 {
             return;
-        };
+        }
         let counters = &self.shared.engine;
-        let (mut released, mut released_bytes, mut written, mut dropped) = (0u64, 0u64, 0u64, 0u64);
-        let mut lost = false;
-        while !conn.writer.busy() {
-            let Some(out) = self.backlog.pop_front() else {
+        let counter = match reason {
+            DropReason::Overflow => &counters.dropped_overflow,
+            DropReason::Closed => &counters.dropped_closed,
+            DropReason::PeerLost => &counters.dropped_peer_lost,
+        };
+        bump(counter, count);
+        self.drops.pending[reason as usize] += count;
+    }
+
+    /// At most one `Dropped` event per reason per interval (and all at close).
+    fn report_drops(&mut self, now: Instant, force: bool) {
+        if self.drops.pending.iter().all(|&n| n == 0) {
+            return;
+        }
+        if !force && self.drops.next_report.is_some_and(|t| now < t) {
+            return;
+        }
+        for reason in DropReason::ALL {
+            let count = std::mem::take(&mut self.drops.pending[reason as usize]);
+            if count > 0 {
+                self.events.push(Event::Dropped { reason, count });
+            }
+        }
+        self.drops.next_report = Some(now + DROP_REPORT_INTERVAL);
+    }
+
+    fn start_connecting(&mut self, now: Instant) {
+        for link in &mut self.links {
+            // Closing does not stop us: what is queued still deserves its linger time.
+            if link.conn.is_some() || link.connecting.is_some() {
+                continue;
+            }
+            match link.retry_at {
+                Some(at) if at <= now => {
+                    link.retry_at = None;
+                    // The crate retries refused connections inside one attempt (50 ms, then
+                    // doubling), so a server that binds meanwhile is found. The attempt's bound
+                    // also covers the handshake, which a loaded machine can slow to tens of ms:
+                    // never give it less than MIN_CONNECT_ATTEMPT.
+                    let bound = link.backoff.max(MIN_CONNECT_ATTEMPT);
+                    link.connecting = Some(connect(link.endpoint.clone(), bound));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next link that can take a message now, round-robin.
+    fn pick_link(&self) -> Option<usize> {
+        let n = self.links.len();
+        (0..n)
+            .map(|k| (self.next_link + k) % n)
+            .find(|&i| self.links[i].usable())
+    }
+
+    /// Hands the backlog to the sockets, oldest first, until no socket can take more.
+    fn flush(&mut self) {
+        let (mut released, mut released_bytes, mut written) = (0u64, 0u64, 0u64);
+        let mut expired = 0u64;
+        let mut peer_lost = 0u64;
+        let mut lost_link = None;
+        let n = self.links.len();
+        while !self.backlog.is_empty() {
+            let Some(i) = self.pick_link() else {
                 break;
             };
+            let out = self.backlog.pop_front().expect("not empty");
             let len = out.body.len() as u64;
-            let corr = match out.request {
-                Some((id, _)) if !self.pending.contains_key(&id) => {
-                    // Timed out or cancelled before it left: sending it would only earn a late reply.
-                    released += 1;
-                    released_bytes += len;
-                    dropped += 1;
-                    continue;
-                }
-                Some((id, _)) => {
-                    if let Some(p) = self.pending.get_mut(&id) {
-                        p.written_in = Some(self.epoch);
+            let corr = match &out.request {
+                Some(r) => match self.pending.get_mut(&r.id) {
+                    // Timed out or cancelled before it left: sending it would only earn a
+                    // late reply.
+                    None => {
+                        released += 1;
+                        released_bytes += len;
+                        expired += 1;
+                        continue;
                     }
-                    self.spin_until = Some(Instant::now() + SPIN);
-                    protocol::encode_corr(id)
+                    Some(p) => {
+                        p.written_in = Some(self.links[i].epoch);
+                        p.confirms = self.links[i].written;
+                        self.spin_until = Some(Instant::now() + SPIN);
+                        protocol::encode_corr(r.id)
+                    }
+                },
+                None => {
+                    self.backlog_sends -= 1;
+                    self.backlog_send_bytes -= len;
+                    protocol::empty_corr()
                 }
-                None => protocol::empty_corr(),
             };
-            let request = out.request;
+            let is_send = out.request.is_none();
+            let link = &mut self.links[i];
+            let conn = link.conn.as_mut().expect("usable link");
             let mut message = ZmqMessage::from(corr);
             message.push_back(out.body);
             match conn.writer.start(message) {
@@ -330,71 +583,96 @@ impl Engine {
                     released += 1;
                     released_bytes += len;
                     written += 1;
+                    link.unconfirmed = true;
+                    if is_send {
+                        link.written += 1;
+                    }
+                    self.next_link = (i + 1) % n;
                 }
                 Some(Err(ZmqError::ReturnToSender { message, .. })) => {
                     // No peer after all: the crate gave it back; it waits for the next one.
                     if let Some(body) = message.into_vec().pop() {
-                        self.backlog.push_front(Outgoing { request, body });
+                        if is_send {
+                            self.backlog_sends += 1;
+                            self.backlog_send_bytes += len;
+                        }
+                        self.backlog.push_front(Outgoing {
+                            request: out.request,
+                            body,
+                        });
                     }
-                    lost = true;
+                    lost_link = Some(i);
                     break;
                 }
                 Some(Err(_)) => {
-                    // Handed over and lost with the connection: written, and counted as lost.
+                    // Handed over and lost with the connection.
                     released += 1;
                     released_bytes += len;
                     written += 1;
-                    bump(&counters.lost, 1);
-                    lost = true;
+                    if is_send {
+                        peer_lost += 1;
+                    }
+                    lost_link = Some(i);
                     break;
                 }
             }
         }
-        self.unconfirmed |= written > 0;
+        let counters = &self.shared.engine;
         bump(&counters.written, written);
-        bump(&counters.dropped, dropped);
-        bump(&counters.released_bytes, released_bytes);
-        // Release count last: the host reads it with Acquire and must then see the bytes too.
-        counters.released.store(
-            counters.released.load(Ordering::Relaxed) + released,
-            Ordering::Release,
-        );
-        if lost {
-            self.disconnected();
+        bump(&counters.expired_unsent, expired);
+        self.shared.release(released, released_bytes);
+        self.drop_sends(DropReason::PeerLost, peer_lost);
+        if let Some(i) = lost_link {
+            self.disconnected(i);
         }
     }
 
-    /// Pings a zerowire server on the current connection and drops the connection when it has
-    /// been silent too long (a hung or unreachable server: the socket itself may stay open).
+    /// Per link: takes a silent peer for a plain ROUTER, pings a zerowire server and drops the
+    /// connection when it has been silent too long (hung or unreachable: the socket itself may
+    /// stay open).
     fn heartbeat(&mut self, now: Instant) {
-        let Some(next) = self.next_ping else {
-            return;
-        };
-        if now.saturating_duration_since(self.last_heard) > self.options.heartbeat_timeout {
-            bump(&self.shared.engine.heartbeat_timeouts, 1);
-            self.disconnected();
-            return;
+        for i in 0..self.links.len() {
+            let link = &mut self.links[i];
+            if link.peer == Peer::Unknown && link.hello_deadline.is_some_and(|t| now >= t) {
+                self.became_plain(i);
+                continue;
+            }
+            let Some(next) = link.next_ping else {
+                continue;
+            };
+            if now.saturating_duration_since(link.last_heard) > self.options.heartbeat_timeout {
+                bump(&self.shared.engine.heartbeat_timeouts, 1);
+                self.disconnected(i);
+                continue;
+            }
+            if now < next {
+                continue;
+            }
+            let Some(conn) = link.conn.as_mut() else {
+                continue;
+            };
+            if conn.writer.busy() {
+                // Traffic is flowing out; the ping can wait for the writer.
+                continue;
+            }
+            self.control_seq = self.control_seq.wrapping_add(1);
+            let mut ping = ZmqMessage::from(protocol::encode_control(
+                protocol::CONTROL_PING,
+                self.control_seq,
+            ));
+            ping.push_back(Bytes::new());
+            link.next_ping = Some(now + self.options.heartbeat_interval);
+            if let Some(Err(_)) = conn.writer.start(ping) {
+                self.disconnected(i);
+            }
         }
-        if now < next {
-            return;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if conn.writer.busy() {
-            // Traffic is flowing out; the ping can wait for the writer.
-            return;
-        }
-        self.control_seq = self.control_seq.wrapping_add(1);
-        let mut ping = ZmqMessage::from(protocol::encode_control(
-            protocol::CONTROL_PING,
-            self.control_seq,
-        ));
-        ping.push_back(Bytes::new());
-        self.next_ping = Some(now + self.options.heartbeat_interval);
-        if let Some(Err(_)) = conn.writer.start(ping) {
-            self.disconnected();
-        }
+    }
+
+    /// A peer that sends no acks: only replies and the close barrier confirm its reads.
+    fn became_plain(&mut self, i: usize) {
+        let link = &mut self.links[i];
+        link.peer = Peer::Plain;
+        link.hello_deadline = None;
     }
 
     fn expire(&mut self, now: Instant) {
@@ -403,11 +681,11 @@ impl Engine {
                 break;
             }
             self.deadlines.pop();
-            if self
-                .pending
-                .get(&id)
-                .is_some_and(|p| p.deadline == deadline)
-            {
+            // A stale entry: the request settled, or a retry moved its deadline.
+            if self.pending.get(&id).is_none_or(|p| p.deadline != deadline) {
+                continue;
+            }
+            if !self.send_again(id, now) {
                 self.pending.remove(&id);
                 bump(&self.shared.engine.timeouts, 1);
                 self.events.push(Event::Timeout { id });
@@ -415,61 +693,102 @@ impl Engine {
         }
     }
 
+    /// Lazy Pirate: queues a retryable request again with a fresh deadline. A reply to an
+    /// earlier copy still settles it (same id); later copies' replies are counted as late.
+    fn send_again(&mut self, id: u32, now: Instant) -> bool {
+        let Some(p) = self.pending.get_mut(&id) else {
+            return false;
+        };
+        let Some(retry) = p.retry.as_mut().filter(|r| r.left > 0) else {
+            return false;
+        };
+        retry.left -= 1;
+        p.deadline = now + retry.timeout;
+        p.written_in = None;
+        self.deadlines.push(Reverse((p.deadline, id)));
+        self.backlog.push_front(Outgoing {
+            request: Some(crate::queue::Request {
+                id,
+                timeout: retry.timeout,
+                retries: retry.left,
+            }),
+            body: retry.body.clone(),
+        });
+        bump(&self.shared.engine.retries, 1);
+        true
+    }
+
     fn next_timer(&self) -> Option<Instant> {
         let mut next = self.deadlines.peek().map(|Reverse((t, _))| *t);
-        let silence_limit = self
-            .next_ping
-            .map(|_| self.last_heard + self.options.heartbeat_timeout);
-        for t in [
-            self.retry_at,
-            self.close_deadline,
-            self.next_ping,
-            silence_limit,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            next = Some(next.map_or(t, |n| n.min(t)));
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.close_deadline);
+        if self.drops.pending.iter().any(|&n| n > 0) {
+            consider(self.drops.next_report);
+        }
+        for link in &self.links {
+            consider(link.retry_at);
+            consider(link.next_ping);
+            consider(link.hello_deadline);
+            consider(
+                link.next_ping
+                    .map(|_| link.last_heard + self.options.heartbeat_timeout),
+            );
         }
         next
     }
 
-    fn disconnected(&mut self) {
-        // Whatever was in flight on that connection is beyond confirming now.
-        self.unconfirmed = false;
-        self.barrier = None;
-        self.hello = None;
-        self.ready = false;
-        self.said_goodbye = false;
-        self.next_ping = None;
-        if self.conn.take().is_some() {
-            bump(&self.shared.engine.disconnects, 1);
-            self.events.push(Event::Disconnected);
-            // Requests written on that connection will get no reply: say so now.
-            let epoch = self.epoch;
-            let lost: Vec<u32> = self
-                .pending
-                .iter()
-                .filter(|(_, p)| p.written_in == Some(epoch))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in lost {
+    fn disconnected(&mut self, i: usize) {
+        let now = Instant::now();
+        let link = &mut self.links[i];
+        let was_connected = link.conn.take().is_some();
+        // Sends the server did not confirm are beyond confirming now.
+        let lost = link.unacked();
+        link.written = 0;
+        link.acked = 0;
+        link.unconfirmed = false;
+        link.barrier = None;
+        link.hello = None;
+        link.peer = Peer::Unknown;
+        link.said_goodbye = false;
+        link.next_ping = None;
+        link.hello_deadline = None;
+        link.retry_at = Some(now + self.options.reconnect_interval);
+        link.backoff = self.options.reconnect_interval;
+        let epoch = link.epoch;
+        self.drop_sends(DropReason::PeerLost, lost);
+        if !was_connected {
+            return;
+        }
+        bump(&self.shared.engine.disconnects, 1);
+        self.events.push(Event::Disconnected { link: i as u32 });
+        // Requests written on that connection will get no reply: retry or say so now.
+        let gone: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.written_in == Some(epoch))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if !self.send_again(id, now) {
                 self.pending.remove(&id);
                 bump(&self.shared.engine.resets, 1);
                 self.events.push(Event::Reset { id });
             }
         }
-        self.epoch = self.epoch.wrapping_add(1);
-        self.retry_at = Some(Instant::now() + self.options.reconnect_interval);
-        self.backoff = self.options.reconnect_interval;
     }
 
-    fn handle_inbound(&mut self, message: ZmqMessage) {
-        self.last_heard = Instant::now();
+    fn handle_inbound(&mut self, i: usize, message: ZmqMessage) {
+        let link = &mut self.links[i];
+        link.last_heard = Instant::now();
         let counters = &self.shared.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
-                if self.pending.remove(&id).is_some() {
+                if let Some(p) = self.pending.remove(&id) {
+                    Self::confirm_by_reply(link, &p, counters);
                     // The host often answers a reply with its next request.
                     self.spin_until = Some(Instant::now() + SPIN);
                     bump(&counters.replies, 1);
@@ -479,7 +798,8 @@ impl Engine {
                 }
             }
             Inbound::ErrorReply { id, message } => {
-                if self.pending.remove(&id).is_some() {
+                if let Some(p) = self.pending.remove(&id) {
+                    Self::confirm_by_reply(link, &p, counters);
                     bump(&counters.error_replies, 1);
                     self.events.push(Event::ErrorReply { id, message });
                 } else {
@@ -491,18 +811,35 @@ impl Engine {
                 self.events.push(Event::Push { body });
             }
             Inbound::Control { frame, body } => {
-                if self.barrier.as_ref() == Some(&frame) {
-                    self.barrier = None;
-                    self.unconfirmed = false;
-                } else if self.hello.as_ref() == Some(&frame) {
+                if protocol::control_kind(&frame) == Some(protocol::CONTROL_ACK) {
+                    if let Some(count) = protocol::parse_ack_count(&body) {
+                        // Cumulative, so a stale or repeated ack changes nothing.
+                        let count = count.min(link.written);
+                        if count > link.acked && link.peer == Peer::Acks {
+                            bump(&counters.delivered, count - link.acked);
+                            link.acked = count;
+                        }
+                    }
+                } else if link.barrier.as_ref() == Some(&frame) {
+                    // Everything before the goodbye was read.
+                    link.barrier = None;
+                    link.unconfirmed = false;
+                    bump(&counters.delivered, link.unacked());
+                    link.acked = link.written;
+                } else if link.hello.as_ref() == Some(&frame) {
+                    link.hello_deadline = None;
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.
-                    if let Some((client_id, server_pid)) = protocol::parse_ack(&body) {
-                        self.ready = true;
-                        self.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
-                        self.events.push(Event::Ready {
-                            client_id,
-                            server_pid,
-                        });
+                    match protocol::parse_ack(&body) {
+                        Some((client_id, server_pid)) => {
+                            link.peer = Peer::Acks;
+                            link.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
+                            self.events.push(Event::Ready {
+                                link: i as u32,
+                                client_id,
+                                server_pid,
+                            });
+                        }
+                        None => self.became_plain(i),
                     }
                 }
             }
@@ -510,17 +847,89 @@ impl Engine {
         }
     }
 
+    /// A plain ROUTER reads a connection in order: the reply to a request proves the sends
+    /// written before it were read. (A zerowire server's acks say more: handled.)
+    fn confirm_by_reply(link: &mut Link, p: &Pending, counters: &crate::stats::EngineCounters) {
+        if link.peer == Peer::Plain && p.written_in == Some(link.epoch) && p.confirms > link.acked {
+            bump(&counters.delivered, p.confirms - link.acked);
+            link.acked = p.confirms;
+        }
+    }
+
+    fn connected(&mut self, i: usize, socket: DealerSocket, monitor: mpsc::Receiver<SocketEvent>) {
+        let (send, recv) = socket.split();
+        let mut writer = Writer::new(send);
+        // The hello goes first on every connection, ahead of the backlog.
+        self.control_seq = self.control_seq.wrapping_add(1);
+        let corr = protocol::encode_control(protocol::CONTROL_HELLO, self.control_seq);
+        let mut hello = ZmqMessage::from(corr.clone());
+        hello.push_back(protocol::hello_body(
+            std::process::id(),
+            std::os::unix::process::parent_id(),
+            self.options.name.as_deref(),
+        ));
+        let failed = matches!(writer.start(hello), Some(Err(_)));
+        self.epochs = self.epochs.wrapping_add(1);
+        let now = Instant::now();
+        let link = &mut self.links[i];
+        link.epoch = self.epochs;
+        link.last_heard = now;
+        link.hello = Some(corr);
+        // A zerowire server answers at once; one heartbeat interval is generous.
+        link.hello_deadline = Some(now + self.options.heartbeat_interval);
+        link.conn = Some(Conn {
+            writer,
+            recv,
+            monitor,
+        });
+        link.backoff = self.options.reconnect_interval;
+        bump(&self.shared.engine.connects, 1);
+        if failed {
+            self.disconnected(i);
+        }
+    }
+
+    fn connect_failed(&mut self, i: usize, e: ZmqError) {
+        bump(&self.shared.engine.connect_failures, 1);
+        let link = &mut self.links[i];
+        // A timeout means nobody was there for a whole interval: try again at once with a
+        // longer one. A hard error waits out the interval first.
+        let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
+            Duration::ZERO
+        } else {
+            link.backoff
+        };
+        link.retry_at = Some(Instant::now() + delay);
+        link.backoff = (link.backoff * 2).min(self.options.reconnect_max_interval);
+    }
+
+    /// The watched directory got a new entry: if it is a disconnected link's socket file, a
+    /// server just bound it; connect now instead of at the next backoff step.
+    fn bound(&mut self, name: Option<OsString>) {
+        let now = Instant::now();
+        for link in &mut self.links {
+            if link.conn.is_none() && name.is_some() && link.file_name == name {
+                // An attempt in flight is only sleeping between the crate's retries; nothing
+                // was written on it, so it can go.
+                link.connecting = None;
+                link.retry_at = Some(now);
+                link.backoff = self.options.reconnect_interval;
+            }
+        }
+    }
+
     /// Sleeps until a message arrives, the host pushes something, a connection attempt ends,
-    /// the socket reports an event or a timer is due.
+    /// a socket reports an event, a watched socket file appears or a timer is due.
     async fn wait(&mut self) {
         let shared = self.shared.clone();
         // Right after request traffic, poll instead of parking: on the target VMs a wake-up
         // across cores costs ≈ 45 µs, and a reply (or the host's next request) usually comes
         // sooner. Only while a slot is free: engines beyond the spare cores must not spin,
         // or they starve the JS threads they wait for.
+        let any_conn = self.links.iter().any(|l| l.conn.is_some());
         let want = self
             .spin_until
-            .is_some_and(|t| t > Instant::now() && self.conn.is_some());
+            .is_some_and(|t| t > Instant::now() && any_conn);
         let spinning = want && self.spin_slot.acquire();
         if !spinning {
             self.spin_until = None;
@@ -540,149 +949,114 @@ impl Engine {
                 None => std::future::pending().await,
             }
         };
-        let (recv, monitor, writer) = match self.conn.as_mut() {
-            Some(c) => (
-                Some(&mut c.recv),
-                Some(&mut c.monitor),
-                Some(&mut c.writer).filter(|w| w.busy()),
-            ),
-            None => (None, None, None),
-        };
-        let written = async {
-            match writer {
-                Some(w) => w.finish().await,
-                None => std::future::pending().await,
+        let n = self.links.len();
+        let from = self.poll_from;
+        self.poll_from = (from + 1) % n;
+        let links = &mut self.links;
+        let watch = &mut self.watch;
+        let io = std::future::poll_fn(|cx| {
+            for k in 0..n {
+                let i = (from + k) % n;
+                let link = &mut links[i];
+                if let Some(c) = link.connecting.as_mut() {
+                    if let Poll::Ready(r) = c.as_mut().poll(cx) {
+                        return Poll::Ready(Io::Connected(i, r));
+                    }
+                }
+                let Some(conn) = link.conn.as_mut() else {
+                    continue;
+                };
+                if conn.writer.busy() {
+                    if let Poll::Ready(r) = conn.writer.poll_finish(cx) {
+                        return Poll::Ready(Io::Written(i, r));
+                    }
+                }
+                // The crate's recv only polls its stream: dropping it while pending loses
+                // nothing and leaves the waker registered.
+                let recv = conn.recv.recv();
+                let mut recv = std::pin::pin!(recv);
+                if let Poll::Ready(m) = recv.as_mut().poll(cx) {
+                    return Poll::Ready(Io::Message(i, m));
+                }
+                if let Poll::Ready(e) = conn.monitor.poll_next_unpin(cx) {
+                    return Poll::Ready(Io::Monitor(i, e));
+                }
             }
-        };
-        let recv = async {
-            match recv {
-                Some(r) => r.recv().await,
-                None => std::future::pending().await,
+            if let Some(w) = watch.as_mut() {
+                match w.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(event))) => return Poll::Ready(Io::Bound(event.name)),
+                    Poll::Ready(_) => return Poll::Ready(Io::WatchFailed),
+                    Poll::Pending => {}
+                }
             }
-        };
-        let monitor = async {
-            match monitor {
-                Some(m) => m.next().await,
-                None => std::future::pending().await,
-            }
-        };
-        let connecting = async {
-            match self.connecting.as_mut() {
-                Some(c) => c.await,
-                None => std::future::pending().await,
-            }
-        };
-        enum Woke {
-            Host,
-            Timer,
-            Message(ZmqResult<ZmqMessage>),
-            Monitor(Option<SocketEvent>),
-            Connected(ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>),
-            Written(ZmqResult<()>),
-        }
+            Poll::Pending
+        });
         let spin = crate::spin::turn(spinning);
         let woke = tokio::select! {
-            _ = shared.notify.notified() => Woke::Host,
-            _ = sleep => Woke::Timer,
-            _ = spin => Woke::Timer,
-            m = recv => Woke::Message(m),
-            e = monitor => Woke::Monitor(e),
-            c = connecting => Woke::Connected(c),
-            w = written => Woke::Written(w),
+            _ = shared.notify.notified() => None,
+            _ = sleep => None,
+            _ = spin => None,
+            io = io => Some(io),
         };
         shared.sleeping.store(false, Ordering::Relaxed);
         match woke {
-            Woke::Host | Woke::Timer | Woke::Written(Ok(())) => {}
-            Woke::Written(Err(_)) => {
-                // The suspended message was counted as written; the connection took it down.
-                bump(&self.shared.engine.lost, 1);
-                self.disconnected();
+            None | Some(Io::Written(_, Ok(()))) => {}
+            Some(Io::Written(i, Err(_))) => {
+                // The suspended message was written and went down with the connection; it is
+                // among the link's unconfirmed ones.
+                self.disconnected(i);
             }
-            Woke::Message(Ok(m)) => {
-                self.handle_inbound(m);
+            Some(Io::Message(i, Ok(m))) => {
+                self.handle_inbound(i, m);
                 // Take what else is already there without sleeping again.
                 for _ in 1..RECV_BATCH {
-                    let Some(conn) = self.conn.as_mut() else {
+                    let Some(conn) = self.links[i].conn.as_mut() else {
                         break;
                     };
                     match conn.recv.recv().now_or_never() {
-                        Some(Ok(m)) => self.handle_inbound(m),
+                        Some(Ok(m)) => self.handle_inbound(i, m),
                         _ => break,
                     }
                 }
             }
-            Woke::Message(Err(_)) => self.disconnected(),
-            Woke::Monitor(Some(SocketEvent::Disconnected(_))) | Woke::Monitor(None) => {
-                self.disconnected()
-            }
-            Woke::Monitor(Some(_)) => {}
-            Woke::Connected(result) => {
-                self.connecting = None;
+            Some(Io::Message(i, Err(_))) => self.disconnected(i),
+            Some(Io::Monitor(i, Some(SocketEvent::Disconnected(_))))
+            | Some(Io::Monitor(i, None)) => self.disconnected(i),
+            Some(Io::Monitor(_, Some(_))) => {}
+            Some(Io::Connected(i, result)) => {
+                self.links[i].connecting = None;
                 match result {
-                    Ok((socket, monitor)) => {
-                        let (send, recv) = socket.split();
-                        let mut writer = Writer::new(send);
-                        self.last_heard = Instant::now();
-                        // The hello goes first on every connection, ahead of the backlog.
-                        self.control_seq = self.control_seq.wrapping_add(1);
-                        let corr =
-                            protocol::encode_control(protocol::CONTROL_HELLO, self.control_seq);
-                        let mut hello = ZmqMessage::from(corr.clone());
-                        hello.push_back(protocol::hello_body(
-                            std::process::id(),
-                            std::os::unix::process::parent_id(),
-                            self.options.name.as_deref(),
-                        ));
-                        self.hello = Some(corr);
-                        let failed = matches!(writer.start(hello), Some(Err(_)));
-                        self.conn = Some(Conn {
-                            writer,
-                            recv,
-                            monitor,
-                        });
-                        if failed {
-                            self.disconnected();
-                        }
-                        self.backoff = self.options.reconnect_interval;
-                        bump(&self.shared.engine.connects, 1);
-                    }
-                    Err(e) => {
-                        bump(&self.shared.engine.connect_failures, 1);
-                        // A timeout means nobody was there for a whole interval: try again at
-                        // once with a longer one. A hard error waits out the interval first.
-                        let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
-                            Duration::ZERO
-                        } else {
-                            self.backoff
-                        };
-                        self.retry_at = Some(Instant::now() + delay);
-                        self.backoff = (self.backoff * 2).min(self.options.reconnect_max_interval);
-                    }
+                    Ok((socket, monitor)) => self.connected(i, socket, monitor),
+                    Err(e) => self.connect_failed(i, e),
                 }
             }
+            Some(Io::Bound(name)) => self.bound(name),
+            Some(Io::WatchFailed) => self.watch = None,
         }
     }
 
-    /// After the drain: drop what could not be sent (counted) and close the socket.
+    /// After the drain: drop what could not be sent (counted) and close the sockets.
     fn finish_close(&mut self) {
-        let counters = &self.shared.engine;
         let mut left = self.backlog.len() as u64;
         let mut left_bytes: u64 = self.backlog.iter().map(|o| o.body.len() as u64).sum();
+        let mut sends = self.backlog_sends as u64;
         self.backlog.clear();
         // Nothing new can arrive after close, but what raced with it is dropped the same way.
         while let Ok(batch) = self.queue.rx.try_recv() {
             left += batch.len() as u64;
             left_bytes += batch.iter().map(|o| o.body.len() as u64).sum::<u64>();
+            sends += batch.iter().filter(|o| o.request.is_none()).count() as u64;
         }
-        bump(&counters.dropped, left);
-        bump(&counters.released_bytes, left_bytes);
-        counters.released.store(
-            counters.released.load(Ordering::Relaxed) + left,
-            Ordering::Release,
-        );
-        self.connecting = None;
-        // Closing the socket here is safe: either the server confirmed everything or the
-        // linger time is up.
-        self.conn = None;
+        self.shared.release(left, left_bytes);
+        // Written but unconfirmed when the linger time ran out: maybe read, maybe not.
+        for link in &mut self.links {
+            sends += link.unacked();
+            link.acked = link.written;
+            link.connecting = None;
+            // Closing the socket here is safe: either the server confirmed everything or the
+            // linger time is up.
+            link.conn = None;
+        }
+        self.drop_sends(DropReason::Closed, sends);
     }
 }

@@ -26,6 +26,10 @@ pub struct ClientOptions {
     pub heartbeat_interval: Duration,
     /// Silence from the server after which the connection is dropped and re-made.
     pub heartbeat_timeout: Duration,
+    /// When the queue is full, drop the oldest queued send (reason `overflow`) instead of
+    /// refusing the new one. The host still refuses at twice the marks, so memory stays bounded
+    /// even if the engine thread cannot keep up.
+    pub drop_oldest: bool,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +45,7 @@ impl Default for ClientOptions {
             name: None,
             heartbeat_interval: Duration::from_millis(1000),
             heartbeat_timeout: Duration::from_millis(3000),
+            drop_oldest: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! per batch. The host's callback clears `scheduled` before taking the batch, so an event pushed
 //! after the take always schedules a fresh wake-up and none is stranded.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -29,15 +29,51 @@ pub enum Event {
     Push {
         body: Bytes,
     },
-    /// A zerowire server acknowledged our hello on the current connection.
+    /// A zerowire server acknowledged our hello on the connection to endpoint `link`.
     Ready {
+        link: u32,
         client_id: String,
         server_pid: u32,
     },
-    /// The connection went down (the engine reconnects by itself).
-    Disconnected,
+    /// The connection to endpoint `link` went down (the engine reconnects by itself).
+    Disconnected {
+        link: u32,
+    },
+    /// Fire-and-forget messages dropped for `reason` since the last such event (reported at
+    /// most once per second per client, and once more at close).
+    Dropped {
+        reason: DropReason,
+        count: u64,
+    },
     /// The engine finished closing; every request still pending is to be rejected.
     Closed,
+}
+
+/// Why an accepted fire-and-forget message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Pushed out of a full queue by a newer message (`whenFull: "drop-oldest"`).
+    Overflow,
+    /// Still queued, or written but unconfirmed, when `close()` gave up after its linger time.
+    Closed,
+    /// Written to a connection that died before the server confirmed reading it.
+    PeerLost,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Overflow,
+        DropReason::Closed,
+        DropReason::PeerLost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Overflow => "overflow",
+            DropReason::Closed => "closed",
+            DropReason::PeerLost => "peer-lost",
+        }
+    }
 }
 
 /// How the engine wakes the host. The binding implements it with a threadsafe function.
@@ -49,6 +85,10 @@ pub struct Outbox<E = Event> {
     events: Mutex<Vec<E>>,
     scheduled: AtomicBool,
     waker: Box<dyn Waker>,
+    /// Events the host has taken, and of those the ones it has run its handlers on (it says
+    /// so after each batch). Both written by the host only.
+    taken: AtomicU64,
+    handled: AtomicU64,
 }
 
 impl<E> Outbox<E> {
@@ -57,7 +97,24 @@ impl<E> Outbox<E> {
             events: Mutex::new(Vec::new()),
             scheduled: AtomicBool::new(false),
             waker,
+            taken: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
         }
+    }
+
+    /// Host side, once its handlers have run on everything it took.
+    pub fn mark_handled(&self) {
+        self.handled
+            .store(self.taken.load(Ordering::Relaxed), Ordering::Release);
+    }
+
+    fn count_taken(&self, n: usize) {
+        crate::stats::bump(&self.taken, n as u64);
+    }
+
+    /// How many events the host has handled, oldest first.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Acquire)
     }
 
     /// Engine side: appends a batch and wakes the host if no wake-up is outstanding.
@@ -90,7 +147,9 @@ impl<E> Outbox<E> {
     /// Host side: takes everything published so far.
     pub fn take(&self) -> Vec<E> {
         self.scheduled.store(false, Ordering::Release);
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+        let batch = std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()));
+        self.count_taken(batch.len());
+        batch
     }
 
     /// Host side: takes at most `max` events, oldest first. With more left, the outbox stays
@@ -100,11 +159,15 @@ impl<E> Outbox<E> {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if events.len() <= max {
             self.scheduled.store(false, Ordering::Release);
-            return std::mem::take(&mut *events);
+            let batch = std::mem::take(&mut *events);
+            drop(events);
+            self.count_taken(batch.len());
+            return batch;
         }
         let rest = events.split_off(max);
         let batch = std::mem::replace(&mut *events, rest);
         drop(events);
+        self.count_taken(batch.len());
         self.waker.wake();
         batch
     }

@@ -29,6 +29,24 @@ pub const CONTROL_PING: u8 = b'P';
 /// everything sent before it, and treats the client as gone.
 pub const CONTROL_GOODBYE: u8 = b'G';
 
+/// Control kind a server sends unasked: body is the number of fire-and-forget messages it has
+/// read from this connection so far (u64 little-endian). It lets the client count what was
+/// delivered and, when a connection dies, exactly what was not confirmed.
+pub const CONTROL_ACK: u8 = b'A';
+
+/// An ack: corr `0x00 'A' 0 0 0 0`, body the cumulative count.
+pub fn encode_ack(count: u64) -> (Bytes, Bytes) {
+    (
+        encode_control(CONTROL_ACK, 0),
+        Bytes::copy_from_slice(&count.to_le_bytes()),
+    )
+}
+
+/// The count of an ack body, if it is one.
+pub fn parse_ack_count(body: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(body.try_into().ok()?))
+}
+
 /// The hello body a client sends.
 pub fn hello_body(pid: u32, ppid: u32, name: Option<&str>) -> Bytes {
     let mut s = format!("{{\"pid\":{pid},\"ppid\":{ppid}");
@@ -190,6 +208,10 @@ mod tests {
         assert_eq!(parse_ack(br#"{"clientId":"x"}"#), None);
         assert_eq!(control_kind(&encode_control(CONTROL_HELLO, 3)), Some(b'H'));
         assert_eq!(control_kind(&encode_corr(3)), None);
+        let (corr, body) = encode_ack(1 << 40);
+        assert_eq!(control_kind(&corr), Some(CONTROL_ACK));
+        assert_eq!(parse_ack_count(&body), Some(1 << 40));
+        assert_eq!(parse_ack_count(b"short"), None);
     }
 
     #[test]

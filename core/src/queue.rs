@@ -23,9 +23,21 @@ use crate::stats::{bump, EngineCounters, HostCounters};
 /// One message for the wire, as the client queues it.
 #[derive(Debug)]
 pub struct Outgoing {
-    /// `None` for fire-and-forget; the request id otherwise.
-    pub request: Option<(u32, Duration)>,
+    /// `None` for fire-and-forget.
+    pub request: Option<Request>,
     pub body: Bytes,
+}
+
+/// What makes a message a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Chosen by the host; the reply event carries it.
+    pub id: u32,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// How many more times it may be sent after a timeout or a lost connection (idempotent
+    /// requests only: the server may see it more than once).
+    pub retries: u32,
 }
 
 /// What the queue needs to know of a message: its payload size, for the byte high-water mark.
@@ -65,6 +77,17 @@ impl QueueShared {
             sleeping: AtomicBool::new(false),
             notify: Notify::new(),
         }
+    }
+
+    /// Engine side: messages left the queue (written or dropped); the host's marks see them go.
+    pub(crate) fn release(&self, messages: u64, bytes: u64) {
+        let e = &self.engine;
+        bump(&e.released_bytes, bytes);
+        // Release count last: the host reads it with Acquire and must then see the bytes too.
+        e.released.store(
+            e.released.load(Ordering::Relaxed) + messages,
+            Ordering::Release,
+        );
     }
 
     /// Host side, after pushing: wake the engine only if it may be asleep.
@@ -183,7 +206,7 @@ impl<T: Weighed, C> Producer<T, C> {
             staging.released_seen = shared.engine.released.load(Ordering::Acquire);
             staging.released_bytes_seen = shared.engine.released_bytes.load(Ordering::Acquire);
             if over(staging.released_seen, staging.released_bytes_seen) {
-                bump(&shared.host.refused, 1);
+                // Counted by the caller, which knows what kind of call was refused.
                 return Err(Refusal::Full);
             }
         }
@@ -247,7 +270,6 @@ mod tests {
             assert_eq!(p.push(&shared, &mut st, msg(1)), Ok(()));
         }
         assert_eq!(p.push(&shared, &mut st, msg(1)), Err(Refusal::Full));
-        assert_eq!(shared.host.refused.load(Ordering::Relaxed), 1);
         // Handed over and taken out of the channel but not yet released: still queued.
         p.flush(&shared, &mut st).unwrap();
         assert!(st.is_empty());

@@ -41,6 +41,9 @@ pub const NO_TOKEN: u32 = 0;
 const MAX_UNDELIVERED: usize = 50_000;
 /// How often a paused engine looks again whether the host caught up.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
+/// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
+/// under load one small message per client per interval confirms thousands.
+const ACK_DELAY: Duration = Duration::from_millis(5);
 const RECV_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
@@ -210,6 +213,12 @@ struct Peer {
     last_heard: Instant,
     /// It said hello, so it speaks the control protocol and pings while alive.
     pings: bool,
+    /// Fire-and-forget messages read from it, and the count last acked to it.
+    sends_read: u64,
+    acked: u64,
+    /// (events handled by the host needed, `sends_read` then): an ack confirms only what the
+    /// host's handlers have run on, so a server killed right after an ack lost nothing acked.
+    marks: VecDeque<(u64, u64)>,
 }
 
 struct Engine {
@@ -235,6 +244,11 @@ struct Engine {
     /// Poll instead of parking until then: a request went to the host, its reply is near.
     spin_until: Option<Instant>,
     spin_slot: SpinSlot,
+    /// Events published to the outbox so far (the host's `handled` count chases it).
+    published: u64,
+    /// Peers with sends not yet acked, and when to ack them.
+    unacked: Vec<u32>,
+    ack_at: Option<Instant>,
 }
 
 struct Conn {
@@ -263,6 +277,9 @@ impl Engine {
                 id,
                 last_heard: Instant::now(),
                 pings: hello.is_some(),
+                sends_read: 0,
+                acked: 0,
+                marks: VecDeque::new(),
             },
         );
         self.by_identity.insert(identity.clone(), index);
@@ -347,6 +364,7 @@ impl Engine {
                     1,
                 );
                 let token = if corr.is_empty() {
+                    self.count_send(client);
                     NO_TOKEN
                 } else {
                     self.spin_until = Some(Instant::now() + SPIN);
@@ -363,6 +381,65 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Notes a send from a client that understands acks; its event is the next one pushed.
+    fn count_send(&mut self, client: u32) {
+        let Some(peer) = self.peers.get_mut(&client) else {
+            return;
+        };
+        if !peer.pings {
+            return;
+        }
+        peer.sends_read += 1;
+        let needed = self.published + self.events.len() as u64 + 1;
+        match peer.marks.back_mut() {
+            // Same unpublished batch: one mark covers it.
+            Some(mark) if mark.0 > self.published => *mark = (needed, peer.sends_read),
+            _ => {
+                if peer.marks.is_empty() {
+                    self.unacked.push(client);
+                }
+                peer.marks.push_back((needed, peer.sends_read))
+            }
+        }
+        self.ack_at
+            .get_or_insert_with(|| Instant::now() + ACK_DELAY);
+    }
+
+    /// Acks, to each client with news, how many of its sends the host has handled.
+    fn send_acks(&mut self, now: Instant) {
+        if self.ack_at.is_none_or(|t| now < t) {
+            return;
+        }
+        let handled = self.outbox.handled();
+        let mut waiting = Vec::new();
+        for client in std::mem::take(&mut self.unacked) {
+            let Some(peer) = self.peers.get_mut(&client) else {
+                continue;
+            };
+            let mut confirmed = peer.acked;
+            while let Some(&(needed, count)) = peer.marks.front() {
+                if needed > handled {
+                    break;
+                }
+                confirmed = count;
+                peer.marks.pop_front();
+            }
+            if confirmed > peer.acked {
+                peer.acked = confirmed;
+                let (corr, body) = protocol::encode_ack(confirmed);
+                let mut m = ZmqMessage::from(peer.identity.clone());
+                m.push_back(corr);
+                m.push_back(body);
+                self.backlog.push_back((m, None));
+            }
+            if !peer.marks.is_empty() {
+                waiting.push(client);
+            }
+        }
+        self.ack_at = (!waiting.is_empty()).then(|| now + ACK_DELAY);
+        self.unacked = waiting;
     }
 
     /// Turns what the host staged into frames in the backlog.
@@ -406,7 +483,7 @@ impl Engine {
                         }
                         bump(&self.counters.pushes, n as u64);
                         if n == 0 {
-                            self.release(1, size);
+                            self.shared.release(1, size);
                         }
                     }
                 }
@@ -416,16 +493,7 @@ impl Engine {
 
     fn unroutable(&mut self, size: u64) {
         bump(&self.counters.unroutable, 1);
-        self.release(1, size);
-    }
-
-    fn release(&self, messages: u64, bytes: u64) {
-        let e = &self.shared.engine;
-        bump(&e.released_bytes, bytes);
-        e.released.store(
-            e.released.load(Ordering::Relaxed) + messages,
-            Ordering::Release,
-        );
+        self.shared.release(1, size);
     }
 
     fn take_control(&mut self, now: Instant) {
@@ -476,7 +544,7 @@ impl Engine {
             }
         }
         if messages > 0 {
-            self.release(messages, bytes);
+            self.shared.release(messages, bytes);
         }
     }
 }
@@ -512,6 +580,8 @@ impl Engine {
             self.take_queue();
             self.flush(&mut conn);
             self.sweep(now);
+            self.send_acks(now);
+            self.published += self.events.len() as u64;
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
                 let idle =
@@ -525,7 +595,7 @@ impl Engine {
         // What could not be written in the linger time is dropped with the socket.
         let left = self.backlog.iter().filter(|(_, r)| r.is_some()).count() as u64;
         let left_bytes = self.backlog.iter().filter_map(|(_, r)| *r).sum();
-        self.release(left, left_bytes);
+        self.shared.release(left, left_bytes);
     }
 
     async fn wait(&mut self, conn: &mut Conn) {
@@ -546,8 +616,10 @@ impl Engine {
         // the crate's buffers then push back on the clients instead of our memory growing.
         let paused = self.outbox.len() >= MAX_UNDELIVERED;
         let mut timer = Some(
-            self.close_deadline
-                .map_or(self.next_sweep, |t| t.min(self.next_sweep)),
+            [self.close_deadline, self.ack_at]
+                .into_iter()
+                .flatten()
+                .fold(self.next_sweep, Instant::min),
         );
         if paused {
             let poll = Instant::now() + PAUSE_POLL;
@@ -677,6 +749,9 @@ impl Server {
             next_sweep: Instant::now() + options.heartbeat_timeout / 2,
             spin_until: None,
             spin_slot: SpinSlot::default(),
+            published: 0,
+            unacked: Vec::new(),
+            ack_at: None,
         };
         let thread_outbox = outbox.clone();
         let thread = EngineThread::spawn("zerowire-server", move || {
@@ -723,7 +798,10 @@ impl Server {
         }
         match self.producer.push(&self.shared, staging, out) {
             Ok(()) => Ok(Queued::Yes),
-            Err(Refusal::Full) => Ok(Queued::Refused),
+            Err(Refusal::Full) => {
+                bump(&self.shared.host.refused, 1);
+                Ok(Queued::Refused)
+            }
             Err(Refusal::Closed) => Err(Error::Closed),
         }
     }
@@ -794,6 +872,12 @@ impl Server {
     ) -> bool {
         self.close_with(staging, linger);
         self.thread.join(wait)
+    }
+
+    /// The host has run its handlers on every event it took: the sends among them may be
+    /// acked to their clients.
+    pub fn handled(&self) {
+        self.outbox.mark_handled();
     }
 
     pub fn take_events(&self) -> Vec<ServerEvent> {

@@ -14,12 +14,14 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
 #[derive(Default)]
 #[repr(align(64))]
 pub struct HostCounters {
-    /// Messages accepted by `send()`.
+    /// `send()` calls, accepted or refused.
     pub sent: AtomicU64,
+    /// `send()` calls refused because a high-water mark was reached.
+    pub refused: AtomicU64,
     /// Requests accepted by `request()`.
     pub requests: AtomicU64,
-    /// Calls refused because a high-water mark was reached.
-    pub refused: AtomicU64,
+    /// `request()` calls refused because a high-water mark was reached.
+    pub requests_refused: AtomicU64,
     /// Messages (sends and requests) ever pushed into the queue, and their bytes.
     pub pushed: AtomicU64,
     pub pushed_bytes: AtomicU64,
@@ -32,12 +34,19 @@ pub struct EngineCounters {
     /// Messages that left our queue (handed to the socket or dropped), and their bytes.
     pub released: AtomicU64,
     pub released_bytes: AtomicU64,
-    /// Messages handed to the socket.
+    /// Messages (sends and requests) handed to the socket.
     pub written: AtomicU64,
-    /// Written messages known to have gone down with their connection.
-    pub lost: AtomicU64,
-    /// Messages dropped without being handed to the socket (close, or request expired first).
-    pub dropped: AtomicU64,
+    /// Fire-and-forget messages the server confirmed reading (a plain ZeroMQ peer cannot
+    /// confirm: for it, written counts as delivered).
+    pub delivered: AtomicU64,
+    /// Fire-and-forget messages dropped, by reason (see `DropReason`).
+    pub dropped_overflow: AtomicU64,
+    pub dropped_closed: AtomicU64,
+    pub dropped_peer_lost: AtomicU64,
+    /// Requests that expired or were cancelled before they could be written.
+    pub expired_unsent: AtomicU64,
+    /// Requests sent again (the `retries` option).
+    pub retries: AtomicU64,
     pub replies: AtomicU64,
     pub error_replies: AtomicU64,
     pub timeouts: AtomicU64,
@@ -56,13 +65,21 @@ pub struct EngineCounters {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub sent: u64,
-    pub requests: u64,
     pub refused: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub dropped_overflow: u64,
+    pub dropped_closed: u64,
+    pub dropped_peer_lost: u64,
+    /// Accepted sends not yet delivered or dropped: sent = delivered + refused + dropped + this.
+    pub in_flight: u64,
+    pub requests: u64,
+    pub requests_refused: u64,
     pub queued: u64,
     pub queued_bytes: u64,
     pub written: u64,
-    pub lost: u64,
-    pub dropped: u64,
+    pub expired_unsent: u64,
+    pub retries: u64,
     pub replies: u64,
     pub error_replies: u64,
     pub timeouts: u64,
@@ -81,15 +98,29 @@ impl StatsSnapshot {
     pub(crate) fn read(host: &HostCounters, engine: &EngineCounters, connected: bool) -> Self {
         let pushed = host.pushed.load(Relaxed);
         let pushed_bytes = host.pushed_bytes.load(Relaxed);
+        let sent = host.sent.load(Relaxed);
+        let refused = host.refused.load(Relaxed);
+        let delivered = engine.delivered.load(Relaxed);
+        let dropped_overflow = engine.dropped_overflow.load(Relaxed);
+        let dropped_closed = engine.dropped_closed.load(Relaxed);
+        let dropped_peer_lost = engine.dropped_peer_lost.load(Relaxed);
+        let dropped = dropped_overflow + dropped_closed + dropped_peer_lost;
         StatsSnapshot {
-            sent: host.sent.load(Relaxed),
+            sent,
+            refused,
+            delivered,
+            dropped,
+            dropped_overflow,
+            dropped_closed,
+            dropped_peer_lost,
+            in_flight: sent.saturating_sub(refused + delivered + dropped),
             requests: host.requests.load(Relaxed),
-            refused: host.refused.load(Relaxed),
+            requests_refused: host.requests_refused.load(Relaxed),
             queued: pushed.saturating_sub(engine.released.load(Relaxed)),
             queued_bytes: pushed_bytes.saturating_sub(engine.released_bytes.load(Relaxed)),
             written: engine.written.load(Relaxed),
-            lost: engine.lost.load(Relaxed),
-            dropped: engine.dropped.load(Relaxed),
+            expired_unsent: engine.expired_unsent.load(Relaxed),
+            retries: engine.retries.load(Relaxed),
             replies: engine.replies.load(Relaxed),
             error_replies: engine.error_replies.load(Relaxed),
             timeouts: engine.timeouts.load(Relaxed),

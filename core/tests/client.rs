@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 use zerowire_core::client::Queued;
+use zerowire_core::outbox::DropReason;
 use zerowire_core::queue::Staging;
 use zerowire_core::{Client, ClientOptions, Error, Event, Waker};
 
@@ -316,7 +317,8 @@ fn high_water_marks_refuse_and_count() {
     }
     assert_eq!(refused, 15);
     let s = h.client.stats();
-    assert_eq!((s.sent, s.refused, s.queued), (10, 15, 10));
+    // Every call counts as sent; the refused ones end there.
+    assert_eq!((s.sent, s.refused, s.queued), (25, 15, 10));
     let big = Bytes::from(vec![b'x'; 2000]);
     let (ep2, _dir2) = tmp_endpoint("hwb");
     let h2 = Harness::new(
@@ -374,15 +376,28 @@ fn close_without_server_ends_within_linger_and_counts_drops() {
     }
     let t0 = Instant::now();
     h.close();
-    let ev = h.events(1, Duration::from_secs(5));
-    assert_eq!(ev, vec![Event::Closed]);
+    let ev = h.events(2, Duration::from_secs(5));
+    assert_eq!(
+        ev,
+        vec![
+            Event::Dropped {
+                reason: DropReason::Closed,
+                count: 50
+            },
+            Event::Closed
+        ]
+    );
     let took = t0.elapsed();
     assert!(
         took >= Duration::from_millis(190) && took < Duration::from_secs(2),
         "{took:?}"
     );
     let s = h.client.stats();
-    assert_eq!((s.dropped, s.queued, s.written), (50, 0, 0));
+    assert_eq!(
+        (s.dropped, s.dropped_closed, s.queued, s.written),
+        (50, 50, 0, 0)
+    );
+    assert_eq!(s.sent, s.delivered + s.refused + s.dropped);
     assert!(h.shutdown(Duration::ZERO, Duration::from_secs(1)));
 }
 
@@ -396,12 +411,14 @@ fn cancelled_request_reply_is_late() {
     // Either it was cancelled before it left (dropped) or it went and its reply is late.
     let _ = r.received.recv_timeout(Duration::from_millis(500));
     let end = Instant::now() + Duration::from_secs(5);
-    while h.client.stats().late_replies + h.client.stats().dropped == 0 && Instant::now() < end {
+    while h.client.stats().late_replies + h.client.stats().expired_unsent == 0
+        && Instant::now() < end
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let s = h.client.stats();
     assert_eq!(s.replies, 0);
-    assert_eq!(s.late_replies + s.dropped, 1);
+    assert_eq!(s.late_replies + s.expired_unsent, 1);
     assert!(h.client.take_events().is_empty());
 }
 
@@ -435,5 +452,5 @@ fn backpressure_never_duplicates_or_reorders() {
         "a duplicate arrived"
     );
     let s = h.client.stats();
-    assert_eq!((s.written, s.lost, s.queued), (n as u64, 0, 0));
+    assert_eq!((s.written, s.dropped_peer_lost, s.queued), (n as u64, 0, 0));
 }

@@ -150,6 +150,7 @@ fn hello_ack_routing_replies_and_goodbye() {
     };
     match &c.events(1)[..] {
         [Event::Ready {
+            link: 0,
             client_id,
             server_pid,
         }] => {
@@ -273,5 +274,66 @@ fn broadcast_reaches_every_client_and_close_removes_the_file() {
     ));
     assert!(!std::path::Path::new(&path).exists());
     // A closed server's clients see the connection go.
-    assert!(clients[0].events(1).contains(&Event::Disconnected));
+    assert!(clients[0]
+        .events(1)
+        .contains(&Event::Disconnected { link: 0 }));
+}
+
+/// Waits until `f` holds for the client's stats (at most 5 s).
+fn stats_until(
+    c: &C,
+    f: impl Fn(&zerowire_core::stats::StatsSnapshot) -> bool,
+) -> zerowire_core::stats::StatsSnapshot {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.client.stats();
+        if f(&s) || Instant::now() > end {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
+    use zerowire_core::outbox::DropReason;
+    let ep = endpoint("acks");
+    let s = S::new(&ep);
+    let c = C::new(&ep, "acks");
+    assert!(matches!(&c.events(1)[..], [Event::Ready { .. }]));
+    for i in 0..100 {
+        c.send(&format!("{{\"type\":\"log\",\"n\":{i}}}"));
+    }
+    // Connect + 100 messages, taken but not yet handled.
+    let got = s.events(101);
+    assert_eq!(got.len(), 101, "{got:?}");
+    std::thread::sleep(Duration::from_millis(50));
+    let st = c.client.stats();
+    assert_eq!((st.sent, st.delivered, st.in_flight), (100, 0, 100));
+    s.server.handled();
+    let st = stats_until(&c, |s| s.delivered == 100);
+    assert_eq!((st.delivered, st.in_flight, st.dropped), (100, 0, 0));
+
+    // 50 more reach the server's host, which dies before handling them.
+    for _ in 0..50 {
+        c.send("{\"type\":\"log\"}");
+    }
+    assert_eq!(s.events(50).len(), 50);
+    let mut st = s.staging.borrow_mut();
+    s.server.close_with(&mut st, Duration::ZERO);
+    let ev = c.events(2);
+    assert!(ev.contains(&Event::Disconnected { link: 0 }), "{ev:?}");
+    assert!(
+        ev.contains(&Event::Dropped {
+            reason: DropReason::PeerLost,
+            count: 50
+        }),
+        "{ev:?}"
+    );
+    let st = c.client.stats();
+    assert_eq!(
+        (st.delivered, st.dropped_peer_lost, st.in_flight),
+        (100, 50, 0)
+    );
+    assert_eq!(st.sent, st.delivered + st.refused + st.dropped);
 }

@@ -1,0 +1,26 @@
+'use strict'
+// A zerowire Server that appends every message it handles to a file, synchronously, before
+// its handler returns. The file survives a SIGKILL, so the test can compare exactly what each
+// server incarnation handled with what the client counted as delivered (the server acks only
+// what its handlers have run on).
+// Usage: node counting_server.js <endpoint> <file>
+const fs = require('node:fs')
+const { Server } = require('../..')
+
+const [endpoint, file] = process.argv.slice(2)
+const fd = fs.openSync(file, 'a')
+const server = new Server(endpoint)
+let first = true
+server.on('message', (raw, ctx) => {
+  if (first) {
+    first = false
+    fs.writeSync(fd, `first ${Date.now()}\n`)
+  }
+  fs.writeSync(fd, `${raw}\n`)
+  if (ctx.isRequest) ctx.reply(`ok:${raw}`)
+})
+fs.writeSync(fd, `bound ${Date.now()}\n`)
+process.stdout.write('ready\n')
+// Ends with its parent: stdin closes when the test process goes away.
+process.stdin.on('end', () => server.close().then(() => process.exit(0)))
+process.stdin.resume()
