@@ -206,6 +206,41 @@ export interface ServerStats {
   refused: number
   queued: number
   queuedBytes: number
+  /** Messages handed to sink routes (route(name).toSqlite), and what the writers did. */
+  sunk: number
+  sinkRows: number
+  sinkBatches: number
+  /** Rows lost because their transaction failed (disk full, file removed, ...). */
+  sinkErrors: number
+  latency: {
+    /** Message read by the server thread → taken by JS. */
+    queueWait: LatencySummary
+    /** Request read → its reply handed to the socket. */
+    service: LatencySummary
+  }
+}
+
+/** Percentiles of a latency histogram kept in Rust, in microseconds (≤ 3% above the truth). */
+export interface LatencySummary {
+  count: number
+  p50: number
+  p90: number
+  p99: number
+  p999: number
+  max: number
+}
+
+/** `server.route(name)` without a handler: a route served by Rust, never waking JS. */
+export interface Route {
+  readonly server: Server
+  readonly name: string
+  /**
+   * Stores every message of this type in the SQLite database at `path` (table `logs` by
+   * default: id, received_at ms, client_id, raw), batched in transactions on a Rust thread.
+   * A request of this type gets an empty reply once queued. Opens the file now: a bad path
+   * throws (ERR_ZEROWIRE_SINK). close() writes every row read before it.
+   */
+  toSqlite(path: string, options?: { table?: string }): Server
 }
 
 /** A ZeroMQ ROUTER whose socket lives on a Rust thread; routing happens there too. */
@@ -219,6 +254,8 @@ export declare class Server extends EventEmitter {
   readonly endpoint: string
   /** Messages whose type field equals `name` go to `handler`. */
   route(name: string, handler: Handler): this
+  /** The route itself, to serve it from Rust: `server.route('log').toSqlite('log.db')`. */
+  route(name: string): Route
   /** Pushes to one client; false if it is unknown or the queue is full. */
   sendTo(clientId: string, raw: Payload): boolean
   /** Pushes to every connected client; returns how many. */

@@ -392,6 +392,7 @@ class Server extends EventEmitter {
     if (typeof name !== 'string' || name === '') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the route name must be a non-empty string')
     }
+    if (handler === undefined) return new Route(this, name)
     if (typeof handler !== 'function') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the handler must be a function')
     }
@@ -522,6 +523,35 @@ class Server extends EventEmitter {
     }
     if (this.listenerCount('error') > 0) this.emit('error', err, ctx)
     else process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'ZerowireHandlerWarning')
+  }
+}
+
+/** `server.route(name)` without a handler: a route served by Rust instead of JS. */
+class Route {
+  constructor (server, name) {
+    this.server = server
+    this.name = name
+  }
+
+  /**
+   * Messages of this type are stored in the SQLite database at `path` (created if missing;
+   * table `options.table`, default 'logs': id, received_at, client_id, raw) by a Rust
+   * thread, in batched transactions. They never wake JS. A request of this type is answered
+   * with an empty reply once queued. server.close() writes every row read before it.
+   * Opens the file now: a bad path throws (code ERR_ZEROWIRE_SINK). Returns the server.
+   */
+  toSqlite (path, options) {
+    if (typeof path !== 'string' || path === '') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'path must be a non-empty string')
+    }
+    const table = options?.table ?? 'logs'
+    if (typeof table !== 'string') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.table must be a string')
+    }
+    native.serverSinkSqlite(this.server._h, this.name, path, table)
+    // A later route(name, handler) must register anew to take the route back from the sink.
+    this.server._routes.delete(this.name)
+    return this.server
   }
 }
 

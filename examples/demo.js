@@ -1,27 +1,62 @@
 'use strict'
-// `npm run demo`: starts the service (examples/service.js, a zerowire Server) on an ipc://
-// socket in a temp dir, runs the quick start (examples/quickstart.js) against it, and stops
-// everything.
+// `npm run demo`: starts the service (examples/service) and the web app (examples/app), prints
+// a session to paste, and on Ctrl-C stops the app (its client drains into the service), then
+// the service (which flushes SQLite), and exits 0. Env: PORT, ZW_ENDPOINT, ZW_DB.
 
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-demo-'))
-const endpoint = `ipc://${path.join(dir, 'svc.sock')}`
-const service = fork(path.join(__dirname, 'service.js'), [endpoint])
-const cleanup = () => {
-  service.kill('SIGTERM')
-  service.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+const runtime = fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-demo-'))
+const env = {
+  ...process.env,
+  ZW_ENDPOINT: process.env.ZW_ENDPOINT || `ipc://${path.join(runtime, 'svc.sock')}`,
+  ZW_DB: process.env.ZW_DB || path.join(os.tmpdir(), 'zerowire-demo.db'),
+  PORT: process.env.PORT ?? '3000',
 }
-process.on('SIGINT', () => { cleanup(); process.exit(130) })
 
+function start (name) {
+  const child = fork(path.join(__dirname, name), [], { env })
+  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)))
+  return child
+}
+
+function stopped (child, signal) {
+  if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  return child.exited
+}
+
+let shuttingDown = false
+async function shutdown () {
+  if (shuttingDown) return
+  shuttingDown = true
+  const appCode = app ? await stopped(app, 'SIGINT') : 0
+  const serviceCode = await stopped(service, 'SIGTERM')
+  fs.rmSync(runtime, { recursive: true, force: true })
+  console.log('demo: stopped')
+  process.exit(appCode === 0 && serviceCode === 0 ? 0 : 1)
+}
+process.on('SIGINT', shutdown)
+process.on('SIGTERM', shutdown)
+
+const service = start('service')
+let app
+service.once('exit', () => shutdown())
 service.once('message', () => {
-  console.log(`service listening on ${endpoint}`)
-  const quickstart = fork(path.join(__dirname, 'quickstart.js'), [endpoint])
-  quickstart.on('exit', (code) => {
-    cleanup()
-    process.exitCode = code
+  app = start('app')
+  app.once('exit', () => shutdown())
+  app.once('message', ({ ready: url }) => {
+    console.log(`
+demo: ready at ${url} — try, in another terminal:
+
+  curl -i -X POST ${url}/log -d '{"type":"log","level":"info","msg":"hello"}'
+  curl ${url}/time
+  curl ${url}/stats
+  curl ${url}/metrics
+  python3 -c 'import sqlite3; print(sqlite3.connect("${env.ZW_DB}").execute("SELECT * FROM logs ORDER BY id DESC LIMIT 3").fetchall())'
+  npx wscat -c ws://${url.slice('http://'.length)}/ws   # frames go to the service and to the other browsers
+
+Ctrl-C stops both processes.`)
   })
 })

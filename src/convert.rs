@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use zerowire_core::latency::Summary;
 use zerowire_core::server::{ServerOptions, ServerStats};
 use zerowire_core::stats::StatsSnapshot;
 use zerowire_core::{ClientOptions, Error};
@@ -132,7 +133,7 @@ fn whole(name: &str, v: f64) -> Result<Option<u64>, Error> {
     Ok(Some(v as u64))
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 14] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 18] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -148,5 +149,14 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 14] {
         ("refused", s.refused),
         ("queued", s.queued),
         ("queuedBytes", s.queued_bytes),
+        ("sunk", s.sunk),
+        ("sinkRows", s.sink_rows),
+        ("sinkBatches", s.sink_batches),
+        ("sinkErrors", s.sink_errors),
     ]
+}
+
+/// `stats().latency` of a server: each histogram by its JS name.
+pub fn server_latency(s: &ServerStats) -> [(&'static str, Summary); 2] {
+    [("queueWait", s.queue_wait), ("service", s.service)]
 }

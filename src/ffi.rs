@@ -254,6 +254,15 @@ impl Cx {
         obj
     }
 
+    /// Sets `obj[name] = value` (nesting the objects [`Cx::object`] makes).
+    pub fn set(&self, obj: Value, name: &str, value: Value) {
+        let key = cstr(name);
+        // SAFETY: valid env; obj and value are live handles of this call's scope.
+        unsafe {
+            sys::napi_set_named_property(self.env, obj, key.as_ptr(), value);
+        }
+    }
+
     /// The handle argument `i`, which must be an external made by [`Cx::external`] for a `T`.
     pub fn handle<T: Tagged>(&self, i: usize) -> Result<&T, Thrown> {
         let mut data: *mut c_void = ptr::null_mut();

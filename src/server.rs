@@ -63,6 +63,7 @@ impl Engine for Server {
                     client,
                     token,
                     body,
+                    ..
                 } => {
                     batch.u32(1);
                     batch.u32(client);
@@ -166,11 +167,47 @@ pub extern "C" fn broadcast(env: Env, info: sys::napi_callback_info) -> Value {
     })
 }
 
-/// serverStats(handle) → plain object of counters.
+/// serverStats(handle) → counters, and `latency: { queueWait, service }` of percentiles (µs).
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Server>(env, info, |cx, h| {
-        Ok(cx.object(&convert::server_stats(&h.engine.stats()), &[]))
+        let s = h.engine.stats();
+        let obj = cx.object(&convert::server_stats(&s), &[]);
+        let latency = cx.object(&[], &[]);
+        for (name, summary) in convert::server_latency(&s) {
+            cx.set(latency, name, cx.object(&summary.fields(), &[]));
+        }
+        cx.set(obj, "latency", latency);
+        Ok(obj)
     })
+}
+
+/// serverSinkSqlite(handle, name, path, table): messages of type `name` are written to the
+/// SQLite database at `path` by a Rust thread and never reach JS. Opens the file now, so a
+/// bad path throws here.
+pub extern "C" fn sink_sqlite(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<Server>(env, info, |cx, h| {
+        h.check_open()?;
+        let (Some(name), Some(path), Some(table)) = (cx.string(1), cx.string(2), cx.string(3))
+        else {
+            return Err(Thrown::arg_type("name, path and table must be strings"));
+        };
+        open_sqlite(&h.engine, &name, &path, &table)?;
+        Ok(cx.undefined())
+    })
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(server: &Server, name: &str, path: &str, table: &str) -> Result<(), Error> {
+    let writer = zerowire_core::sqlite::open(std::path::Path::new(path), table)?;
+    let sink = zerowire_core::sink::Sink::spawn(name, server.sink_counters(), writer)?;
+    server.route_to_sink(name, sink)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_: &Server, _: &str, _: &str, _: &str) -> Result<(), Error> {
+    Err(Error::Sink(
+        "this build of zerowire has no SQLite (built with ZEROWIRE_SQLITE=0)".into(),
+    ))
 }
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
@@ -185,4 +222,5 @@ pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverCloseSync", handle::close_sync::<Server>),
     ("serverRef", handle::set_ref::<Server>),
     ("serverStats", stats),
+    ("serverSinkSqlite", sink_sqlite),
 ];

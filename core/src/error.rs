@@ -21,6 +21,8 @@ pub enum Error {
     PathTooLong { path: String, max: usize },
     /// Binding failed for another reason; `code` is the errno name.
     Bind { code: &'static str, message: String },
+    /// A sink's storage could not be opened (path, permissions, not a database).
+    Sink(String),
 }
 
 impl Error {
@@ -35,6 +37,7 @@ impl Error {
             Error::AddrInUse(_) => "EADDRINUSE",
             Error::PathTooLong { .. } => "ENAMETOOLONG",
             Error::Bind { code, .. } => code,
+            Error::Sink(_) => "ERR_ZEROWIRE_SINK",
         }
     }
 }
@@ -56,6 +59,7 @@ impl fmt::Display for Error {
                 path.len()
             ),
             Error::Bind { message, .. } => write!(f, "bind failed: {message}"),
+            Error::Sink(why) => write!(f, "could not open the sink: {why}"),
         }
     }
 }

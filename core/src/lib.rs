@@ -12,6 +12,9 @@
 //! - [`outbox`]   — engine → host: batches of events and at most one wake-up per batch.
 //! - [`options`]  — client options, their defaults and limits; endpoint validation.
 //! - [`stats`]    — counters, each written by one thread only.
+//! - [`latency`]  — latency histograms (percentiles), one writer thread each.
+//! - [`sink`]     — routes written by Rust instead of JS: a writer thread per sink, batches.
+//! - `sqlite`     — the SQLite writer of a sink (cargo feature `sqlite`, on by default).
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
 //! - `writer`     — the send half and the one send that may be suspended on it.
 //! - `spin`       — polling right after request traffic, rationed across the process.
@@ -24,13 +27,17 @@ pub mod bind;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod latency;
 pub mod options;
 pub mod outbox;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod sink;
 pub mod sniff;
 mod spin;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod stats;
 mod thread;
 mod writer;

@@ -6,6 +6,11 @@
 //! publish one [`ServerEvent::Message`] carrying the route index, so only that route's handler
 //! runs in JS. Requests get a reply token; the corr stays here until the host replies with it.
 //! Outbound, the host stages replies, pushes and broadcasts exactly like a client stages sends.
+//! A route may instead be a [`Sink`]: its messages go to a writer thread and never reach JS.
+//!
+//! Latency: every message carries the instant it was read, so the host records how long it
+//! waited before JS got it (`queue_wait`) and the engine how long a request took until its
+//! reply was handed to the socket (`service`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -24,9 +29,11 @@ use zeromq::{
 use crate::bind::{self, SocketFile};
 use crate::client::Queued;
 use crate::error::Error;
+use crate::latency::{Histogram, Summary};
 use crate::outbox::{Outbox, Waker};
 use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
 use crate::queue::{self, Consumer, Producer, QueueShared, Refusal, Staging, Weighed};
+use crate::sink::{Row, Sink, SinkCounters};
 use crate::sniff::Sniffer;
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
@@ -143,6 +150,8 @@ pub enum ServerEvent {
         client: u32,
         token: u32,
         body: Bytes,
+        /// When the engine read it.
+        arrived: std::time::Instant,
     },
     Disconnect {
         client: u32,
@@ -185,6 +194,11 @@ pub enum ServerControl {
         name: Vec<u8>,
         index: u32,
     },
+    /// Messages whose sniffed type equals `name` go to this sink, not to the host.
+    Sink {
+        name: Vec<u8>,
+        sink: Sink,
+    },
     Close {
         linger: Duration,
     },
@@ -205,11 +219,41 @@ pub struct ServerCounters {
     pub connects: std::sync::atomic::AtomicU64,
     pub disconnects: std::sync::atomic::AtomicU64,
     pub clients: std::sync::atomic::AtomicU64,
+    /// Messages handed to a sink.
+    pub sunk: std::sync::atomic::AtomicU64,
+}
+
+/// Where a route's messages go.
+enum Target {
+    /// To the host, with this route index.
+    Host(u32),
+    /// To `sinks[i]`.
+    Sink(usize),
+}
+
+/// When a batch of inbound messages was read: for latency, and for a sink row's timestamp.
+#[derive(Clone, Copy)]
+struct Arrival {
+    at: std::time::Instant,
+    wall_ms: i64,
+}
+
+impl Arrival {
+    fn now() -> Arrival {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Arrival {
+            at: std::time::Instant::now(),
+            wall_ms,
+        }
+    }
 }
 
 struct Peer {
     identity: Bytes,
-    id: String,
+    /// Shared with every sink row of this client, so a row costs no allocation for it.
+    id: Arc<str>,
     last_heard: Instant,
     /// It said hello, so it speaks the control protocol and pings while alive.
     pings: bool,
@@ -227,16 +271,20 @@ struct Engine {
     outbox: Arc<Outbox<ServerEvent>>,
     queue: Consumer<ServerOut, ServerControl>,
     sniffer: Sniffer,
-    routes: HashMap<Vec<u8>, u32>,
+    routes: HashMap<Vec<u8>, Target>,
+    sinks: Vec<Sink>,
     peers: HashMap<u32, Peer>,
     by_identity: HashMap<Bytes, u32>,
     next_client: u32,
-    /// Reply token → (client, corr).
-    tokens: HashMap<u32, (u32, Bytes)>,
+    /// Reply token → (client, corr, when the request was read).
+    tokens: HashMap<u32, (u32, Bytes, std::time::Instant)>,
     next_token: u32,
-    /// Ready to write: frames, and for the entry that completes a host message its bytes
-    /// (released from the host's queue accounting once written).
-    backlog: VecDeque<(ZmqMessage, Option<u64>)>,
+    /// Ready to write: frames, for the entry that completes a host message its bytes
+    /// (released from the host's queue accounting once written), and for a reply when its
+    /// request was read (its service time is recorded once written).
+    backlog: VecDeque<(ZmqMessage, Option<u64>, Option<std::time::Instant>)>,
+    /// Request read → reply handed to the socket, µs.
+    service: Arc<Histogram>,
     events: Vec<ServerEvent>,
     close_deadline: Option<Instant>,
     heartbeat_timeout: Duration,
@@ -264,10 +312,10 @@ impl Engine {
         }
         self.next_client = self.next_client.wrapping_add(1).max(1);
         let index = self.next_client;
-        let id = client_id();
+        let id: Arc<str> = client_id().into();
         self.events.push(ServerEvent::Connect {
             client: index,
-            id: id.clone(),
+            id: id.to_string(),
             info: hello.cloned().unwrap_or_default(),
         });
         self.peers.insert(
@@ -311,7 +359,7 @@ impl Engine {
         m
     }
 
-    fn handle_inbound(&mut self, message: ZmqMessage) {
+    fn handle_inbound(&mut self, message: ZmqMessage, arrival: Arrival) {
         bump(&self.counters.received, 1);
         let mut frames = message.into_vec();
         if frames.len() != 3 || frames[1].len() > protocol::MAX_CORR_LEN {
@@ -334,25 +382,39 @@ impl Engine {
                 let id = self.peers[&index].id.clone();
                 let ack = protocol::ack_body(&id, std::process::id());
                 self.backlog
-                    .push_back((Self::reply_frames(&identity, &corr, ack), None));
+                    .push_back((Self::reply_frames(&identity, &corr, ack), None, None));
             }
             Some(CONTROL_GOODBYE) => {
                 // Everything this client sent before the goodbye has been read: confirm it.
-                self.backlog
-                    .push_back((Self::reply_frames(&identity, &corr, Bytes::new()), None));
+                self.backlog.push_back((
+                    Self::reply_frames(&identity, &corr, Bytes::new()),
+                    None,
+                    None,
+                ));
                 if let Some(&index) = self.by_identity.get(&identity) {
                     self.forget(index, DisconnectReason::Goodbye);
                 }
             }
             Some(_) => {
                 // Pings, and unknown kinds (a newer client), get an empty reply.
-                self.backlog
-                    .push_back((Self::reply_frames(&identity, &corr, Bytes::new()), None));
+                self.backlog.push_back((
+                    Self::reply_frames(&identity, &corr, Bytes::new()),
+                    None,
+                    None,
+                ));
             }
             None => {
                 let client = self.peer_for(&identity, None);
-                let route = match self.sniffer.sniff(&body) {
-                    Some(name) => self.routes.get(name).copied().unwrap_or(NO_ROUTE),
+                let route = match self.sniffer.sniff(&body).and_then(|n| self.routes.get(n)) {
+                    Some(&Target::Host(index)) => index,
+                    Some(&Target::Sink(i)) => {
+                        if corr.is_empty() {
+                            // Handed to the sink here and now: acked once all before it is.
+                            self.count_send(client, false);
+                        }
+                        self.sink(i, client, &identity, corr, body, arrival);
+                        return;
+                    }
                     None => NO_ROUTE,
                 };
                 bump(
@@ -364,13 +426,14 @@ impl Engine {
                     1,
                 );
                 let token = if corr.is_empty() {
-                    self.count_send(client);
+                    self.count_send(client, true);
                     NO_TOKEN
                 } else {
                     self.spin_until = Some(Instant::now() + SPIN);
                     bump(&self.counters.requests, 1);
                     self.next_token = self.next_token.wrapping_add(1).max(1);
-                    self.tokens.insert(self.next_token, (client, corr));
+                    self.tokens
+                        .insert(self.next_token, (client, corr, arrival.at));
                     self.next_token
                 };
                 self.events.push(ServerEvent::Message {
@@ -378,13 +441,16 @@ impl Engine {
                     client,
                     token,
                     body,
+                    arrived: arrival.at,
                 });
             }
         }
     }
 
-    /// Notes a send from a client that understands acks; its event is the next one pushed.
-    fn count_send(&mut self, client: u32) {
+    /// Notes a send from a client that understands acks. With `to_host`, its event is the
+    /// next one pushed and it counts as handled once the host has run that event's handler;
+    /// otherwise (a sink took it) once the host has handled everything pushed before it.
+    fn count_send(&mut self, client: u32, to_host: bool) {
         let Some(peer) = self.peers.get_mut(&client) else {
             return;
         };
@@ -392,7 +458,7 @@ impl Engine {
             return;
         }
         peer.sends_read += 1;
-        let needed = self.published + self.events.len() as u64 + 1;
+        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
         match peer.marks.back_mut() {
             // Same unpublished batch: one mark covers it.
             Some(mark) if mark.0 > self.published => *mark = (needed, peer.sends_read),
@@ -432,7 +498,7 @@ impl Engine {
                 let mut m = ZmqMessage::from(peer.identity.clone());
                 m.push_back(corr);
                 m.push_back(body);
-                self.backlog.push_back((m, None));
+                self.backlog.push_back((m, None, None));
             }
             if !peer.marks.is_empty() {
                 waiting.push(client);
@@ -442,6 +508,34 @@ impl Engine {
         self.unacked = waiting;
     }
 
+    /// Hands a message to sink `i`. A request there is acknowledged at once with an empty
+    /// reply: the row is queued, which is all a sink promises before close().
+    fn sink(
+        &mut self,
+        i: usize,
+        client: u32,
+        identity: &Bytes,
+        corr: Bytes,
+        body: Bytes,
+        arrival: Arrival,
+    ) {
+        bump(&self.counters.sunk, 1);
+        self.sinks[i].push(Row {
+            received_at_ms: arrival.wall_ms,
+            client: self.peers[&client].id.clone(),
+            raw: body,
+        });
+        if !corr.is_empty() {
+            bump(&self.counters.requests, 1);
+            bump(&self.counters.replies, 1);
+            self.backlog.push_back((
+                Self::reply_frames(identity, &corr, Bytes::new()),
+                None,
+                Some(arrival.at),
+            ));
+        }
+    }
+
     /// Turns what the host staged into frames in the backlog.
     fn take_queue(&mut self) {
         while let Ok(batch) = self.queue.rx.try_recv() {
@@ -449,18 +543,17 @@ impl Engine {
                 let size = out.bytes();
                 match out {
                     ServerOut::Reply { token, body, error } => {
-                        let target = self
-                            .tokens
-                            .remove(&token)
-                            .and_then(|(client, corr)| self.peers.get(&client).map(|p| (p, corr)));
+                        let target = self.tokens.remove(&token).and_then(|(client, corr, at)| {
+                            self.peers.get(&client).map(|p| (p, corr, at))
+                        });
                         match target {
-                            Some((peer, corr)) => {
+                            Some((peer, corr, at)) => {
                                 let mut m = Self::reply_frames(&peer.identity, &corr, body);
                                 if error {
                                     m.push_back(Bytes::from_static(ERROR_STATUS));
                                 }
                                 bump(&self.counters.replies, 1);
-                                self.backlog.push_back((m, Some(size)));
+                                self.backlog.push_back((m, Some(size), Some(at)));
                             }
                             None => self.unroutable(size),
                         }
@@ -469,7 +562,7 @@ impl Engine {
                         Some(peer) => {
                             let m = Self::reply_frames(&peer.identity, &Bytes::new(), body);
                             bump(&self.counters.pushes, 1);
-                            self.backlog.push_back((m, Some(size)));
+                            self.backlog.push_back((m, Some(size), None));
                         }
                         None => self.unroutable(size),
                     },
@@ -479,7 +572,7 @@ impl Engine {
                             let m = Self::reply_frames(&peer.identity, &Bytes::new(), body.clone());
                             // The host's message is released with its last copy.
                             let release = (i + 1 == n).then_some(size);
-                            self.backlog.push_back((m, release));
+                            self.backlog.push_back((m, release, None));
                         }
                         bump(&self.counters.pushes, n as u64);
                         if n == 0 {
@@ -500,7 +593,11 @@ impl Engine {
         while let Ok(order) = self.queue.ctl.try_recv() {
             match order {
                 ServerControl::Route { name, index } => {
-                    self.routes.insert(name, index);
+                    self.routes.insert(name, Target::Host(index));
+                }
+                ServerControl::Sink { name, sink } => {
+                    self.sinks.push(sink);
+                    self.routes.insert(name, Target::Sink(self.sinks.len() - 1));
                 }
                 ServerControl::Close { linger } => {
                     self.close_deadline.get_or_insert(now + linger);
@@ -531,9 +628,12 @@ impl Engine {
     fn flush(&mut self, conn: &mut Conn) {
         let (mut messages, mut bytes) = (0u64, 0u64);
         while !conn.writer.busy() {
-            let Some((m, release)) = self.backlog.pop_front() else {
+            let Some((m, release, arrived)) = self.backlog.pop_front() else {
                 break;
             };
+            if let Some(at) = arrived {
+                self.service.record_duration(at.elapsed());
+            }
             if let Some(size) = release {
                 messages += 1;
                 bytes += size;
@@ -593,8 +693,8 @@ impl Engine {
             self.wait(&mut conn).await;
         }
         // What could not be written in the linger time is dropped with the socket.
-        let left = self.backlog.iter().filter(|(_, r)| r.is_some()).count() as u64;
-        let left_bytes = self.backlog.iter().filter_map(|(_, r)| *r).sum();
+        let left = self.backlog.iter().filter(|(_, r, _)| r.is_some()).count() as u64;
+        let left_bytes = self.backlog.iter().filter_map(|(_, r, _)| *r).sum();
         self.shared.release(left, left_bytes);
     }
 
@@ -614,7 +714,10 @@ impl Engine {
         }
         // Stop reading while the host has not taken what we already gave it: the kernel and
         // the crate's buffers then push back on the clients instead of our memory growing.
-        let paused = self.outbox.len() >= MAX_UNDELIVERED;
+        for sink in &mut self.sinks {
+            sink.retry();
+        }
+        let paused = self.outbox.len() >= MAX_UNDELIVERED || self.sinks.iter().any(Sink::backed_up);
         let mut timer = Some(
             [self.close_deadline, self.ack_at]
                 .into_iter()
@@ -664,10 +767,11 @@ impl Engine {
         match woke {
             Woke::Other | Woke::Message(Err(_)) | Woke::Monitor(None) => {}
             Woke::Message(Ok(m)) => {
-                self.handle_inbound(m);
+                let arrival = Arrival::now();
+                self.handle_inbound(m, arrival);
                 for _ in 1..RECV_BATCH {
                     match conn.recv.recv().now_or_never() {
-                        Some(Ok(m)) => self.handle_inbound(m),
+                        Some(Ok(m)) => self.handle_inbound(m, arrival),
                         _ => break,
                     }
                 }
@@ -693,6 +797,10 @@ pub struct Server {
     max_message_bytes: usize,
     linger: Duration,
     thread: EngineThread,
+    /// Read → taken by the host, µs. Written by the host thread (in `take_events*`).
+    queue_wait: Histogram,
+    service: Arc<Histogram>,
+    sink_counters: Arc<SinkCounters>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -711,6 +819,13 @@ pub struct ServerStats {
     pub refused: u64,
     pub queued: u64,
     pub queued_bytes: u64,
+    /// Messages handed to sinks, and what their writers made of them.
+    pub sunk: u64,
+    pub sink_rows: u64,
+    pub sink_batches: u64,
+    pub sink_errors: u64,
+    pub queue_wait: Summary,
+    pub service: Summary,
 }
 
 impl Server {
@@ -728,6 +843,7 @@ impl Server {
         let shared = Arc::new(QueueShared::new());
         let counters = Arc::new(ServerCounters::default());
         let outbox = Arc::new(Outbox::new(waker));
+        let service = Arc::new(Histogram::default());
         let (producer, consumer) =
             queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
         let engine = Engine {
@@ -737,12 +853,14 @@ impl Server {
             queue: consumer,
             sniffer: Sniffer::new(&options.type_field, options.sniff_bytes),
             routes: HashMap::new(),
+            sinks: Vec::new(),
             peers: HashMap::new(),
             by_identity: HashMap::new(),
             next_client: 0,
             tokens: HashMap::new(),
             next_token: 0,
             backlog: VecDeque::new(),
+            service: service.clone(),
             events: Vec::new(),
             close_deadline: None,
             heartbeat_timeout: options.heartbeat_timeout,
@@ -767,6 +885,9 @@ impl Server {
             max_message_bytes: options.max_message_bytes,
             linger: options.linger,
             thread,
+            queue_wait: Histogram::default(),
+            service,
+            sink_counters: Arc::default(),
         })
     }
 
@@ -783,6 +904,28 @@ impl Server {
                 index,
             },
         );
+    }
+
+    /// Messages of type `name` go to `sink` from now on (replacing a handler route of that
+    /// name). The sink is flushed and its writer joined when the engine ends.
+    pub fn route_to_sink(&self, name: &str, sink: Sink) -> Result<(), Error> {
+        if self.thread.is_closing() {
+            return Err(Error::Closed);
+        }
+        self.producer
+            .control(
+                &self.shared,
+                ServerControl::Sink {
+                    name: name.as_bytes().to_vec(),
+                    sink,
+                },
+            )
+            .map_err(|_| Error::Closed)
+    }
+
+    /// What the writers of this server's sinks count into (hand it to [`Sink::spawn`]).
+    pub fn sink_counters(&self) -> Arc<SinkCounters> {
+        self.sink_counters.clone()
     }
 
     fn push(&self, staging: &mut Staging<ServerOut>, out: ServerOut) -> Result<Queued, Error> {
@@ -880,13 +1023,25 @@ impl Server {
         self.outbox.mark_handled();
     }
 
+    /// Host thread only (it records the queue wait of what it takes).
     pub fn take_events(&self) -> Vec<ServerEvent> {
-        self.outbox.take()
+        self.waited(self.outbox.take())
     }
 
-    /// At most `max` events; the host is woken again for the rest.
+    /// At most `max` events; the host is woken again for the rest. Host thread only.
     pub fn take_events_max(&self, max: usize) -> Vec<ServerEvent> {
-        self.outbox.take_max(max)
+        self.waited(self.outbox.take_max(max))
+    }
+
+    fn waited(&self, events: Vec<ServerEvent>) -> Vec<ServerEvent> {
+        let now = std::time::Instant::now();
+        for e in &events {
+            if let ServerEvent::Message { arrived, .. } = e {
+                self.queue_wait
+                    .record_duration(now.saturating_duration_since(*arrived));
+            }
+        }
+        events
     }
 
     pub fn stats(&self) -> ServerStats {
@@ -909,6 +1064,12 @@ impl Server {
             refused: r(&host.refused),
             queued: r(&host.pushed).saturating_sub(r(&engine.released)),
             queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
+            sunk: r(&c.sunk),
+            sink_rows: r(&self.sink_counters.rows),
+            sink_batches: r(&self.sink_counters.batches),
+            sink_errors: r(&self.sink_counters.errors),
+            queue_wait: self.queue_wait.summary(),
+            service: self.service.summary(),
         }
     }
 }
