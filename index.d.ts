@@ -33,6 +33,8 @@ export interface ClientOptions {
    * at twice the marks, if the engine thread falls behind).
    */
   whenFull?: 'refuse' | 'drop-oldest'
+  /** Replies slower than this (ms, from the call) emit 'slow'. Default 0: off. */
+  slowRequestMs?: number
 }
 
 export interface RequestOptions {
@@ -106,6 +108,12 @@ export interface ClientStats {
   connected: boolean
   /** Requests awaiting their reply. */
   pending: number
+  latency: {
+    /** request() call → its reply (retries included). */
+    request: LatencySummary
+    /** Message queued → written to the socket (sends and requests). */
+    queueWait: LatencySummary
+  }
 }
 
 /** A ZeroMQ DEALER whose socket lives on a Rust thread. */
@@ -148,6 +156,8 @@ export declare class Client extends EventEmitter {
   on(event: 'ready', listener: (info: { clientId: string, serverPid: number, endpoint: string }) => void): this
   on(event: 'disconnect', listener: (info: { endpoint: string }) => void): this
   /** Accepted sends were dropped; at most once per second per reason (and once at close). */
+  /** A reply took longer than `slowRequestMs`; `request` is what was sent. */
+  on(event: 'slow', listener: (info: { ms: number, request: Payload }) => void): this
   on(event: 'drop', listener: (info: { reason: DropReason, count: number }) => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this

@@ -15,6 +15,7 @@ const EV_READY = 5
 const EV_DISCONNECTED = 6
 const EV_RESET = 7
 const EV_DROP = 8
+const EV_SLOW = 9
 
 // Order matters: it is the order `clientCreate` reads them in.
 const NUMERIC_OPTIONS = [
@@ -101,6 +102,13 @@ class Client extends EventEmitter {
       throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'options.whenFull must be "refuse" or "drop-oldest"')
     }
     numbers.push(WHEN_FULL[whenFull])
+    const slow = opts.slowRequestMs
+    if (slow !== undefined && (typeof slow !== 'number' || !(slow >= 0) || !Number.isFinite(slow))) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', 'options.slowRequestMs must be a number ≥ 0')
+    }
+    numbers.push(slow === undefined ? NaN : slow)
+    // Only kept when someone may ask which request was slow.
+    this._keepRaw = slow > 0
     /** The first endpoint (all of them are in `endpoints`). */
     this.endpoint = endpoints[0]
     this.endpoints = endpoints.slice()
@@ -177,7 +185,7 @@ class Client extends EventEmitter {
       return Promise.reject(codedError(Error, 'EFULL', 'request refused: the send queue is at its high-water mark'))
     }
     return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, signal: undefined, onAbort: undefined }
+      const entry = { resolve, reject, signal: undefined, onAbort: undefined, raw: this._keepRaw ? raw : undefined }
       if (signal) {
         entry.signal = signal
         entry.onAbort = () => {
@@ -270,6 +278,10 @@ class Client extends EventEmitter {
         this._readyLinks.delete(id)
         this.isReady = this._readyLinks.size > 0
         this.emit('disconnect', { endpoint: this.endpoints[id] })
+      } else if (kind === EV_SLOW) {
+        // Comes just before the reply's own event, so the request is still pending here.
+        const entry = this._pending.get(id)
+        this.emit('slow', { ms: Number(batch[i + 2]) / 1000, request: entry?.raw })
       } else if (kind === EV_DROP) {
         this.emit('drop', { reason: batch[i + 2], count: id })
       }

@@ -59,6 +59,10 @@ impl Engine for Client {
                 }
                 Event::Disconnected { link } => (6, *link, None),
                 Event::Reset { id } => (7, *id, None),
+                Event::Slow { id, micros } => {
+                    text = micros.to_string();
+                    (9, *id, Some(text.as_bytes()))
+                }
                 Event::Dropped { reason, count } => (
                     8,
                     u32::try_from(*count).unwrap_or(u32::MAX),
@@ -142,7 +146,13 @@ pub extern "C" fn cancel(env: Env, info: sys::napi_callback_info) -> Value {
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
         let s = h.engine.stats();
-        Ok(cx.object(&convert::client_stats(&s), &[("connected", s.connected)]))
+        let obj = cx.object(&convert::client_stats(&s), &[("connected", s.connected)]);
+        cx.set(
+            obj,
+            "latency",
+            handle::latency(cx, &convert::client_latency(&s)),
+        );
+        Ok(obj)
     })
 }
 

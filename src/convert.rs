@@ -10,8 +10,8 @@ use zerowire_core::{ClientOptions, Error};
 /// Options arrive as numbers in a fixed order (NaN = use the default):
 /// requestTimeoutMs, sendHighWaterMark, sendHighWaterBytes, maxMessageBytes, lingerMs,
 /// reconnectIntervalMs, reconnectMaxIntervalMs, heartbeatIntervalMs, heartbeatTimeoutMs,
-/// whenFull (0 refuse, 1 drop-oldest).
-pub const CLIENT_NUMBERS: usize = 10;
+/// whenFull (0 refuse, 1 drop-oldest), slowRequestMs (0 = off).
+pub const CLIENT_NUMBERS: usize = 11;
 
 pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error> {
     const NAMES: [&str; CLIENT_NUMBERS] = [
@@ -25,6 +25,7 @@ pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error>
         "heartbeatIntervalMs",
         "heartbeatTimeoutMs",
         "whenFull",
+        "slowRequestMs",
     ];
     let mut o = ClientOptions::default();
     for (i, &v) in n.iter().enumerate() {
@@ -42,7 +43,8 @@ pub fn client_options(n: &[f64; CLIENT_NUMBERS]) -> Result<ClientOptions, Error>
             6 => o.reconnect_max_interval = ms,
             7 => o.heartbeat_interval = ms,
             8 => o.heartbeat_timeout = ms,
-            _ => o.drop_oldest = u == 1,
+            9 => o.drop_oldest = u == 1,
+            _ => o.slow_request = (u > 0).then_some(ms),
         }
     }
     // Raising only the first interval should not trip over the default maximum.
@@ -154,6 +156,11 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 18] {
         ("sinkBatches", s.sink_batches),
         ("sinkErrors", s.sink_errors),
     ]
+}
+
+/// `stats().latency` of a client: each histogram by its JS name.
+pub fn client_latency(s: &StatsSnapshot) -> [(&'static str, Summary); 2] {
+    [("request", s.request_rtt), ("queueWait", s.queue_wait)]
 }
 
 /// `stats().latency` of a server: each histogram by its JS name.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::sys;
 use zerowire_core::client::Queued;
+use zerowire_core::latency::Summary;
 use zerowire_core::queue::Staging;
 use zerowire_core::Error;
 
@@ -193,4 +194,13 @@ pub extern "C" fn set_ref<E: Engine>(env: Env, info: sys::napi_callback_info) ->
         h.with_wakeup(|w| w.set_ref(env, want));
         Ok(cx.undefined())
     })
+}
+
+/// `stats().latency`: one object of percentiles (µs) per histogram, by JS name.
+pub fn latency(cx: &Cx, histograms: &[(&str, Summary)]) -> Value {
+    let latency = cx.object(&[], &[]);
+    for (name, summary) in histograms {
+        cx.set(latency, name, cx.object(&summary.fields(), &[]));
+    }
+    latency
 }

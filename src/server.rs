@@ -172,11 +172,11 @@ pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Server>(env, info, |cx, h| {
         let s = h.engine.stats();
         let obj = cx.object(&convert::server_stats(&s), &[]);
-        let latency = cx.object(&[], &[]);
-        for (name, summary) in convert::server_latency(&s) {
-            cx.set(latency, name, cx.object(&summary.fields(), &[]));
-        }
-        cx.set(obj, "latency", latency);
+        cx.set(
+            obj,
+            "latency",
+            handle::latency(cx, &convert::server_latency(&s)),
+        );
         Ok(obj)
     })
 }

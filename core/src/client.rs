@@ -125,6 +125,7 @@ impl Client {
             Outgoing {
                 request: None,
                 body,
+                queued_at: None,
             },
         )?;
         bump(&self.shared.host.sent, 1);
@@ -170,6 +171,7 @@ impl Client {
                     retries,
                 }),
                 body,
+                queued_at: None,
             },
         )?;
         bump(

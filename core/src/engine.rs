@@ -162,6 +162,8 @@ struct Pending {
     written_in: Option<u32>,
     /// The link's `written` count when it was written: its reply confirms that many.
     confirms: u64,
+    /// When the engine took it: the round trip runs from there (retries included).
+    started: Instant,
     retry: Option<Box<Retry>>,
 }
 
@@ -412,7 +414,9 @@ impl Engine {
         // The host stamps no time: deadlines run from here. Batches leave the host at the end
         // of its tick and are taken on every wake-up, so the error is that delay (micro-seconds).
         let now = Instant::now();
-        for out in batch {
+        let stamp = Some(now.into_std());
+        for mut out in batch {
+            out.queued_at = stamp;
             match &out.request {
                 None => {
                     self.backlog_sends += 1;
@@ -438,6 +442,7 @@ impl Engine {
                             deadline,
                             written_in: None,
                             confirms: 0,
+                            started: now,
                             retry,
                         },
                     );
@@ -543,6 +548,7 @@ impl Engine {
         let mut peer_lost = 0u64;
         let mut lost_link = None;
         let n = self.links.len();
+        let now = std::time::Instant::now();
         while !self.backlog.is_empty() {
             let Some(i) = self.pick_link() else {
                 break;
@@ -562,7 +568,7 @@ impl Engine {
                     Some(p) => {
                         p.written_in = Some(self.links[i].epoch);
                         p.confirms = self.links[i].written;
-                        self.spin_until = Some(Instant::now() + SPIN);
+                        self.spin_until = Some(Instant::from_std(now) + SPIN);
                         protocol::encode_corr(r.id)
                     }
                 },
@@ -573,6 +579,10 @@ impl Engine {
                 }
             };
             let is_send = out.request.is_none();
+            if let Some(t) = out.queued_at {
+                let wait = now.saturating_duration_since(t);
+                self.shared.engine.queue_wait.record_duration(wait);
+            }
             let link = &mut self.links[i];
             let conn = link.conn.as_mut().expect("usable link");
             let mut message = ZmqMessage::from(corr);
@@ -599,6 +609,7 @@ impl Engine {
                         self.backlog.push_front(Outgoing {
                             request: out.request,
                             body,
+                            queued_at: None,
                         });
                     }
                     lost_link = Some(i);
@@ -713,6 +724,7 @@ impl Engine {
                 retries: retry.left,
             }),
             body: retry.body.clone(),
+            queued_at: Some(now.into_std()),
         });
         bump(&self.shared.engine.retries, 1);
         true
@@ -789,6 +801,7 @@ impl Engine {
             Inbound::Reply { id, body } => {
                 if let Some(p) = self.pending.remove(&id) {
                     Self::confirm_by_reply(link, &p, counters);
+                    Self::timed(&self.options, counters, &mut self.events, id, &p);
                     // The host often answers a reply with its next request.
                     self.spin_until = Some(Instant::now() + SPIN);
                     bump(&counters.replies, 1);
@@ -800,6 +813,7 @@ impl Engine {
             Inbound::ErrorReply { id, message } => {
                 if let Some(p) = self.pending.remove(&id) {
                     Self::confirm_by_reply(link, &p, counters);
+                    Self::timed(&self.options, counters, &mut self.events, id, &p);
                     bump(&counters.error_replies, 1);
                     self.events.push(Event::ErrorReply { id, message });
                 } else {
@@ -844,6 +858,22 @@ impl Engine {
                 }
             }
             Inbound::Malformed => bump(&counters.malformed, 1),
+        }
+    }
+
+    /// Records a request's round trip, and reports it if it was slow.
+    fn timed(
+        options: &ClientOptions,
+        counters: &crate::stats::EngineCounters,
+        events: &mut Vec<Event>,
+        id: u32,
+        p: &Pending,
+    ) {
+        let rtt = p.started.elapsed();
+        counters.request_rtt.record_duration(rtt);
+        if options.slow_request.is_some_and(|limit| rtt >= limit) {
+            let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+            events.push(Event::Slow { id, micros });
         }
     }
 

@@ -30,6 +30,8 @@ pub struct ClientOptions {
     /// refusing the new one. The host still refuses at twice the marks, so memory stays bounded
     /// even if the engine thread cannot keep up.
     pub drop_oldest: bool,
+    /// Replies slower than this (from the call to the reply) are reported as `Event::Slow`.
+    pub slow_request: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +48,7 @@ impl Default for ClientOptions {
             heartbeat_interval: Duration::from_millis(1000),
             heartbeat_timeout: Duration::from_millis(3000),
             drop_oldest: false,
+            slow_request: None,
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum Event {
     Disconnected {
         link: u32,
     },
+    /// The reply to request `id` took `micros`, more than the `slow_request` threshold. Comes
+    /// just before the reply's own event.
+    Slow {
+        id: u32,
+        micros: u64,
+    },
     /// Fire-and-forget messages dropped for `reason` since the last such event (reported at
     /// most once per second per client, and once more at close).
     Dropped {

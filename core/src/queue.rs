@@ -26,6 +26,8 @@ pub struct Outgoing {
     /// `None` for fire-and-forget.
     pub request: Option<Request>,
     pub body: Bytes,
+    /// When the engine took it (the host leaves it `None`): its queue wait runs from there.
+    pub queued_at: Option<std::time::Instant>,
 }
 
 /// What makes a message a request.
@@ -258,6 +260,7 @@ mod tests {
         Outgoing {
             request: None,
             body: Bytes::from(vec![b'x'; n]),
+            queued_at: None,
         }
     }
 

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::latency::{Histogram, Summary};
+
 /// Bumps a counter that only the calling thread writes.
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -60,6 +62,10 @@ pub struct EngineCounters {
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Request round trips: from the engine taking the request to its reply.
+    pub request_rtt: Histogram,
+    /// Time messages (sends and requests) waited in the queue before they were written.
+    pub queue_wait: Histogram,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +98,8 @@ pub struct StatsSnapshot {
     pub disconnects: u64,
     pub connect_failures: u64,
     pub connected: bool,
+    pub request_rtt: Summary,
+    pub queue_wait: Summary,
 }
 
 impl StatsSnapshot {
@@ -133,6 +141,8 @@ impl StatsSnapshot {
             disconnects: engine.disconnects.load(Relaxed),
             connect_failures: engine.connect_failures.load(Relaxed),
             connected,
+            request_rtt: engine.request_rtt.summary(),
+            queue_wait: engine.queue_wait.summary(),
         }
     }
 }

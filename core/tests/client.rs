@@ -338,7 +338,14 @@ fn high_water_marks_refuse_and_count() {
 fn close_drains_then_reports_closed() {
     let (ep, _dir) = tmp_endpoint("drain");
     let r = router(&ep, Duration::ZERO);
-    let h = Harness::new(&ep, ClientOptions::default());
+    // Long enough for a debug-built router on a loaded machine to confirm all 20 000.
+    let h = Harness::new(
+        &ep,
+        ClientOptions {
+            linger: Duration::from_secs(30),
+            ..Default::default()
+        },
+    );
     for i in 0..20_000 {
         h.stage(body(&format!("{i:08}"))).unwrap();
     }
@@ -348,7 +355,7 @@ fn close_drains_then_reports_closed() {
     // close() hands over what is still staged before it starts draining.
     assert!(h.close());
     assert_eq!(h.send(body("after")).unwrap_err().code(), "ECLOSED");
-    let ev = h.events(1, Duration::from_secs(5));
+    let ev = h.events(1, Duration::from_secs(35));
     assert_eq!(ev, vec![Event::Closed]);
     for i in 0..20_000 {
         let f = r
@@ -359,6 +366,7 @@ fn close_drains_then_reports_closed() {
     }
     let s = h.client.stats();
     assert_eq!((s.written, s.dropped, s.queued), (20_001, 0, 0));
+    assert_eq!((s.delivered, s.in_flight), (20_000, 0));
 }
 
 #[test]
