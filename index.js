@@ -353,6 +353,9 @@ class Context {
     const token = this._token
     if (token === 0) return false
     this._token = 0
+    // After close() a reply can no longer go out: say so (false) rather than throw from
+    // inside a handler, where the error would abandon the rest of the batch.
+    if (this._server._closePromise) return false
     const r = native.serverReply(this._server._h, token, raw, isError)
     if (r === 2) queueMicrotask(this._server._flush)
     return r !== 0

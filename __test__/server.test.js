@@ -207,3 +207,26 @@ test('bad arguments to the server throw with a code', async () => {
   await server.close()
   assert.throws(() => server.broadcast('x'), { code: 'ECLOSED' })
 })
+
+test('close(): replies given just before it are written; a reply after it returns false, never throws', async () => {
+  const server = new Server(tmpEndpoint())
+  let n = 0
+  let late
+  server.route('req', (raw, ctx) => {
+    if (++n === 5) {
+      server.close()
+      // Too late for this one: false, and the rest of the batch still runs.
+      late = ctx.reply('after close')
+      return undefined
+    }
+    return n <= 4 ? `r${n}` : undefined
+  })
+  const c = new Client(server.endpoint, { requestTimeoutMs: 3000 })
+  await new Promise((resolve) => c.once('ready', resolve))
+  const outcomes = await Promise.all(Array.from({ length: 8 }, () =>
+    c.request('{"type":"req"}').then((v) => v, (e) => e.code)))
+  assert.deepEqual(outcomes.slice(0, 4), ['r1', 'r2', 'r3', 'r4'])
+  assert.equal(late, false)
+  assert.equal(n, 8, 'every handler of the batch ran')
+  await c.close()
+})

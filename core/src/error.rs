@@ -50,7 +50,7 @@ impl fmt::Display for Error {
             Error::MessageTooLarge { size, max } => {
                 write!(f, "message of {size} bytes exceeds maxMessageBytes ({max})")
             }
-            Error::Closed => write!(f, "client is closed"),
+            Error::Closed => write!(f, "closed: close() was called"),
             Error::Spawn(why) => write!(f, "could not start the engine thread: {why}"),
             Error::AddrInUse(why) => write!(f, "address in use: {why}"),
             Error::PathTooLong { path, max } => write!(

@@ -48,6 +48,8 @@ pub const NO_TOKEN: u32 = 0;
 const MAX_UNDELIVERED: usize = 50_000;
 /// How often a paused engine looks again whether the host caught up.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
+/// At close, how long the crate's per-peer writer tasks get to flush what we handed them.
+const CLOSE_GRACE: Duration = Duration::from_millis(20);
 /// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
 /// under load one small message per client per interval confirms thousands.
 const ACK_DELAY: Duration = Duration::from_millis(5);
@@ -687,6 +689,12 @@ impl Engine {
                 let idle =
                     self.backlog.is_empty() && self.queue.rx.is_empty() && !conn.writer.busy();
                 if idle || now >= deadline {
+                    if idle && now < deadline {
+                        // The crate hands each peer's messages to a writer task through a
+                        // queue we cannot see; those tasks end with this runtime. Give them a
+                        // moment (within the linger time) to reach the kernel.
+                        tokio::time::sleep_until(deadline.min(now + CLOSE_GRACE)).await;
+                    }
                     break;
                 }
             }
