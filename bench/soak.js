@@ -84,9 +84,11 @@ function serverRss (pid) {
 /** The accounting fields of client.stats(), 'n/a' where this build does not have them yet. */
 function accounting (s) {
   const a = {}
-  for (const k of ACCOUNTING) a[k] = num(s[k])
-  const have = ACCOUNTING.every((k) => typeof s[k] === 'number') ||
-    ['sent', 'refused', 'delivered', 'dropped', 'inFlight'].every((k) => typeof s[k] === 'number')
+  // Until `delivered` exists, `sent` and `dropped` mean something else (accepted sends; sends
+  // and requests dropped unwritten): show none of them rather than mix the two meanings.
+  const fresh = typeof s.delivered === 'number'
+  for (const k of ACCOUNTING) a[k] = fresh ? num(s[k]) : 'n/a'
+  const have = fresh && ['sent', 'refused', 'delivered', 'dropped', 'inFlight'].every((k) => typeof s[k] === 'number')
   a.invariant = have
     ? (s.sent === s.delivered + s.refused + s.dropped + s.inFlight ? 'holds' : `BROKEN by ${s.sent - (s.delivered + s.refused + s.dropped + s.inFlight)}`)
     : 'n/a'
@@ -214,6 +216,7 @@ async function main () {
       accounting: accounting(s),
       server: serverTotals(),
     }
+    sample.gap = own.sendAccepted - sample.server.received // accepted, not (yet) counted by a server
     samples.push(sample)
     eld.reset()
     interval = { sendCalls: 0, requests: 0, outcomes: {} }
@@ -233,7 +236,7 @@ async function main () {
     `~${REQUESTS_PER_TICK * 1000 / TICK_MS} req/s, a ${BURST}-send burst every ${BURST_EVERY_MS / 1000} s`)
 
   let nextBurst = BURST_EVERY_MS / 2
-  let nextRestart = RESTART_EVERY_MS
+  let nextRestart = RESTART_EVERY_MS + 5000 // between two reports, so each shows a live server
   let nextReport = REPORT_EVERY_MS
   await new Promise((resolve) => {
     const tick = setInterval(() => {
@@ -242,6 +245,11 @@ async function main () {
         clearInterval(tick)
         resolve()
         return
+      }
+      // Report first, so its queue figure is the backlog rather than this tick's sends.
+      if (e >= nextReport) {
+        nextReport += REPORT_EVERY_MS
+        report()
       }
       for (let i = 0; i < SENDS_PER_TICK; i++) sendOne()
       for (let i = 0; i < REQUESTS_PER_TICK; i++) requestOne()
@@ -254,22 +262,19 @@ async function main () {
         restarting = true
         const how = restarts % 2 === 0 ? 'SIGKILL' : 'graceful'
         const at = elapsed()
+        const before = samples.length
         stopServer(how)
           .then(() => new Promise((resolve) => setTimeout(resolve, DOWN_MS)))
           .then(startServer)
           .then(() => {
             restarts++
-            restartLog.push({ atS: at, how })
+            restartLog.push({ atS: at, how, samplesBefore: before })
             restarting = false
           })
           .catch((err) => {
             console.error(err)
             process.exit(1)
           })
-      }
-      if (e >= nextReport) {
-        nextReport += REPORT_EVERY_MS
-        report()
       }
     }, TICK_MS)
   })
@@ -389,6 +394,7 @@ function markdown (r) {
     `| send() calls / accepted / refused (counted by the soak) | ${r.own.sendCalls} / ${r.own.sendAccepted} / ${r.own.sendRefused} |`,
     `| counted by the server processes (sum) | ${r.serverTotal.received} |`,
     `| accepted − counted by the servers | ${r.unaccountedSends} |`,
+
     '',
     `Server total vs client: ${r.serverVsClient}. Today's counters (sends and requests together): ` +
       `written ${r.legacy.written}, lost with a connection ${r.legacy.lost}, dropped unwritten ${r.legacy.droppedUnwritten}, ` +
