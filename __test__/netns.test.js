@@ -14,7 +14,12 @@
 // sch_netem), loss comes from a classic-BPF tc filter that sends a random share of packets to
 // an htb class whose queue holds nothing (pfifo limit 0), and delay from a userspace relay in
 // namespace B (__test__/netns/relay.js) that holds every chunk for the same time in each
-// direction. The test prints which one it used.
+// direction. The test prints which one it used. The veths carry one wire packet per skb
+// (gso_max_segs 1), so the loss share applies to packets, not to 64 KiB GSO batches.
+//
+// The cut: `ip link set down` on the client's end of the veth. Over ipc:// a SIGSTOPped server
+// stands in for it: in both cases the connection stays open and falls silent, so only the
+// heartbeat can tell.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
