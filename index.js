@@ -336,6 +336,10 @@ class Server extends EventEmitter {
     if (typeField !== undefined && (typeof typeField !== 'string' || typeField === '')) {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.typeField must be a non-empty string')
     }
+    const encoding = opts.encoding === undefined ? 'utf8' : opts.encoding
+    if (encoding !== 'utf8' && encoding !== 'buffer') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', "options.encoding must be 'utf8' or 'buffer'")
+    }
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
     this._clients = new Map() // index → clientId
@@ -343,7 +347,7 @@ class Server extends EventEmitter {
     this._closePromise = null
     this._resolveClose = null
     this._closedDone = false
-    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch))
+    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch), encoding === 'buffer')
     this._flush = () => native.serverFlush(this._h)
     /** The bound endpoint (with the real port when bound to tcp://…:0). */
     this.endpoint = native.serverEndpoint(this._h)

@@ -86,12 +86,12 @@ impl From<Error> for Thrown {
 /// The env and arguments of one N-API callback. Missing arguments read as `undefined`.
 pub struct Cx {
     env: Env,
-    argv: [Value; 4],
+    argv: [Value; 5],
 }
 
 impl Cx {
     pub fn new(env: Env, info: sys::napi_callback_info) -> Cx {
-        let mut argv = [ptr::null_mut(); 4];
+        let mut argv = [ptr::null_mut(); 5];
         let mut argc = argv.len();
         // SAFETY: env and info come straight from N-API for this call; argv has room for argc.
         unsafe {
@@ -340,6 +340,10 @@ struct Holder<T> {
     value: Rc<T>,
 }
 
+unsafe extern "C" fn drop_bytes(_env: Env, _data: *mut c_void, owner: *mut c_void) {
+    drop(Box::from_raw(owner as *mut Bytes));
+}
+
 unsafe extern "C" fn drop_holder<T>(_env: Env, data: *mut c_void, _hint: *mut c_void) {
     drop(Box::from_raw(data as *mut Holder<T>));
 }
@@ -446,20 +450,24 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
                 arena.split().freeze()
             })
         } else {
-            let mut buf: Vec<u8> = Vec::with_capacity(units * 3 + 1);
-            let mut written = 0usize;
-            sys::napi_get_value_string_utf8(
-                env,
-                v,
-                buf.as_mut_ptr() as *mut c_char,
-                buf.capacity(),
-                &mut written,
-            );
-            buf.set_len(written);
-            // Large blocks are mmapped: shrinking is a cheap mremap, not a copy.
-            if buf.capacity() - written > 4096 {
-                buf.shrink_to_fit();
+            // The exact UTF-8 length first: a buffer of 3 bytes per unit, shrunk afterwards,
+            // cost about twice the encoding itself at 1 MiB (fresh pages; bench/NOTES.md).
+            let mut len = 0usize;
+            sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len);
+            if len > max {
+                return Err(Error::MessageTooLarge { size: len, max }.into());
             }
+            let mut buf: Vec<u8> = Vec::with_capacity(len + 1);
+            let mut written = 0usize;
+            let out = buf.as_mut_ptr() as *mut c_char;
+            if len == units {
+                // One UTF-8 byte per unit means every unit is below 0x80, so the Latin-1 bytes
+                // are the UTF-8 bytes, and V8 copies them without encoding.
+                sys::napi_get_value_string_latin1(env, v, out, len + 1, &mut written);
+            } else {
+                sys::napi_get_value_string_utf8(env, v, out, len + 1, &mut written);
+            }
+            buf.set_len(written);
             Bytes::from(buf)
         };
         if bytes.len() > max {
@@ -783,6 +791,49 @@ impl EventArray {
     /// UTF-8 bytes as a JS string (invalid sequences become U+FFFD).
     pub fn str(&mut self, bytes: &[u8]) {
         let v = string_value(self.env, bytes);
+        self.set(v);
+    }
+
+    /// Bytes as a Buffer. From ZERO_COPY_MIN up the Buffer is backed by the received bytes
+    /// themselves, freed by its finalizer: copying a 1 MiB body costs more than the external
+    /// buffer's bookkeeping. Small ones, and any where Node refuses external buffers, are copied.
+    pub fn bytes(&mut self, body: Bytes) {
+        let mut v = ptr::null_mut();
+        let body = if body.len() < ZERO_COPY_MIN {
+            body
+        } else {
+            let (data, len) = (body.as_ptr() as *mut c_void, body.len());
+            let owner = Box::into_raw(Box::new(body));
+            // SAFETY: the boxed Bytes keeps `data` alive and unmoved until the finalizer drops
+            // it, once. Nothing writes through the pointer on our side.
+            let status = unsafe {
+                sys::napi_create_external_buffer(
+                    self.env,
+                    len,
+                    data,
+                    Some(drop_bytes),
+                    owner as *mut c_void,
+                    &mut v,
+                )
+            };
+            if status == sys::Status::napi_ok {
+                self.set(v);
+                return;
+            }
+            // SAFETY: N-API refused it, so the box is still ours.
+            *unsafe { Box::from_raw(owner) }
+        };
+        let mut data = ptr::null_mut();
+        // SAFETY: valid env; N-API copies `len` bytes from a live slice.
+        unsafe {
+            sys::napi_create_buffer_copy(
+                self.env,
+                body.len(),
+                body.as_ptr() as *const c_void,
+                &mut data,
+                &mut v,
+            )
+        };
         self.set(v);
     }
 
