@@ -30,8 +30,9 @@ pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// Most events handed to JS in one call; the rest follow in the next turn of the event loop.
 pub const MAX_BATCH: usize = 4096;
-/// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy).
-const ZERO_COPY_MIN: usize = 16 * 1024;
+/// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy),
+/// and received ones handed to JS without one.
+pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones get their own buffer, written in place and shrunk.
 const ARENA_UNITS: usize = 8 * 1024;
@@ -320,6 +321,21 @@ fn string_value(env: Env, bytes: &[u8]) -> Value {
             env,
             bytes.as_ptr() as *const c_char,
             bytes.len() as isize,
+            &mut out,
+        )
+    };
+    out
+}
+
+fn buffer_copy(env: Env, bytes: &[u8]) -> Value {
+    let (mut data, mut out) = (ptr::null_mut(), ptr::null_mut());
+    // SAFETY: valid env; N-API copies `len` bytes from a live slice.
+    unsafe {
+        sys::napi_create_buffer_copy(
+            env,
+            bytes.len(),
+            bytes.as_ptr() as *const c_void,
+            &mut data,
             &mut out,
         )
     };
@@ -823,18 +839,49 @@ impl EventArray {
             // SAFETY: N-API refused it, so the box is still ours.
             *unsafe { Box::from_raw(owner) }
         };
-        let mut data = ptr::null_mut();
-        // SAFETY: valid env; N-API copies `len` bytes from a live slice.
-        unsafe {
-            sys::napi_create_buffer_copy(
-                self.env,
-                body.len(),
-                body.as_ptr() as *const c_void,
-                &mut data,
-                &mut v,
-            )
-        };
+        let v = buffer_copy(self.env, &body);
         self.set(v);
+    }
+
+    /// Fills the hole at `index` (left by `skip`) with a new Buffer of `len` bytes, which
+    /// `fill` writes in place.
+    pub fn bytes_at(&mut self, index: u32, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let (mut data, mut v) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid env; N-API allocates `len` bytes at `data`, which nothing else sees
+        // until the Buffer is handed to JS after `fill` returns.
+        unsafe {
+            if sys::napi_create_buffer(self.env, len, &mut data, &mut v) != sys::Status::napi_ok
+                || (data.is_null() && len > 0)
+            {
+                return;
+            }
+            fill(std::slice::from_raw_parts_mut(data as *mut u8, len));
+            sys::napi_set_element(self.env, self.array, index, v);
+        }
+    }
+
+    /// Fills the hole at `index` (left by `skip`) with a Uint32Array holding a copy of
+    /// `values`: one JS object for many numbers, where `u32` costs two N-API calls each.
+    pub fn u32s_at(&mut self, index: u32, values: &[u32]) {
+        let bytes = std::mem::size_of_val(values);
+        let (mut data, mut buffer, mut array) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid env; the copy writes `bytes` bytes into the new ArrayBuffer of that
+        // size (skipped if N-API failed to make it); the view covers exactly those bytes.
+        unsafe {
+            sys::napi_create_arraybuffer(self.env, bytes, &mut data, &mut buffer);
+            if !data.is_null() {
+                ptr::copy_nonoverlapping(values.as_ptr() as *const u8, data as *mut u8, bytes);
+            }
+            sys::napi_create_typedarray(
+                self.env,
+                sys::TypedarrayType::uint32_array,
+                values.len(),
+                buffer,
+                0,
+                &mut array,
+            );
+            sys::napi_set_element(self.env, self.array, index, array);
+        }
     }
 
     /// Leaves a hole (reads as `undefined`).

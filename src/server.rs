@@ -53,16 +53,39 @@ impl Engine for JsServer {
         Server::max_message_bytes(self)
     }
 
-    /// The batch is `[kind, client, route|reason, token|info, body|id, …]`, five slots per
-    /// event (see index.js).
+    /// The batch is `[numbers, packed, strings and bodies…]` (see index.js): `numbers` a
+    /// Uint32Array of five per event `[kind, client, route, token, packed length]`; `packed`
+    /// the small bodies of `encoding: 'buffer'` end to end in one Buffer; then, in event order,
+    /// each event's strings or Buffer. Numbers in one typed array and small Buffers in one
+    /// allocation: per element N-API calls and per-Buffer backing stores were most of the
+    /// server's cost per small message (bench/NOTES.md).
     fn deliver(&self, batch: &mut EventArray) -> bool {
+        let events = self.take_events_max(ffi::MAX_BATCH);
+        if events.is_empty() {
+            return false;
+        }
+        // The first small bodies, up to about PACKED_MAX bytes, share one Buffer: sized first,
+        // so that their bytes are copied once, straight into it.
+        let (mut pack_count, mut pack_len) = (0, 0);
+        if self.buffers {
+            for e in &events {
+                if let ServerEvent::Message { body, .. } = e {
+                    if body.len() < ffi::ZERO_COPY_MIN && pack_len < PACKED_MAX {
+                        pack_count += 1;
+                        pack_len += body.len();
+                    }
+                }
+            }
+        }
+        let mut numbers = Vec::with_capacity(events.len() * 5);
+        let mut packed = Vec::with_capacity(pack_count);
+        batch.skip();
+        batch.skip();
         let mut last = false;
-        for event in self.take_events_max(ffi::MAX_BATCH) {
+        for event in events {
             match event {
                 ServerEvent::Connect { client, id, info } => {
-                    batch.u32(0);
-                    batch.u32(client);
-                    batch.skip();
+                    numbers.extend([SV_CONNECT, client, 0, 0, 0]);
                     if info.is_empty() {
                         batch.skip();
                     } else {
@@ -76,10 +99,13 @@ impl Engine for JsServer {
                     token,
                     body,
                 } => {
-                    batch.u32(1);
-                    batch.u32(client);
-                    batch.u32(route);
-                    batch.u32(token);
+                    if self.buffers && body.len() < ffi::ZERO_COPY_MIN && packed.len() < pack_count
+                    {
+                        numbers.extend([SV_PACKED, client, route, token, body.len() as u32]);
+                        packed.push(body);
+                        continue;
+                    }
+                    numbers.extend([SV_MESSAGE, client, route, token, 0]);
                     if self.buffers {
                         batch.bytes(body);
                     } else {
@@ -87,24 +113,39 @@ impl Engine for JsServer {
                     }
                 }
                 ServerEvent::Disconnect { client, reason } => {
-                    batch.u32(2);
-                    batch.u32(client);
+                    numbers.extend([SV_DISCONNECT, client, 0, 0, 0]);
                     batch.str(reason.as_str().as_bytes());
-                    batch.skip();
-                    batch.skip();
                 }
                 ServerEvent::Closed => {
                     last = true;
-                    batch.u32(3);
-                    for _ in 0..4 {
-                        batch.skip();
-                    }
+                    numbers.extend([SV_CLOSED, 0, 0, 0, 0]);
                 }
             }
+        }
+        batch.u32s_at(0, &numbers);
+        if !packed.is_empty() {
+            batch.bytes_at(1, pack_len, |out| {
+                let mut at = 0;
+                for body in &packed {
+                    out[at..at + body.len()].copy_from_slice(body);
+                    at += body.len();
+                }
+            });
         }
         last
     }
 }
+
+// Event kinds, as index.js reads them.
+const SV_CONNECT: u32 = 0;
+const SV_MESSAGE: u32 = 1;
+const SV_DISCONNECT: u32 = 2;
+const SV_CLOSED: u32 = 3;
+/// A small Buffer body, cut from the batch's packed Buffer.
+const SV_PACKED: u32 = 4;
+/// Small bodies share one Buffer up to about this size, so a handler that keeps one body keeps
+/// at most this much alive (as with Node's own Buffer pool, `Buffer.from(raw)` detaches it).
+const PACKED_MAX: usize = 256 * 1024;
 
 /// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents, buffers) → handle. Binds
 /// synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown here.
