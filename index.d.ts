@@ -129,7 +129,9 @@ export interface ServerOptions {
   heartbeatTimeoutMs?: number
   /**
    * How handlers get message bodies: 'utf8' (default) a string, 'buffer' a Buffer with the
-   * bytes as received (no decoding on the JS thread; from 16 KiB up not even a copy).
+   * bytes as received (no decoding on the JS thread; from 16 KiB up not even a copy). Smaller
+   * ones are views into one Buffer per batch (≤ 256 KiB), like Node's own Buffer pool:
+   * `Buffer.from(raw)` to keep one for long.
    */
   encoding?: 'utf8' | 'buffer'
 }
