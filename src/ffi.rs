@@ -427,6 +427,54 @@ impl Drop for JsBytes {
     }
 }
 
+/// Buffers of long strings, handed back once the engine has written them and reused by the
+/// next long string. A fresh 1 MiB allocation per message is faulted in page by page, and its
+/// free on the engine thread unmaps or trims it again: that cost more than copying the string
+/// (bench/NOTES.md). Kept: at most POOL_BUFFERS buffers, POOL_BYTES in all, process-wide.
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const POOL_BUFFERS: usize = 8;
+const POOL_BYTES: usize = 16 << 20;
+/// Shorter strings come from malloc's bins, which is cheap enough.
+const POOL_MIN: usize = 64 * 1024;
+
+/// An empty buffer of at least `capacity` bytes: the smallest pooled one that fits, or new.
+fn pooled(capacity: usize) -> Vec<u8> {
+    if capacity >= POOL_MIN {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= capacity)
+            .min_by_key(|&i| pool[i].capacity());
+        if let Some(i) = best {
+            return pool.swap_remove(i);
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// A long string's bytes; gives its buffer back to the pool when the engine drops it.
+struct Pooled(Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() < POOL_MIN {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = pool.iter().map(Vec::capacity).sum();
+        if pool.len() < POOL_BUFFERS && held + buf.capacity() <= POOL_BYTES {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
 thread_local! {
     /// Per JS thread (a worker has its own). Messages are cut from it with `split`, which
     /// shares the chunk by reference count: one allocation per chunk instead of one per
@@ -473,7 +521,7 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
             if len > max {
                 return Err(Error::MessageTooLarge { size: len, max }.into());
             }
-            let mut buf: Vec<u8> = Vec::with_capacity(len + 1);
+            let mut buf = pooled(len + 1);
             let mut written = 0usize;
             let out = buf.as_mut_ptr() as *mut c_char;
             if len == units {
@@ -484,7 +532,7 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
                 sys::napi_get_value_string_utf8(env, v, out, len + 1, &mut written);
             }
             buf.set_len(written);
-            Bytes::from(buf)
+            Bytes::from_owner(Pooled(buf))
         };
         if bytes.len() > max {
             return Err(Error::MessageTooLarge {
