@@ -306,11 +306,14 @@ class Client extends EventEmitter {
   }
 }
 
-// Server events arrive as [kind, client, route|reason, token|info, body|id] (see src/server.rs).
+// A batch of server events is [numbers, packed, strings and bodies…]: numbers a Uint32Array of
+// [kind, client, route, token, packed length] per event, packed the small Buffer bodies end to
+// end, then each event's strings or body in order (see src/server.rs).
 const SV_CONNECT = 0
 const SV_MESSAGE = 1
 const SV_DISCONNECT = 2
 const SV_CLOSED = 3
+const SV_PACKED = 4
 const NO_ROUTE = 0
 
 // Order matters: it is the order `serverCreate` reads them in.
@@ -384,6 +387,10 @@ class Server extends EventEmitter {
     if (typeField !== undefined && (typeof typeField !== 'string' || typeField === '')) {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.typeField must be a non-empty string')
     }
+    const encoding = opts.encoding === undefined ? 'utf8' : opts.encoding
+    if (encoding !== 'utf8' && encoding !== 'buffer') {
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', "options.encoding must be 'utf8' or 'buffer'")
+    }
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
     this._clients = new Map() // index → clientId
@@ -391,7 +398,7 @@ class Server extends EventEmitter {
     this._closePromise = null
     this._resolveClose = null
     this._closedDone = false
-    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch))
+    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch), encoding === 'buffer')
     this._flush = () => native.serverFlush(this._h)
     /** The bound endpoint (with the real port when bound to tcp://…:0). */
     this.endpoint = native.serverEndpoint(this._h)
@@ -468,22 +475,32 @@ class Server extends EventEmitter {
   }
 
   _onEvents (batch) {
-    for (let i = 0; i < batch.length; i += 5) {
-      const kind = batch[i]
-      const client = batch[i + 1]
+    const numbers = batch[0]
+    const packed = batch[1]
+    let next = 2 // the next string or body
+    let at = 0 // where the next packed body starts
+    for (let i = 0; i < numbers.length; i += 5) {
+      const kind = numbers[i]
+      const client = numbers[i + 1]
       if (kind === SV_MESSAGE) {
-        this._dispatch(batch[i + 2], client, batch[i + 3], batch[i + 4])
+        this._dispatch(numbers[i + 2], client, numbers[i + 3], batch[next++])
+      } else if (kind === SV_PACKED) {
+        const end = at + numbers[i + 4]
+        this._dispatch(numbers[i + 2], client, numbers[i + 3], packed.subarray(at, end))
+        at = end
       } else if (kind === SV_CONNECT) {
-        const id = batch[i + 4]
+        const info = batch[next++]
+        const id = batch[next++]
         this._clients.set(client, id)
         this._byId.set(id, client)
-        this.emit('connect', id, parseHello(batch[i + 3]))
+        this.emit('connect', id, parseHello(info))
       } else if (kind === SV_DISCONNECT) {
+        const reason = batch[next++]
         const id = this._clients.get(client)
         if (id === undefined) continue
         this._clients.delete(client)
         this._byId.delete(id)
-        this.emit('disconnect', id, batch[i + 2])
+        this.emit('disconnect', id, reason)
       } else if (kind === SV_CLOSED) {
         this._closedDone = true
         open.delete(this)

@@ -34,6 +34,18 @@ test('strings keep their bytes (non-ASCII), Buffers and Uint8Arrays are accepted
   const big = Buffer.alloc(1 << 20, 'z')
   assert.equal((await c.request(big)).length, 5 + (1 << 20))
   assert.equal(await c.request(''), 'echo:')
+  // Past 8 Ki units strings take the exact-length path: all-ASCII ones as a Latin-1 copy, the
+  // rest UTF-8 encoded (a lone surrogate becomes U+FFFD, as in the short path).
+  for (const long of ['a'.repeat(20_000), 'é'.repeat(20_000), 'x'.repeat(9000) + '🎉', 'y'.repeat(9000) + '\ud800']) {
+    assert.equal(await c.request(long), 'echo:' + long.replace('\ud800', '\ufffd'))
+  }
+  // From 64 KiB up their buffers are reused once written: distinct bodies, some in flight at
+  // once and some after others were written, must each come back as sent.
+  for (let round = 0; round < 3; round++) {
+    const bodies = Array.from({ length: 12 }, (_, i) => String.fromCharCode(97 + i).repeat(70_000 + 1000 * round + i))
+    const replies = await Promise.all(bodies.map((b) => c.request(b)))
+    replies.forEach((r, i) => assert.ok(r === 'echo:' + bodies[i], `round ${round} body ${i}`))
+  }
   await c.close()
 })
 

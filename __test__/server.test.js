@@ -81,6 +81,33 @@ test('a request is answered by return value, by promise, or by ctx.reply', async
   await server.close()
 })
 
+test("encoding: 'buffer' hands bodies over as the bytes received, small and large", async () => {
+  const server = new Server(tmpEndpoint(), { encoding: 'buffer' })
+  const got = []
+  server.route('log', (raw) => { got.push(raw) })
+  server.route('echo', (raw) => raw)
+  server.on('message', (raw, ctx) => { got.push(raw) })
+  const c = new Client(server.endpoint)
+  // Not valid UTF-8 on purpose: a string would have turned it into U+FFFD.
+  const binary = Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
+  // Both sides of the 16 KiB line between a copied and an external Buffer.
+  const small = '{"type":"log","v":"é"}'
+  const large = JSON.stringify({ type: 'log', pad: 'ü'.repeat(40_000) })
+  c.send(small)
+  c.send(large)
+  c.send(binary)
+  await waitFor(() => got.length === 3)
+  assert.ok(got.every((b) => Buffer.isBuffer(b)))
+  assert.equal(got[0].toString(), small)
+  assert.equal(got[1].toString(), large)
+  assert.deepEqual(got[2], binary)
+  const big = Buffer.from(JSON.stringify({ type: 'echo', pad: 'x'.repeat(100_000) }))
+  assert.equal(await c.request(big), big.toString())
+  assert.throws(() => new Server(tmpEndpoint(), { encoding: 'latin1' }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await c.close()
+  await server.close()
+})
+
 test('a throwing or rejecting handler answers with EREMOTE and the server keeps serving', async () => {
   const server = new Server(tmpEndpoint())
   server.route('throws', () => { throw new Error('kaput') })

@@ -16,12 +16,13 @@ const END = '<!-- bench:end -->'
 
 function fmt (v, unit) {
   if (v === undefined || v === null) return '—'
-  if (unit === 'msg/s' || unit === 'messages') return Math.round(v).toLocaleString('en-US')
-  return v < 10 ? v.toFixed(2) : v.toFixed(1)
+  if (unit === 'msg/s' || unit === 'req/s' || unit === 'messages') return Math.round(v).toLocaleString('en-US')
+  return v < 10 ? v.toFixed(2) : v < 1000 ? v.toFixed(1) : Math.round(v).toLocaleString('en-US')
 }
 
-/** A fire-and-forget rate, with its throughput in MB/s (10^6 bytes) when the body size is known. */
+/** A cell: one value, several parts joined by " / ", or a rate with its MB/s. */
 function fmtCell (v, figure) {
+  if (Array.isArray(v)) return v.map((x) => fmt(x, figure.unit)).join(' / ')
   const s = fmt(v, figure.unit)
   if (v === undefined || v === null || !figure.bytesPerMessage) return s
   const mbs = (v * figure.bytesPerMessage) / 1e6
@@ -30,6 +31,12 @@ function fmtCell (v, figure) {
 
 function ratio (a, b) {
   return a > 0 && b > 0 ? a / b : undefined
+}
+
+function fmtRatio (a, b) {
+  if (Array.isArray(a) && Array.isArray(b)) return a.map((x, i) => fmtRatio(x, b[i])).join(' / ')
+  const r = ratio(a, b)
+  return r === undefined ? '—' : r.toFixed(2)
 }
 
 /** "2026-11-21T07:17:01.536Z" → "2026-11-21 07:17 UTC" */
@@ -41,20 +48,20 @@ function fmtDate (iso) {
 /** The table: one row per figure, a bold row where a new section starts. */
 function table (report) {
   const lines = [
-    '| figure | unit | zerowire | zeromq.js 6 | zerowire / zeromq.js | raw net (Node server) |',
-    '|---|---|--:|--:|--:|--:|',
+    '| figure | unit | zerowire | zeromq.js 6 | zerowire / zeromq.js | `net` (Node) | UDS floor (native) |',
+    '|---|---|--:|--:|--:|--:|--:|',
   ]
   let section
   for (const f of report.figures) {
     if (f.section && f.section !== section) {
       section = f.section
-      lines.push(`| **${section}** | | | | | |`)
+      lines.push(`| **${section}** | | | | | | |`)
     }
     const s = report.summary[f.id]
     const better = f.better === 'lower' || f.better === 'higher' ? `${f.better} is better` : f.better
-    const unit = f.bytesPerMessage ? `${f.unit} (MB/s), ${better}` : `${f.unit} (${better})`
-    const r = ratio(s.zerowire, s['zeromq.js'])
-    lines.push(`| ${f.label} | ${unit} | ${fmtCell(s.zerowire, f)} | ${fmtCell(s['zeromq.js'], f)} | ${r === undefined ? '—' : r.toFixed(2)} | ${fmtCell(s.net, f)} |`)
+    const unit = f.bytesPerMessage ? `${f.unit} (MB/s), ${better}` : `${f.unit}, ${better}`
+    const cell = (col) => (col in s ? fmtCell(s[col], f) : '—')
+    lines.push(`| ${f.label} | ${unit} | ${cell('zerowire')} | ${cell('zeromq.js')} | ${fmtRatio(s.zerowire, s['zeromq.js'])} | ${cell('net')} | ${cell('floor')} |`)
   }
   return lines.join('\n')
 }
@@ -73,13 +80,13 @@ function render (report, { readme = false } = {}) {
     '',
     `${report.cpu} (${report.cpus} cores), Node ${report.node}, ${report.platform}; median of ${report.rounds} interleaved ${report.rounds === 1 ? 'round' : 'rounds'}, ${report.durationSeconds} s.`,
     ...(typeof others === 'number' ? [`Other processes kept ${others.toFixed(2)} of ${report.cpus} cores busy (median over runs; steal ${(report.stealCoresMedian ?? 0).toFixed(2)}).`] : []),
-    ...(report.figures.some((f) => f.id.startsWith('pair_')) ? ['Node → Node rows: each client with its own library\'s server in Node, end to end; every other row runs both clients against the same server.'] : []),
-    `send() figures: ${report.sendTimerKind === 'wall' ? 'wall time (no per-thread CPU clock here)' : 'main-thread CPU time'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends.`,
+    `send() figures: ${report.sendTimerKind === 'wall' ? 'wall time (no per-thread CPU clock here)' : 'main-thread CPU time'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends. Strings are sent by every client; "Buffer" rows send Buffers. Cells with " / " give the parts named in the row (p50 / p99 / p99.9, or p50 / p99 / max); the ratio column divides part by part.`,
     '',
+    ...(readme ? ['![Fire-and-forget throughput and round-trip latency per size](bench/results/latest.svg)', ''] : []),
     table(report),
     '',
     ...(report.notes || []).flatMap((n) => [n, '']),
-    'Targets: ' + report.targets.map((t) => `${t.target}: ${t.met ? 'met' : 'NOT met'}`).join('; '),
+    'Targets (same run): ' + report.targets.map((t) => `${t.target}: ${t.met ? '**met**' : '**NOT met**'}`).join('; ') + '.',
     '',
   ]
   return lines.join('\n')

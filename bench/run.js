@@ -1,14 +1,18 @@
 'use strict'
-// End-to-end benchmark: zerowire Client vs zeromq.js 6 Dealer against the same server in
-// another process — mainly a native ROUTER (core/examples/bench_router.rs, the `zeromq` crate),
-// so the server is not what limits either client, and also a zeromq.js ROUTER (server.js) —
-// plus "Node → Node" pairs, each library's client with its own server in Node (zerowire Client
-// → zerowire Server in zw_server.js, zeromq.js Dealer → zeromq.js Router in server.js), and a
-// raw Node `net` Unix-socket baseline. Clients run interleaved in rounds and medians across
-// rounds are reported, because the machine is noisy. At the end the table also replaces the
-// benchmark section of the top-level README.md (readme.js).
+// End-to-end benchmark of zerowire against zeromq.js 6, a hand-rolled Node `net` protocol and
+// the native floor, interleaved in rounds on one machine. Servers run in processes of their own:
+// - a native ROUTER (core/examples/bench_router.rs, the `zeromq` crate): a sink fast enough that
+//   the client is what is measured;
+// - "Node → Node" pairs, each library's client with its own server in Node: zerowire Client →
+//   zerowire Server (zw_server.js, Buffer bodies; also once with strings), zeromq.js Dealer →
+//   zeromq.js Router (server.js);
+// - Node `net` on a Unix socket with length-prefixed frames (net_server.js, framing.js);
+// - the floor: two native processes on a plain Unix socket (core/examples/uds_floor.rs);
+// - each client alone in a process (load.js) for event-loop delay, CPU in all threads and RSS.
+// Medians across rounds are reported (the machine is noisy), with per-round ratios in the JSON.
+// At the end it writes results/latest.{json,md,svg} and the README table (readme.js, chart.js).
 // See bench/README.md for what each figure means.
-// Usage: node bench/run.js   (npm run bench)
+// Usage: node bench/run.js   (npm run bench; BENCH_ROUNDS=1 for a quick check)
 
 const { fork, spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -20,44 +24,58 @@ const zmq = require('zeromq')
 const { Client } = require('..')
 const { encodeFrame, FrameReader, KIND_COUNT, KIND_ECHO } = require('./framing')
 const { render, updateReadme } = require('./readme')
+const { chart } = require('./chart')
 
 const ROOT = path.join(__dirname, '..')
-const ROUNDS = Number(process.env.BENCH_ROUNDS) || 7
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || 5
 const KIB = 1024
 const MIB = 1024 * KIB
 const RTT_WARMUP = 500
 const RTT_SAMPLES = 5_000
+// With 64 in flight a request costs less wall time each: more samples for the tail.
+const INFLIGHT = 64
+const INFLIGHT_WARMUP = 1_000
+const INFLIGHT_SAMPLES = 10_000
 const WAIT_TIMEOUT_MS = 60_000
 // How long a server must see no message before it reports its final counts.
 const QUIET_MS = 100
-// The measured part must end well inside 4 minutes even if something stalls (the cargo build
+// The measured part must end well inside 8 minutes even if something stalls (the cargo build
 // before it is not counted).
-const TIME_BUDGET_MS = 225_000
+const TIME_BUDGET_MS = 420_000
 const BUILD_TIMEOUT_MS = 600_000
+
+const SIZES = [
+  { tag: '100B', label: '100 B', bytes: 100 },
+  { tag: '1KiB', label: '1 KiB', bytes: KIB },
+  { tag: '10KiB', label: '10 KiB', bytes: 10 * KIB },
+  { tag: '1MiB', label: '1 MiB', bytes: MIB },
+]
+const bodyOf = (bytes, kind) => kind === 'Buffer' ? Buffer.alloc(bytes, 'x') : 'x'.repeat(bytes)
 
 // `batch` keeps every timed loop under zerowire's high-water marks (CLIENT_OPTIONS), so no
 // send() is refused; the server must have counted a batch before the next one starts. Each
 // timed batch should take well over 1 ms of main-thread time, because every CPU-clock reading
-// carries a few tens of µs of noise (see makeClock); hence the 200-Buffer batches, which zerowire
-// and zeromq.js both send without copying.
-const SEND_CASES = [
-  { key: 'send_100B_string', label: '100 B string', body: 'x'.repeat(100), calls: 20_000, batch: 20_000 },
-  { key: 'send_1KiB_string', label: '1 KiB string', body: 'x'.repeat(KIB), calls: 20_000, batch: 20_000 },
-  { key: 'send_1MiB_string', label: '1 MiB string', body: 'x'.repeat(MIB), calls: 200, batch: 25 },
-  { key: 'send_1MiB_buffer', label: '1 MiB Buffer', body: Buffer.alloc(MIB, 'x'), calls: 800, batch: 200 },
-]
+// carries a few tens of µs of noise (see makeClock); hence the 200-Buffer batches at 1 MiB,
+// which zerowire and zeromq.js both send without copying.
+const SEND_SHAPE = { '100B': [20_000, 20_000], '1KiB': [20_000, 20_000], '10KiB': [5_000, 5_000], '1MiB': [200, 25] }
+const SEND_CASES = SIZES.flatMap((size) => ['string', 'Buffer'].map((kind) => {
+  let [calls, batch] = SEND_SHAPE[size.tag]
+  if (size.tag === '1MiB' && kind === 'Buffer') [calls, batch] = [800, 200]
+  return { key: `send_${size.tag}_${kind}`, label: `${size.label} ${kind}`, kind, size, body: bodyOf(size.bytes, kind), calls, batch }
+}))
 // Fire-and-forget: N messages from the first send until the server has counted all of them.
-// The 1 MiB case sends fewer, to keep the run short.
-const FIRE_CASES = [
-  { key: 'fire_100B', label: '100 B', body: 'x'.repeat(100), messages: 200_000 },
-  { key: 'fire_1KiB', label: '1 KiB', body: 'x'.repeat(KIB), messages: 200_000 },
-  { key: 'fire_1MiB', label: '1 MiB', body: 'x'.repeat(MIB), messages: 300 },
-]
-const FIRE = Object.fromEntries(FIRE_CASES.map((c) => [c.key, c]))
-const RTT_CASES = [
-  { key: 'rtt_100B', label: '100 B', body: 'x'.repeat(100) },
-  { key: 'rtt_1KiB', label: '1 KiB', body: 'x'.repeat(KIB) },
-]
+const FIRE_MESSAGES = { '100B': 200_000, '1KiB': 200_000, '10KiB': 40_000, '1MiB': 300 }
+const fireCase = (size, kind) => ({
+  key: `fire_${size.tag}${kind === 'Buffer' ? '_Buffer' : ''}`,
+  label: `${size.label}${kind === 'Buffer' ? ' Buffer' : ''}`,
+  size,
+  body: bodyOf(size.bytes, kind),
+  messages: FIRE_MESSAGES[size.tag],
+})
+const FIRE_CASES = SIZES.map((size) => fireCase(size, 'string'))
+const FIRE_BUFFER_CASES = SIZES.map((size) => fireCase(size, 'Buffer'))
+const FIRE = Object.fromEntries(FIRE_CASES.map((c) => [c.size.tag, c]))
+const RTT_CASES = SIZES.slice(0, 2).map((size) => ({ key: `rtt_${size.tag}`, label: size.label, size, body: bodyOf(size.bytes, 'string') }))
 const CLIENT_OPTIONS = {
   requestTimeoutMs: 5000,
   sendHighWaterMark: 100_000,
@@ -207,18 +225,20 @@ function cleanup () {
   if (tmpDir !== null) fs.rmSync(tmpDir, { recursive: true, force: true })
 }
 
-/** Builds the native ROUTER and returns the path of its executable. */
-async function buildRouter () {
-  const args = ['build', '--release', '-p', 'zerowire-core', '--example', 'bench_router', '--message-format=json-render-diagnostics']
-  console.error(`bench: building the native ROUTER (cargo ${args.slice(0, 6).join(' ')}); about a minute the first time…`)
+const EXAMPLES = ['bench_router', 'uds_floor']
+
+/** Builds the native peers (core/examples/) and returns their executables by name. */
+async function buildExamples () {
+  const args = ['build', '--release', '-p', 'zerowire-core', ...EXAMPLES.flatMap((e) => ['--example', e]), '--message-format=json-render-diagnostics']
+  console.error(`bench: building the native peers (cargo ${args.slice(0, -1).join(' ')}); about a minute the first time…`)
   const child = spawn('cargo', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   child.group = true
   children.add(child)
-  let executable = null
+  const executables = {}
   readline.createInterface({ input: child.stdout }).on('line', (line) => {
     try {
       const m = JSON.parse(line)
-      if (m.reason === 'compiler-artifact' && m.target && m.target.name === 'bench_router' && m.executable) executable = m.executable
+      if (m.reason === 'compiler-artifact' && m.target && EXAMPLES.includes(m.target.name) && m.executable) executables[m.target.name] = m.executable
     } catch {}
   })
   const timer = setTimeout(() => process.kill(-child.pid, 'SIGKILL'), BUILD_TIMEOUT_MS)
@@ -228,8 +248,9 @@ async function buildRouter () {
   })
   clearTimeout(timer)
   children.delete(child)
-  if (code !== 0 || executable === null) throw new Error(`cargo build of bench_router failed (exit ${code})`)
-  return executable
+  const missing = EXAMPLES.filter((e) => !executables[e])
+  if (code !== 0 || missing.length > 0) throw new Error(`cargo build of ${missing.join(', ') || 'the examples'} failed (exit ${code})`)
+  return executables
 }
 
 /**
@@ -266,12 +287,12 @@ function replyQueue () {
 }
 
 /** A Node server (server.js, net_server.js): commands and counts over the fork() IPC channel. */
-function forkServer (script, address) {
-  const child = fork(path.join(__dirname, script), [address], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+function forkServer (script, address, ...args) {
+  const child = fork(path.join(__dirname, script), [address, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const replies = replyQueue()
   child.on('message', (msg) => replies.push(msg))
   return {
-    name: script,
+    name: [script, ...args].join(' '),
     child,
     replies,
     waitFor (n) { child.send({ waitFor: n }) },
@@ -309,6 +330,7 @@ async function startServer (server) {
   // Counts only grow; waiting for a running total avoids resetting the server between figures.
   const expected = { count: 0, bytes: 0 }
   return {
+    pid: child.pid,
     /** Waits until the server has counted `count` more fire-and-forget bodies. */
     async counted (count, bytes) {
       expected.count += count
@@ -380,6 +402,9 @@ async function openZerowire (endpoint) {
     request (body) {
       return client.request(body)
     },
+    requestMany (body, total, inflight) {
+      return concurrently(total, inflight, () => client.request(body))
+    },
     close () {
       return client.close()
     },
@@ -418,6 +443,41 @@ async function openZeromqJs (endpoint) {
       // zerowire's request() resolves with a string; decode here too so both do the same work.
       return reply.toString()
     },
+    async requestMany (body, total, inflight) {
+      // One send at a time (EBUSY otherwise) and one receive loop: a queue of sends in front of
+      // the socket, as an application with many requests in flight needs with zeromq.js.
+      const started = new Map()
+      const waiting = []
+      let wake = null
+      let issued = 0
+      const issue = () => {
+        const corr = Buffer.allocUnsafe(4)
+        corr.writeUInt32LE(nextCorr++ >>> 0)
+        started.set(corr.readUInt32LE(0), wallNs())
+        waiting.push(corr)
+        issued++
+        if (wake !== null) wake()
+      }
+      const sender = (async () => {
+        for (let sent = 0; sent < total; sent++) {
+          while (waiting.length === 0) await new Promise((resolve) => { wake = resolve })
+          wake = null
+          await dealer.send([waiting.shift(), body])
+        }
+      })()
+      for (let i = 0; i < inflight; i++) issue()
+      const samples = new Float64Array(total)
+      for (let received = 0; received < total; received++) {
+        const [corr, reply] = await dealer.receive()
+        const id = corr.readUInt32LE(0)
+        samples[received] = Number(wallNs() - started.get(id)) / 1e3
+        started.delete(id)
+        if (reply.toString() !== body) throw new Error('zeromq.js: wrong echo')
+        if (issued < total) issue()
+      }
+      await sender
+      return samples
+    },
     close () {
       dealer.close()
     },
@@ -427,10 +487,16 @@ async function openZeromqJs (endpoint) {
 async function openNet (socketPath) {
   const sock = net.connect(socketPath)
   await new Promise((resolve, reject) => sock.once('connect', resolve).once('error', reject))
-  let awaitingReply = null
+  // The server answers in order on one stream: the oldest waiting request gets the reply.
+  const awaitingReply = []
+  let head = 0
   const reader = new FrameReader((kind, body) => {
-    const resolve = awaitingReply
-    awaitingReply = null
+    const resolve = awaitingReply[head]
+    awaitingReply[head++] = undefined
+    if (head === awaitingReply.length) {
+      awaitingReply.length = 0
+      head = 0
+    }
     resolve(body.toString())
   })
   sock.on('data', (chunk) => reader.push(chunk))
@@ -444,9 +510,12 @@ async function openNet (socketPath) {
     async drained () {},
     request (body) {
       return new Promise((resolve) => {
-        awaitingReply = resolve
+        awaitingReply.push(resolve)
         sock.write(encodeFrame(KIND_ECHO, body))
       })
+    },
+    requestMany (body, total, inflight) {
+      return concurrently(total, inflight, () => this.request(body))
     },
     close () {
       sock.destroy()
@@ -492,7 +561,34 @@ async function measureFire (client, server, c) {
   return { rate: c.messages / seconds, refused: info.refused, surplus: await settle(client, server) }
 }
 
-/** p50 / p99 / max round trip in µs, one request at a time. */
+/** Nearest-rank percentiles of latency samples (µs). */
+function percentiles (samples) {
+  const sorted = Float64Array.from(samples).sort()
+  const pct = (p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]
+  return { p50: pct(50), p99: pct(99), p999: pct(99.9), max: sorted[sorted.length - 1] }
+}
+
+/**
+ * `total` calls of `request` (a promise of the echoed body), `inflight` at a time; returns the
+ * latency of each, in order of completion.
+ */
+async function concurrently (total, inflight, request) {
+  const samples = new Float64Array(total)
+  let issued = 0
+  let done = 0
+  const worker = async () => {
+    while (issued < total) {
+      issued++
+      const t0 = wallNs()
+      await request()
+      samples[done++] = Number(wallNs() - t0) / 1e3
+    }
+  }
+  await Promise.all(Array.from({ length: inflight }, worker))
+  return samples
+}
+
+/** Round trips one request at a time: percentiles in µs. */
 async function measureRoundTrip (client, body) {
   const samples = new Float64Array(RTT_SAMPLES)
   for (let i = 0; i < RTT_WARMUP + RTT_SAMPLES; i++) {
@@ -502,46 +598,106 @@ async function measureRoundTrip (client, body) {
     if (reply !== body) throw new Error(`wrong echo: ${JSON.stringify(reply).slice(0, 60)}`)
     if (i >= RTT_WARMUP) samples[i - RTT_WARMUP] = us
   }
-  samples.sort()
-  // Nearest-rank percentiles.
-  const pct = (p) => samples[Math.ceil((p / 100) * samples.length) - 1]
-  return { p50: pct(50), p99: pct(99), max: samples[samples.length - 1] }
+  return percentiles(samples)
+}
+
+/** Round trips with INFLIGHT requests in flight: percentiles in µs and requests per second. */
+async function measureInflight (client, body) {
+  await client.requestMany(body, INFLIGHT_WARMUP, INFLIGHT)
+  const t0 = wallNs()
+  const samples = await client.requestMany(body, INFLIGHT_SAMPLES, INFLIGHT)
+  const seconds = Number(wallNs() - t0) / 1e9
+  return { ...percentiles(samples), rate: INFLIGHT_SAMPLES / seconds }
+}
+
+/** The native floor: one run of uds_floor, its JSON keyed like the other runs' figures. */
+async function runFloor (executable) {
+  const child = spawn(executable, [], { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.add(child)
+  let out = ''
+  child.stdout.on('data', (d) => { out += d })
+  const code = await new Promise((resolve) => child.once('close', resolve))
+  children.delete(child)
+  if (code !== 0) throw new Error(`uds_floor exited with ${code}`)
+  const f = JSON.parse(out)
+  const r = {}
+  for (const size of SIZES) {
+    const stream = f.stream[size.bytes]
+    if (stream) r[`fire_${size.tag}`] = stream.rate
+    const rtt = f.rtt[size.bytes]
+    if (rtt) for (const p of ['p50', 'p99', 'p999', 'max']) r[`rtt_${size.tag}_${p}`] = rtt[p]
+  }
+  return r
+}
+
+/**
+ * One client alone in a process (load.js) against `server`: event-loop delay, CPU per message
+ * in all its threads, RSS. It asks for server counts over its IPC channel.
+ */
+async function runLoad (lib, server, address) {
+  const child = fork(path.join(__dirname, 'load.js'), [lib, address], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  children.add(child)
+  const result = await new Promise((resolve, reject) => {
+    child.on('message', (msg) => {
+      if (msg.result) resolve(msg.result)
+      else if (typeof msg.waitFor === 'number') server.counted(msg.waitFor, msg.bytes).then(() => child.send({ counted: true }), reject)
+    })
+    child.once('exit', (code) => reject(new Error(`load.js ${lib} exited (${code}) before its result`)))
+  })
+  await new Promise((resolve) => child.exitCode !== null ? resolve() : child.once('exit', resolve))
+  children.delete(child)
+  const r = { rss_MiB: result.rssMiB, rss_peak_MiB: result.peakRssMiB }
+  for (const phase of ['idle', 'fixed', 'max']) {
+    const p = result[phase]
+    for (const k of ['eldP50', 'eldP99', 'eldMax']) r[`eld_${phase}_${k.slice(3).toLowerCase()}`] = p[k]
+    if (phase !== 'idle') {
+      r[`load_${phase}_rate`] = p.rate
+      r[`load_${phase}_cpu`] = p.cpuPerMsgUs
+    }
+  }
+  r.surplus = await server.settled()
+  return r
 }
 
 // ---- runs -------------------------------------------------------------------------------------
 // A run is one client against one server; each round runs every one once, interleaved, each on a
-// fresh connection. `send`/`fire`/`rtt` say which figures it measures. Servers: `router` the
-// native ROUTER, `node` the zeromq.js Router in Node (server.js), `zwserver` the zerowire Server
-// in Node (zw_server.js), `net` the raw baseline.
+// fresh connection. `send`/`fire`/`rtt`/`inflight` say which figures it measures. Servers:
+// `router` the native ROUTER, `node` the zeromq.js Router in Node (server.js), `zwserver` the
+// zerowire Server in Node handing Buffers (zw_server.js buffer), `zwserverUtf8` the same handing
+// strings, `net` the raw baseline. `floor` runs are uds_floor; `load` runs are load.js.
 
 const RUNS = [
-  { id: 'zerowire', open: 'zerowire', server: 'router', send: true, fire: [FIRE.fire_1KiB], rtt: RTT_CASES },
-  { id: 'zeromq.js', open: 'zeromq.js', server: 'router', send: true, fire: [FIRE.fire_1KiB], rtt: RTT_CASES },
-  { id: 'net', open: 'net', server: 'net', send: false, fire: FIRE_CASES, rtt: RTT_CASES },
-  { id: 'zerowire@zwserver', open: 'zerowire', server: 'zwserver', send: false, fire: FIRE_CASES, rtt: RTT_CASES.slice(0, 1) },
-  { id: 'zeromq.js@node', open: 'zeromq.js', server: 'node', send: false, fire: FIRE_CASES, rtt: RTT_CASES.slice(0, 1) },
-  { id: 'zerowire@node', open: 'zerowire', server: 'node', send: false, fire: [FIRE.fire_1KiB], rtt: RTT_CASES.slice(0, 1) },
+  { id: 'zerowire', open: 'zerowire', server: 'router', send: true, fire: [...FIRE_CASES, ...FIRE_BUFFER_CASES], rtt: RTT_CASES, inflight: RTT_CASES },
+  { id: 'zeromq.js', open: 'zeromq.js', server: 'router', send: true, fire: FIRE_CASES, rtt: RTT_CASES, inflight: RTT_CASES },
+  { id: 'net', open: 'net', server: 'net', fire: FIRE_CASES, rtt: RTT_CASES, inflight: RTT_CASES },
+  { id: 'floor', floor: true },
+  { id: 'zerowire@zwserver', open: 'zerowire', server: 'zwserver', fire: FIRE_CASES, rtt: RTT_CASES, inflight: RTT_CASES },
+  { id: 'zeromq.js@node', open: 'zeromq.js', server: 'node', fire: FIRE_CASES, rtt: RTT_CASES, inflight: RTT_CASES },
+  { id: 'zerowire@zwserver-utf8', open: 'zerowire', server: 'zwserverUtf8', fire: [FIRE['1KiB'], FIRE['1MiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+  { id: 'load:zerowire', load: 'zerowire', server: 'router' },
+  { id: 'load:zeromq.js', load: 'zeromq.js', server: 'router' },
+  { id: 'load:net', load: 'net', server: 'net' },
 ]
 const OPEN = { zerowire: openZerowire, 'zeromq.js': openZeromqJs, net: openNet }
 
-async function runOnce (run, servers, addresses) {
+async function runOnce (run, servers, addresses, executables) {
   const t0 = wallNs()
+  if (run.floor) return { ...await runFloor(executables.uds_floor), seconds: Number(wallNs() - t0) / 1e9 }
   const server = servers[run.server]
+  if (run.load) return { ...await runLoad(run.load, server, addresses[run.server]), seconds: Number(wallNs() - t0) / 1e9 }
   const pids = [process.pid, ...[...children].map((c) => c.pid)]
   const load0 = readTicks(pids)
   const client = await OPEN[run.open](addresses[run.server])
   const r = {}
   let surplus = 0
-  if (run.send) {
-    for (const c of SEND_CASES) {
-      const m = await measureSend(client, server, c)
-      r[c.key] = m.us
-      r[`${c.key}_wall`] = m.wallUs
-      if (run.open === 'zerowire') r[`${c.key}_loop_wall`] = m.loopWallUs
-      // µs per call the main thread was runnable but had no CPU (NaN without schedstat).
-      r[`${c.key}_cpu_wait`] = m.cpuWaitUs
-      surplus += m.surplus
-    }
+  for (const c of run.send ? SEND_CASES : []) {
+    const m = await measureSend(client, server, c)
+    r[c.key] = m.us
+    r[`${c.key}_wall`] = m.wallUs
+    if (run.open === 'zerowire') r[`${c.key}_loop_wall`] = m.loopWallUs
+    // µs per call the main thread was runnable but had no CPU (NaN without schedstat).
+    r[`${c.key}_cpu_wait`] = m.cpuWaitUs
+    surplus += m.surplus
   }
   let fireSurplus = 0
   for (const c of run.fire) {
@@ -556,9 +712,11 @@ async function runOnce (run, servers, addresses) {
   r.surplus = surplus + fireSurplus
   for (const c of run.rtt) {
     const m = await measureRoundTrip(client, c.body)
-    r[`${c.key}_p50`] = m.p50
-    r[`${c.key}_p99`] = m.p99
-    r[`${c.key}_max`] = m.max
+    for (const p of ['p50', 'p99', 'p999', 'max']) r[`${c.key}_${p}`] = m[p]
+  }
+  for (const c of run.inflight) {
+    const m = await measureInflight(client, c.body)
+    for (const p of ['p50', 'p99', 'p999', 'max', 'rate']) r[`inflight_${c.size.tag}_${p}`] = m[p]
   }
   await client.close()
   Object.assign(r, otherLoad(load0, readTicks(pids)))
@@ -569,43 +727,83 @@ async function runOnce (run, servers, addresses) {
 // ---- report -----------------------------------------------------------------------------------
 
 // The table's figures in order, each in a section (readme.js starts a bold row where the
-// section changes). `cols` names the run behind each column; `unit` and `better` (which
-// direction is good) are for the reader; `bytes` (fire-and-forget) adds MB/s to the cells.
-const PRIMARY = { zerowire: 'zerowire', 'zeromq.js': 'zeromq.js', net: 'net' }
-const PAIRS = { zerowire: 'zerowire@zwserver', 'zeromq.js': 'zeromq.js@node', net: 'net' }
-const NODE = { zerowire: 'zerowire@node', 'zeromq.js': 'zeromq.js@node', net: 'net' }
-const withoutNet = ({ net, ...cols }) => cols
-const fireRow = (section, id, c, cols) => ({ section, id, key: c.key, label: `fire-and-forget ${c.label}`, unit: 'msg/s', better: 'higher', bytes: Buffer.byteLength(c.body), cols })
-const S_PRIMARY = 'Against the native ROUTER (Rust, `zeromq` crate)'
-const S_PAIRS = 'Node → Node, end to end: zerowire Client → zerowire Server (`zw_server.js`) vs zeromq.js Dealer → zeromq.js Router (`server.js`)'
-const S_NODE = 'Both clients against the same zeromq.js ROUTER in Node (`server.js`)'
+// section changes). `cols` gives the [run, key] behind each column (a list of them for summed
+// rows); `parts` splits a cell into several values (percentiles); `unit` and `better` are for
+// the reader; `bytes` (fire-and-forget) adds MB/s to the cells.
+const S_SEND = 'send(): main-thread CPU µs per call, against the native ROUTER'
+const S_FIRE = 'Fire-and-forget, end to end: ZeroMQ clients → native ROUTER (client cost); net → its Node server; floor: two native processes'
+const S_FIRE_PAIRS = 'Fire-and-forget, Node → Node: zerowire Client → zerowire Server (`encoding: \'buffer\'`) vs zeromq.js Dealer → zeromq.js Router'
+const S_RTT = 'Request round trip µs, p50 / p99 / p99.9: ZeroMQ clients → native ROUTER (echo); net → its Node server; floor: native ping-pong'
+const S_RTT_PAIRS = 'Request round trip µs, p50 / p99 / p99.9, Node → Node (same pairs as above)'
+const S_LOAD = 'One client alone in a process, 1 KiB fire-and-forget (ZeroMQ clients → native ROUTER, net → its Node server)'
+const PCT = ['p50', 'p99', 'p999']
+const ELD = ['p50', 'p99', 'max']
+const SURPLUS_RUNS = RUNS.filter((r) => !r.floor)
+
+const cols4 = (zw, zj, key, { net = true, floor = true } = {}) => ({
+  zerowire: [zw, key],
+  'zeromq.js': [zj, key],
+  ...(net ? { net: ['net', key] } : {}),
+  ...(floor ? { floor: ['floor', key] } : {}),
+})
+const fireRow = (section, id, c, cols) => ({ section, id, label: `fire-and-forget ${c.label}`, unit: 'msg/s', better: 'higher', bytes: c.size.bytes, cols })
+const rttRows = (section, prefix, zw, zj) => [
+  ...RTT_CASES.map((c) => ({ section, id: `${prefix}rtt_${c.size.tag}`, label: `${c.label}, one at a time`, unit: 'µs', better: 'lower', parts: PCT, cols: cols4(zw, zj, c.key) })),
+  ...RTT_CASES.map((c) => ({ section, id: `${prefix}inflight_${c.size.tag}`, label: `${c.label}, ${INFLIGHT} in flight`, unit: 'µs', better: 'lower', parts: PCT, cols: cols4(zw, zj, `inflight_${c.size.tag}`, { floor: false }) })),
+  { section, id: `${prefix}inflight_100B_rate`, label: `100 B, ${INFLIGHT} in flight: requests/s`, unit: 'req/s', better: 'higher', cols: cols4(zw, zj, 'inflight_100B_rate', { floor: false }) },
+]
+const loadCols = (key) => ({ zerowire: ['load:zerowire', key], 'zeromq.js': ['load:zeromq.js', key], net: ['load:net', key] })
 const FIGURES = [
-  ...SEND_CASES.map((c) => ({ section: S_PRIMARY, id: c.key, key: c.key, label: `send() ${c.label}`, unit: 'µs/call', better: 'lower', cols: withoutNet(PRIMARY) })),
-  fireRow(S_PRIMARY, 'fire_1KiB', FIRE.fire_1KiB, PRIMARY),
-  ...RTT_CASES.flatMap((c) => ['p50', 'p99'].map((p) => ({ section: S_PRIMARY, id: `${c.key}_${p}`, key: `${c.key}_${p}`, label: `round trip ${c.label} ${p}`, unit: 'µs', better: 'lower', cols: PRIMARY }))),
-  // Not a speed: messages the server received more often than they were sent, over all figures
+  ...SEND_CASES.map((c) => ({ section: S_SEND, id: c.key, label: `send() ${c.label}`, unit: 'µs/call', better: 'lower', cols: cols4('zerowire', 'zeromq.js', c.key, { net: false, floor: false }) })),
+  ...FIRE_CASES.map((c) => fireRow(S_FIRE, c.key, c, cols4('zerowire', 'zeromq.js', c.key))),
+  ...FIRE_BUFFER_CASES.map((c) => fireRow(S_FIRE, c.key, c, { zerowire: ['zerowire', c.key] })),
+  ...FIRE_CASES.map((c) => fireRow(S_FIRE_PAIRS, `pair_${c.key}`, c, cols4('zerowire@zwserver', 'zeromq.js@node', c.key))),
+  ...[FIRE['1KiB'], FIRE['1MiB']].map((c) => ({ ...fireRow(S_FIRE_PAIRS, `pair_utf8_${c.key}`, c, { zerowire: ['zerowire@zwserver-utf8', c.key], 'zeromq.js': ['zeromq.js@node', c.key] }), label: `fire-and-forget ${c.label}, zerowire Server handing strings` })),
+  ...rttRows(S_RTT, '', 'zerowire', 'zeromq.js'),
+  ...rttRows(S_RTT_PAIRS, 'pair_', 'zerowire@zwserver', 'zeromq.js@node'),
+  { section: S_LOAD, id: 'eld_idle', label: 'event-loop delay, idle loop (1 ms timer)', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_idle') },
+  { section: S_LOAD, id: 'eld_fixed', label: 'event-loop delay, sending 20 k msg/s', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_fixed') },
+  { section: S_LOAD, id: 'eld_max', label: 'event-loop delay, sending at the highest rate', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_max') },
+  { section: S_LOAD, id: 'load_max_rate', label: 'highest rate (yielding every 64 sends)', unit: 'msg/s', better: 'higher', cols: loadCols('load_max_rate') },
+  { section: S_LOAD, id: 'load_fixed_cpu', label: 'client CPU per message, all threads, at 20 k msg/s', unit: 'µs', better: 'lower', cols: loadCols('load_fixed_cpu') },
+  { section: S_LOAD, id: 'load_max_cpu', label: 'client CPU per message, all threads, at the highest rate', unit: 'µs', better: 'lower', cols: loadCols('load_max_cpu') },
+  { section: S_LOAD, id: 'client_rss', label: 'client RSS after the run (then 64 × 1 MiB), now / peak', unit: 'MiB', better: 'lower', parts: ['MiB', 'peak_MiB'], cols: loadCols('rss') },
+  { section: S_LOAD, id: 'server_rss', label: 'server RSS after all rounds (Node → Node servers), now / peak', unit: 'MiB', better: 'lower', parts: ['MiB', 'peak_MiB'], cols: { zerowire: ['servers', 'zwserver'], 'zeromq.js': ['servers', 'node'], net: ['servers', 'net'] } },
+  // Not a speed: messages a server received more often than they were sent, over all figures
   // and rounds. Anything but 0 is a delivery bug in that client (or server).
-  { section: S_PRIMARY, id: 'surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: PRIMARY, sum: true },
-  ...FIRE_CASES.map((c) => fireRow(S_PAIRS, `pair_${c.key}`, c, PAIRS)),
-  { section: S_PAIRS, id: 'pair_rtt_100B_p50', key: 'rtt_100B_p50', label: 'round trip 100 B p50', unit: 'µs', better: 'lower', cols: PAIRS },
-  { section: S_PAIRS, id: 'pair_rtt_100B_p99', key: 'rtt_100B_p99', label: 'round trip 100 B p99', unit: 'µs', better: 'lower', cols: PAIRS },
-  { section: S_PAIRS, id: 'pair_surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: withoutNet(PAIRS), sum: true },
-  fireRow(S_NODE, 'node_fire_1KiB', FIRE.fire_1KiB, NODE),
-  { section: S_NODE, id: 'node_rtt_100B_p50', key: 'rtt_100B_p50', label: 'round trip 100 B p50', unit: 'µs', better: 'lower', cols: NODE },
-  { section: S_NODE, id: 'node_rtt_100B_p99', key: 'rtt_100B_p99', label: 'round trip 100 B p99', unit: 'µs', better: 'lower', cols: NODE },
-  { section: S_NODE, id: 'node_surplus', key: 'surplus', label: 'surplus deliveries (sum of rounds)', unit: 'messages', better: 'must be 0', cols: withoutNet(NODE), sum: true },
+  {
+    section: S_LOAD,
+    id: 'surplus',
+    label: 'surplus deliveries, all runs and rounds',
+    unit: 'messages',
+    better: 'must be 0',
+    sum: true,
+    cols: Object.fromEntries(['zerowire', 'zeromq.js', 'net'].map((lib) => [lib, SURPLUS_RUNS.filter((r) => (r.open || r.load) === lib).map((r) => [r.id, 'surplus'])])),
+  },
 ]
 
+// The issue's targets, each checked on the figures above.
+const T = (id, col, part) => (s) => {
+  const v = s[id][col]
+  return part === undefined ? v : v[FIGURES.find((f) => f.id === id).parts.indexOf(part)]
+}
+const zw = (id, part) => T(id, 'zerowire', part)
+const zj = (id, part) => T(id, 'zeromq.js', part)
 const TARGETS = [
-  { label: 'send() 1 KiB string ≤ 0.5 µs', ok: (s) => s.send_1KiB_string.zerowire <= 0.5 },
-  { label: 'send() 1 MiB Buffer ≤ 5 µs', ok: (s) => s.send_1MiB_buffer.zerowire <= 5 },
-  { label: 'round trip 100 B p50 ≤ 0.5 × zeromq.js (native ROUTER)', ok: (s) => s.rtt_100B_p50.zerowire <= 0.5 * s.rtt_100B_p50['zeromq.js'] },
-  { label: 'Node → Node fire-and-forget 1 KiB ≥ 3 × zeromq.js', ok: (s) => s.pair_fire_1KiB.zerowire >= 3 * s.pair_fire_1KiB['zeromq.js'] },
-  { label: 'Node → Node round trip 100 B p50 ≤ 0.5 × zeromq.js', ok: (s) => s.pair_rtt_100B_p50.zerowire <= 0.5 * s.pair_rtt_100B_p50['zeromq.js'] },
+  { label: 'send() 1 KiB string ≤ 0.4 µs', ok: (s) => zw('send_1KiB_string')(s) <= 0.4 },
+  { label: 'send() 1 MiB string ≤ 0.55 × zeromq.js', ok: (s) => zw('send_1MiB_string')(s) <= 0.55 * zj('send_1MiB_string')(s) },
+  { label: 'send() 1 MiB Buffer ≤ 2 µs', ok: (s) => zw('send_1MiB_Buffer')(s) <= 2 },
+  ...SIZES.slice(0, 2).map(({ tag, label }) => ({ label: `fire-and-forget ${label} (Node → Node) ≥ 4 × zeromq.js and ≥ 2 × net`, ok: (s) => zw(`pair_fire_${tag}`)(s) >= 4 * zj(`pair_fire_${tag}`)(s) && zw(`pair_fire_${tag}`)(s) >= 2 * s[`pair_fire_${tag}`].net })),
+  { label: 'fire-and-forget 1 MiB (Node → Node) ≥ 2 × zeromq.js', ok: (s) => zw('pair_fire_1MiB')(s) >= 2 * zj('pair_fire_1MiB')(s) },
+  { label: 'request p50, 100 B one at a time (Node → Node) ≤ 3 × the UDS floor and ≤ 0.3 × zeromq.js', ok: (s) => zw('pair_rtt_100B', 'p50')(s) <= 3 * s.rtt_100B.floor[0] && zw('pair_rtt_100B', 'p50')(s) <= 0.3 * zj('pair_rtt_100B', 'p50')(s) },
+  { label: 'request p99, 100 B one at a time (Node → Node) ≤ 100 µs', ok: (s) => zw('pair_rtt_100B', 'p99')(s) <= 100 },
+  { label: 'event-loop delay p99 at the highest rate within 10 % of the idle loop', ok: (s) => zw('eld_max', 'p99')(s) <= 1.1 * zw('eld_idle', 'p99')(s) },
+  { label: 'client CPU per 1 KiB fire-and-forget message, all threads (highest rate) ≤ zeromq.js', ok: (s) => zw('load_max_cpu')(s) <= zj('load_max_cpu')(s) },
 ]
 
 function median (values) {
-  const s = [...values].sort((a, b) => a - b)
+  const s = values.filter((v) => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b)
+  if (s.length === 0) return null
   const mid = s.length >> 1
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2
 }
@@ -615,7 +813,53 @@ function sum (values) {
 }
 
 function ratio (a, b) {
-  return a > 0 && b > 0 ? a / b : undefined
+  return a > 0 && b > 0 ? a / b : null
+}
+
+/** The per-round values of one cell (one part of it), from the runs' results. */
+function cellValues (results, f, src, part) {
+  const key = part === undefined ? src[1] : `${src[1]}_${part}`
+  return (results[src[0]] || []).map((r) => r[key])
+}
+
+/** Medians across rounds (per part), except counts of surplus deliveries, which are summed. */
+function summarise (results) {
+  const summary = {}
+  for (const f of FIGURES) {
+    summary[f.id] = {}
+    for (const [col, src] of Object.entries(f.cols)) {
+      if (f.sum) summary[f.id][col] = sum(src.flatMap((one) => cellValues(results, f, one).filter((v) => typeof v === 'number')))
+      else if (f.parts) summary[f.id][col] = f.parts.map((part) => median(cellValues(results, f, src, part)))
+      else summary[f.id][col] = median(cellValues(results, f, src))
+    }
+  }
+  return summary
+}
+
+/** zerowire / zeromq.js within each round, then the median over rounds (per part). */
+function perRoundRatios (results) {
+  const out = {}
+  for (const f of FIGURES) {
+    if (f.sum || !f.cols.zerowire || !f.cols['zeromq.js']) continue
+    const one = (part) => {
+      const a = cellValues(results, f, f.cols.zerowire, part)
+      const b = cellValues(results, f, f.cols['zeromq.js'], part)
+      return median(a.map((v, i) => ratio(v, b[i])))
+    }
+    out[f.id] = f.parts ? f.parts.map(one) : one()
+  }
+  return out
+}
+
+/** VmRSS and VmHWM of a process, in MiB (null if it is gone). */
+function rssOf (pid) {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1')
+    const kib = (name) => Number((new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status) || [])[1])
+    return { MiB: kib('VmRSS') / 1024, peak_MiB: kib('VmHWM') / 1024 }
+  } catch {
+    return null
+  }
 }
 
 function writeAtomically (file, text) {
@@ -633,7 +877,7 @@ const addonMtime = () => fs.existsSync(ADDON) ? fs.statSync(ADDON).mtime.toISOSt
 const ADDON_LOADED = addonMtime()
 
 async function main () {
-  const routerExecutable = await buildRouter()
+  const executables = await buildExamples()
 
   const started = Date.now()
   setTimeout(() => {
@@ -646,33 +890,30 @@ async function main () {
     router: `ipc://${path.join(tmpDir, 'router.sock')}`,
     node: `ipc://${path.join(tmpDir, 'node.sock')}`,
     zwserver: `ipc://${path.join(tmpDir, 'zwserver.sock')}`,
+    zwserverUtf8: `ipc://${path.join(tmpDir, 'zwserver-utf8.sock')}`,
     net: path.join(tmpDir, 'net.sock'),
   }
   const servers = {
-    router: await startServer(spawnRouter(routerExecutable, addresses.router)),
+    router: await startServer(spawnRouter(executables.bench_router, addresses.router)),
     node: await startServer(forkServer('server.js', addresses.node)),
-    zwserver: await startServer(forkServer('zw_server.js', addresses.zwserver)),
+    zwserver: await startServer(forkServer('zw_server.js', addresses.zwserver, 'buffer')),
+    zwserverUtf8: await startServer(forkServer('zw_server.js', addresses.zwserverUtf8, 'utf8')),
     net: await startServer(forkServer('net_server.js', addresses.net)),
   }
   const results = Object.fromEntries(RUNS.map((run) => [run.id, []]))
   for (let round = 1; round <= ROUNDS; round++) {
     for (const run of RUNS) {
-      const r = await runOnce(run, servers, addresses)
+      const r = await runOnce(run, servers, addresses, executables)
       results[run.id].push(r)
       console.error(`round ${round}/${ROUNDS} ${run.id}: ${JSON.stringify(r, (k, v) => typeof v === 'number' ? +v.toPrecision(4) : v)}`)
     }
   }
   const durationSeconds = Math.round((Date.now() - started) / 1000)
+  // The servers' memory once every round has gone through them.
+  const serverRss = Object.fromEntries(Object.entries(servers).map(([name, server]) => [name, rssOf(server.pid)]))
+  results.servers = [Object.fromEntries(Object.entries(serverRss).flatMap(([name, m]) => m ? [[`${name}_MiB`, m.MiB], [`${name}_peak_MiB`, m.peak_MiB]] : []))]
 
-  // Medians across rounds, except counts of surplus deliveries, which are summed.
-  const summary = {}
-  for (const f of FIGURES) {
-    summary[f.id] = {}
-    for (const [col, runId] of Object.entries(f.cols)) {
-      const values = results[runId].map((r) => r[f.key])
-      summary[f.id][col] = f.sum ? sum(values) : median(values)
-    }
-  }
+  const summary = summarise(results)
   // Wall-time counterparts of the send() figures, and the main thread's wait for a CPU during
   // them (wall ≈ CPU + wait + time off-CPU by choice), for the JSON only.
   const sendDetail = {}
@@ -700,57 +941,60 @@ async function main () {
     durationSeconds,
     servers: {
       router: 'core/examples/bench_router.rs: ROUTER on the zeromq crate 0.7, tokio current-thread runtime',
-      node: 'bench/server.js: zeromq.js 6 Router in Node',
-      zwserver: "bench/zw_server.js: zerowire Server in Node ('message' event: count, or ctx.reply() the body)",
+      node: 'bench/server.js: zeromq.js 6 Router in Node (counts Buffer lengths, echoes the frames)',
+      zwserver: "bench/zw_server.js buffer: zerowire Server in Node, encoding 'buffer' ('message' event: count, or ctx.reply() the body)",
+      zwserverUtf8: "bench/zw_server.js utf8: the same with the default encoding (bodies decoded to strings)",
       net: 'bench/net_server.js: Node net server on a Unix socket',
+      floor: 'core/examples/uds_floor.rs: two native processes, blocking std Unix sockets',
     },
     config: {
       sendCases: SEND_CASES.map(({ key, label, calls, batch }) => ({ key, label, calls, batch })),
-      fireCases: FIRE_CASES.map(({ key, label, body, messages }) => ({ key, label, bytes: Buffer.byteLength(body), messages })),
+      fireCases: [...FIRE_CASES, ...FIRE_BUFFER_CASES].map(({ key, label, size, messages }) => ({ key, label, bytes: size.bytes, messages })),
       rttCases: RTT_CASES.map(({ key, label }) => ({ key, label })),
       rttWarmup: RTT_WARMUP,
       rttSamples: RTT_SAMPLES,
+      inflight: INFLIGHT,
+      inflightWarmup: INFLIGHT_WARMUP,
+      inflightSamples: INFLIGHT_SAMPLES,
       zerowireOptions: CLIENT_OPTIONS,
-      runs: RUNS.map(({ id, open, server, send, fire, rtt }) => ({ id, client: open, server, send, fire: fire.map((c) => c.key), rtt: rtt.map((c) => c.key) })),
+      runs: RUNS.map(({ id, open, load, server, send, fire, rtt, inflight, floor }) => ({
+        id, client: open || load || 'uds_floor', server: server || 'uds_floor', ...(load ? { load: true } : {}), ...(floor ? { floor: true } : {}), send: !!send,
+        fire: (fire || []).map((c) => c.key), rtt: (rtt || []).map((c) => c.key), inflight: (inflight || []).map((c) => c.key),
+      })),
     },
-    figures: FIGURES.map(({ section, id, key, label, unit, better, bytes, cols, sum }) => ({ section, id, key, label, unit, better, ...(bytes ? { bytesPerMessage: bytes } : {}), ...(sum ? { summed: true } : {}), runs: cols })),
+    figures: FIGURES.map(({ section, id, label, unit, better, bytes, cols, parts, sum }) => ({ section, id, label, unit, better, ...(bytes ? { bytesPerMessage: bytes } : {}), ...(parts ? { parts } : {}), ...(sum ? { summed: true } : {}), cols })),
     summary,
     // µs per call. wallSyncLoopOnly: zerowire's synchronous loop without the hand-over of the
     // tick's batch to the engine (which the cpu and wall figures include).
     sendDetailUsPerCall: sendDetail,
-    ratioZerowireToZeromqJs: Object.fromEntries(FIGURES.map((f) => [f.id, ratio(summary[f.id].zerowire, summary[f.id]['zeromq.js']) ?? null])),
-    // The same ratio taken within each round (the two runs are neighbours in time), then the
+    // zerowire / zeromq.js within each round (the two runs are neighbours in time), then the
     // median over rounds: less sensitive to the machine drifting between rounds.
-    ratioZerowireToZeromqJsPerRoundMedian: Object.fromEntries(FIGURES.filter((f) => !f.sum).map((f) => {
-      const zw = results[f.cols.zerowire]
-      const zj = results[f.cols['zeromq.js']]
-      return [f.id, median(zw.map((r, i) => r[f.key] / zj[i][f.key]))]
-    })),
+    ratioZerowireToZeromqJsPerRoundMedian: perRoundRatios(results),
     targets: TARGETS.map((t) => ({ target: t.label, met: t.ok(summary) })),
     perRound: results,
   }
 
   const notes = []
-  for (const [runId, rs] of Object.entries(results)) {
-    const copies = sum(rs.map((r) => r.fire_surplus))
-    if (copies > 0) notes.push(`Note: ${runId} delivered ${copies} surplus copies during its fire-and-forget figures; copies counted towards N, so its msg/s is overstated.`)
+  for (const run of RUNS) {
+    const copies = sum(results[run.id].map((r) => r.fire_surplus || 0))
+    if (copies > 0) notes.push(`Note: ${run.id} delivered ${copies} surplus copies during its fire-and-forget figures; copies counted towards N, so its msg/s is overstated.`)
   }
   if (addonMtime() !== ADDON_LOADED) notes.push(`Note: zerowire.node was rebuilt during the run (${addonMtime()}); the run measured the build loaded at start (${ADDON_LOADED}).`)
-  const others = median(Object.values(results).flat().map((r) => r.other_cores).filter((v) => v !== undefined))
-  const steal = median(Object.values(results).flat().map((r) => r.steal_cores).filter((v) => v !== undefined))
-  report.otherProcessesCoresMedian = Number.isFinite(others) ? others : null
-  report.stealCoresMedian = Number.isFinite(steal) ? steal : null
+  const all = RUNS.flatMap((run) => results[run.id])
+  report.otherProcessesCoresMedian = median(all.map((r) => r.other_cores))
+  report.stealCoresMedian = median(all.map((r) => r.steal_cores))
   if (clock.unsyncedReads > 0) notes.push(`Note: ${clock.unsyncedReads} CPU-clock readings could not be synchronised and may lag by up to one scheduler tick.`)
   report.notes = notes
-  // The Markdown is rendered from the report alone (readme.js), so README.md can be redone
-  // from results/latest.json at any time and always matches it.
+  // The Markdown and the chart are rendered from the report alone (readme.js, chart.js), so
+  // README.md can be redone from results/latest.json at any time and always matches it.
   const md = render(report)
   console.log(md)
 
-  const out = path.join(__dirname, 'results', 'latest.json')
-  writeAtomically(out, JSON.stringify(report, null, 2) + '\n')
-  writeAtomically(path.join(__dirname, 'results', 'latest.md'), md)
-  console.log(`JSON: ${path.relative(process.cwd(), out)}; Markdown: ${path.relative(process.cwd(), path.join(__dirname, 'results', 'latest.md'))}`)
+  const results_ = (name) => path.join(__dirname, 'results', name)
+  writeAtomically(results_('latest.json'), JSON.stringify(report, null, 2) + '\n')
+  writeAtomically(results_('latest.md'), md)
+  writeAtomically(results_('latest.svg'), chart(report))
+  console.log(`Written: ${['latest.json', 'latest.md', 'latest.svg'].map((f) => path.relative(process.cwd(), results_(f))).join(', ')}`)
   // Only a run that got this far (every figure measured, every count right) reaches the README.
   updateReadme(report)
   console.log('README.md: benchmark section updated (bench/readme.js)')

@@ -2,16 +2,18 @@
 // The zerowire side of the "Node → Node" benchmark, in its own process: a zerowire Server used
 // the way an application would. Bench bodies carry no "type" field, so every message reaches
 // the 'message' event: fire-and-forget ones are counted, requests are echoed with ctx.reply().
-// The body arrives as a string (zerowire decodes UTF-8 before JS sees it); bench bodies are
-// ASCII, so its length is its byte count, and run.js checks the byte totals.
+// With `buffer` the bodies arrive as Buffers (encoding: 'buffer'), as zeromq.js's Router hands
+// them to server.js: neither side decodes. With `utf8` they arrive as strings (the default),
+// decoded on this process's main thread; bench bodies are ASCII, so a string's length is its
+// byte count, and run.js checks the byte totals.
 // Counts go to run.js over the fork() IPC channel (counter.js), as with server.js.
-// Usage (forked by run.js): node bench/zw_server.js <endpoint>
+// Usage (forked by run.js): node bench/zw_server.js <endpoint> <buffer|utf8>
 
 const { Server } = require('..')
 const { startCounter } = require('./counter')
 
 const counter = startCounter()
-const server = new Server(process.argv[2])
+const server = new Server(process.argv[2], { encoding: process.argv[3] || 'utf8' })
 server.on('message', (raw, ctx) => {
   if (ctx.isRequest) ctx.reply(raw)
   else counter.add(raw.length)

@@ -30,8 +30,9 @@ pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// Most events handed to JS in one call; the rest follow in the next turn of the event loop.
 pub const MAX_BATCH: usize = 4096;
-/// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy).
-const ZERO_COPY_MIN: usize = 16 * 1024;
+/// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy),
+/// and received ones handed to JS without one.
+pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones get their own buffer, written in place and shrunk.
 const ARENA_UNITS: usize = 8 * 1024;
@@ -335,6 +336,21 @@ fn string_value(env: Env, bytes: &[u8]) -> Value {
     out
 }
 
+fn buffer_copy(env: Env, bytes: &[u8]) -> Value {
+    let (mut data, mut out) = (ptr::null_mut(), ptr::null_mut());
+    // SAFETY: valid env; N-API copies `len` bytes from a live slice.
+    unsafe {
+        sys::napi_create_buffer_copy(
+            env,
+            bytes.len(),
+            bytes.as_ptr() as *const c_void,
+            &mut data,
+            &mut out,
+        )
+    };
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tagged externals.
 
@@ -347,6 +363,10 @@ pub trait Tagged: 'static {
 struct Holder<T> {
     tag: u32,
     value: Rc<T>,
+}
+
+unsafe extern "C" fn drop_bytes(_env: Env, _data: *mut c_void, owner: *mut c_void) {
+    drop(Box::from_raw(owner as *mut Bytes));
 }
 
 unsafe extern "C" fn drop_holder<T>(_env: Env, data: *mut c_void, _hint: *mut c_void) {
@@ -416,6 +436,54 @@ impl Drop for JsBytes {
     }
 }
 
+/// Buffers of long strings, handed back once the engine has written them and reused by the
+/// next long string. A fresh 1 MiB allocation per message is faulted in page by page, and its
+/// free on the engine thread unmaps or trims it again: that cost more than copying the string
+/// (bench/NOTES.md). Kept: at most POOL_BUFFERS buffers, POOL_BYTES in all, process-wide.
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const POOL_BUFFERS: usize = 8;
+const POOL_BYTES: usize = 16 << 20;
+/// Shorter strings come from malloc's bins, which is cheap enough.
+const POOL_MIN: usize = 64 * 1024;
+
+/// An empty buffer of at least `capacity` bytes: the smallest pooled one that fits, or new.
+fn pooled(capacity: usize) -> Vec<u8> {
+    if capacity >= POOL_MIN {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= capacity)
+            .min_by_key(|&i| pool[i].capacity());
+        if let Some(i) = best {
+            return pool.swap_remove(i);
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// A long string's bytes; gives its buffer back to the pool when the engine drops it.
+struct Pooled(Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() < POOL_MIN {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = pool.iter().map(Vec::capacity).sum();
+        if pool.len() < POOL_BUFFERS && held + buf.capacity() <= POOL_BYTES {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
 thread_local! {
     /// Per JS thread (a worker has its own). Messages are cut from it with `split`, which
     /// shares the chunk by reference count: one allocation per chunk instead of one per
@@ -455,21 +523,25 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
                 arena.split().freeze()
             })
         } else {
-            let mut buf: Vec<u8> = Vec::with_capacity(units * 3 + 1);
-            let mut written = 0usize;
-            sys::napi_get_value_string_utf8(
-                env,
-                v,
-                buf.as_mut_ptr() as *mut c_char,
-                buf.capacity(),
-                &mut written,
-            );
-            buf.set_len(written);
-            // Large blocks are mmapped: shrinking is a cheap mremap, not a copy.
-            if buf.capacity() - written > 4096 {
-                buf.shrink_to_fit();
+            // The exact UTF-8 length first: a buffer of 3 bytes per unit, shrunk afterwards,
+            // cost about twice the encoding itself at 1 MiB (fresh pages; bench/NOTES.md).
+            let mut len = 0usize;
+            sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len);
+            if len > max {
+                return Err(Error::MessageTooLarge { size: len, max }.into());
             }
-            Bytes::from(buf)
+            let mut buf = pooled(len + 1);
+            let mut written = 0usize;
+            let out = buf.as_mut_ptr() as *mut c_char;
+            if len == units {
+                // One UTF-8 byte per unit means every unit is below 0x80, so the Latin-1 bytes
+                // are the UTF-8 bytes, and V8 copies them without encoding.
+                sys::napi_get_value_string_latin1(env, v, out, len + 1, &mut written);
+            } else {
+                sys::napi_get_value_string_utf8(env, v, out, len + 1, &mut written);
+            }
+            buf.set_len(written);
+            Bytes::from_owner(Pooled(buf))
         };
         if bytes.len() > max {
             return Err(Error::MessageTooLarge {
@@ -796,6 +868,80 @@ impl EventArray {
     pub fn str(&mut self, bytes: &[u8]) {
         let v = string_value(self.env, bytes);
         self.set(v);
+    }
+
+    /// Bytes as a Buffer. From ZERO_COPY_MIN up the Buffer is backed by the received bytes
+    /// themselves, freed by its finalizer: copying a 1 MiB body costs more than the external
+    /// buffer's bookkeeping. Small ones, and any where Node refuses external buffers, are copied.
+    pub fn bytes(&mut self, body: Bytes) {
+        let mut v = ptr::null_mut();
+        let body = if body.len() < ZERO_COPY_MIN {
+            body
+        } else {
+            let (data, len) = (body.as_ptr() as *mut c_void, body.len());
+            let owner = Box::into_raw(Box::new(body));
+            // SAFETY: the boxed Bytes keeps `data` alive and unmoved until the finalizer drops
+            // it, once. Nothing writes through the pointer on our side.
+            let status = unsafe {
+                sys::napi_create_external_buffer(
+                    self.env,
+                    len,
+                    data,
+                    Some(drop_bytes),
+                    owner as *mut c_void,
+                    &mut v,
+                )
+            };
+            if status == sys::Status::napi_ok {
+                self.set(v);
+                return;
+            }
+            // SAFETY: N-API refused it, so the box is still ours.
+            *unsafe { Box::from_raw(owner) }
+        };
+        let v = buffer_copy(self.env, &body);
+        self.set(v);
+    }
+
+    /// Fills the hole at `index` (left by `skip`) with a new Buffer of `len` bytes, which
+    /// `fill` writes in place.
+    pub fn bytes_at(&mut self, index: u32, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let (mut data, mut v) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid env; N-API allocates `len` bytes at `data`, which nothing else sees
+        // until the Buffer is handed to JS after `fill` returns.
+        unsafe {
+            if sys::napi_create_buffer(self.env, len, &mut data, &mut v) != sys::Status::napi_ok
+                || (data.is_null() && len > 0)
+            {
+                return;
+            }
+            fill(std::slice::from_raw_parts_mut(data as *mut u8, len));
+            sys::napi_set_element(self.env, self.array, index, v);
+        }
+    }
+
+    /// Fills the hole at `index` (left by `skip`) with a Uint32Array holding a copy of
+    /// `values`: one JS object for many numbers, where `u32` costs two N-API calls each.
+    pub fn u32s_at(&mut self, index: u32, values: &[u32]) {
+        let bytes = std::mem::size_of_val(values);
+        let (mut data, mut buffer, mut array) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid env; the copy writes `bytes` bytes into the new ArrayBuffer of that
+        // size (skipped if N-API failed to make it); the view covers exactly those bytes.
+        unsafe {
+            sys::napi_create_arraybuffer(self.env, bytes, &mut data, &mut buffer);
+            if !data.is_null() {
+                ptr::copy_nonoverlapping(values.as_ptr() as *const u8, data as *mut u8, bytes);
+            }
+            sys::napi_create_typedarray(
+                self.env,
+                sys::TypedarrayType::uint32_array,
+                values.len(),
+                buffer,
+                0,
+                &mut array,
+            );
+            sys::napi_set_element(self.env, self.array, index, array);
+        }
     }
 
     /// Leaves a hole (reads as `undefined`).

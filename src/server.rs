@@ -13,7 +13,23 @@ use crate::convert;
 use crate::ffi::{self, BufferRefs, Cx, Env, EventArray, Gate, Thrown, Value};
 use crate::handle::{self, with_handle, Engine, Handle};
 
-impl Engine for Server {
+/// The core server plus how this JS server wants message bodies: strings (the default) or,
+/// with `encoding: 'buffer'`, Buffers, which spare the JS thread decoding UTF-8 (≈ 0.5 ms per
+/// MiB) when the handler only stores or forwards the bytes.
+pub struct JsServer {
+    core: Server,
+    buffers: bool,
+}
+
+impl std::ops::Deref for JsServer {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.core
+    }
+}
+
+impl Engine for JsServer {
     type Out = ServerOut;
     const TAG: u32 = 0x5a57_5331; // "ZWS1"
 
@@ -41,16 +57,39 @@ impl Engine for Server {
         Server::handled(self)
     }
 
-    /// The batch is `[kind, client, route|reason, token|info, body|id, …]`, five slots per
-    /// event (see index.js).
+    /// The batch is `[numbers, packed, strings and bodies…]` (see index.js): `numbers` a
+    /// Uint32Array of five per event `[kind, client, route, token, packed length]`; `packed`
+    /// the small bodies of `encoding: 'buffer'` end to end in one Buffer; then, in event order,
+    /// each event's strings or Buffer. Numbers in one typed array and small Buffers in one
+    /// allocation: per element N-API calls and per-Buffer backing stores were most of the
+    /// server's cost per small message (bench/NOTES.md).
     fn deliver(&self, batch: &mut EventArray) -> bool {
+        let events = self.take_events_max(ffi::MAX_BATCH);
+        if events.is_empty() {
+            return false;
+        }
+        // The first small bodies, up to about PACKED_MAX bytes, share one Buffer: sized first,
+        // so that their bytes are copied once, straight into it.
+        let (mut pack_count, mut pack_len) = (0, 0);
+        if self.buffers {
+            for e in &events {
+                if let ServerEvent::Message { body, .. } = e {
+                    if body.len() < ffi::ZERO_COPY_MIN && pack_len < PACKED_MAX {
+                        pack_count += 1;
+                        pack_len += body.len();
+                    }
+                }
+            }
+        }
+        let mut numbers = Vec::with_capacity(events.len() * 5);
+        let mut packed = Vec::with_capacity(pack_count);
+        batch.skip();
+        batch.skip();
         let mut last = false;
-        for event in self.take_events_max(ffi::MAX_BATCH) {
+        for event in events {
             match event {
                 ServerEvent::Connect { client, id, info } => {
-                    batch.u32(0);
-                    batch.u32(client);
-                    batch.skip();
+                    numbers.extend([SV_CONNECT, client, 0, 0, 0]);
                     if info.is_empty() {
                         batch.skip();
                     } else {
@@ -65,33 +104,55 @@ impl Engine for Server {
                     body,
                     ..
                 } => {
-                    batch.u32(1);
-                    batch.u32(client);
-                    batch.u32(route);
-                    batch.u32(token);
-                    batch.str(&body);
+                    if self.buffers && body.len() < ffi::ZERO_COPY_MIN && packed.len() < pack_count
+                    {
+                        numbers.extend([SV_PACKED, client, route, token, body.len() as u32]);
+                        packed.push(body);
+                        continue;
+                    }
+                    numbers.extend([SV_MESSAGE, client, route, token, 0]);
+                    if self.buffers {
+                        batch.bytes(body);
+                    } else {
+                        batch.str(&body);
+                    }
                 }
                 ServerEvent::Disconnect { client, reason } => {
-                    batch.u32(2);
-                    batch.u32(client);
+                    numbers.extend([SV_DISCONNECT, client, 0, 0, 0]);
                     batch.str(reason.as_str().as_bytes());
-                    batch.skip();
-                    batch.skip();
                 }
                 ServerEvent::Closed => {
                     last = true;
-                    batch.u32(3);
-                    for _ in 0..4 {
-                        batch.skip();
-                    }
+                    numbers.extend([SV_CLOSED, 0, 0, 0, 0]);
                 }
             }
+        }
+        batch.u32s_at(0, &numbers);
+        if !packed.is_empty() {
+            batch.bytes_at(1, pack_len, |out| {
+                let mut at = 0;
+                for body in &packed {
+                    out[at..at + body.len()].copy_from_slice(body);
+                    at += body.len();
+                }
+            });
         }
         last
     }
 }
 
-/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents) → handle. Binds
+// Event kinds, as index.js reads them.
+const SV_CONNECT: u32 = 0;
+const SV_MESSAGE: u32 = 1;
+const SV_DISCONNECT: u32 = 2;
+const SV_CLOSED: u32 = 3;
+/// A small Buffer body, cut from the batch's packed Buffer.
+const SV_PACKED: u32 = 4;
+/// Small bodies share one Buffer up to about this size, so a handler that keeps one body keeps
+/// at most this much alive (as with Node's own Buffer pool, `Buffer.from(raw)` detaches it).
+const PACKED_MAX: usize = 256 * 1024;
+
+/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents, buffers) → handle. Binds
 /// synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
@@ -107,7 +168,10 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let linger = options.linger;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
-        let server = Server::bind(&endpoint, options, Box::new(ffi::GateWaker(gate.clone())))?;
+        let server = JsServer {
+            core: Server::bind(&endpoint, options, Box::new(ffi::GateWaker(gate.clone())))?,
+            buffers: cx.bool(4),
+        };
         // A listening server keeps the process alive, like net.Server.
         let handle = Handle::install(&cx, cx.arg(3), server, gate, refs, linger, true)?;
         Ok(cx.external(handle))
@@ -118,7 +182,7 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
 /// Stages one outgoing message built from the payload argument `arg`.
 fn stage(
     cx: &Cx,
-    h: &Handle<Server>,
+    h: &Handle<JsServer>,
     arg: usize,
     call: impl FnOnce(&Server, &mut Staging<ServerOut>, bytes::Bytes) -> Result<Queued, Error>,
 ) -> Result<Value, Thrown> {
@@ -130,12 +194,12 @@ fn stage(
 
 /// serverEndpoint(handle) → the bound endpoint (real port for tcp://…:0).
 pub extern "C" fn endpoint(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| Ok(cx.str(h.engine.endpoint())))
+    with_handle::<JsServer>(env, info, |cx, h| Ok(cx.str(h.engine.endpoint())))
 }
 
 /// serverRoute(handle, name, index)
 pub extern "C" fn route(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         let name = cx
             .string(1)
             .ok_or_else(|| Thrown::arg_type("the route name must be a string"))?;
@@ -146,7 +210,7 @@ pub extern "C" fn route(env: Env, info: sys::napi_callback_info) -> Value {
 
 /// serverReply(handle, token, raw, isError) → 0 refused, 1 queued, 2 queued + schedule flush.
 pub extern "C" fn reply(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         let (token, error) = (cx.u32(1), cx.bool(3));
         stage(cx, h, 2, |s, st, body| s.reply(st, token, body, error))
     })
@@ -154,7 +218,7 @@ pub extern "C" fn reply(env: Env, info: sys::napi_callback_info) -> Value {
 
 /// serverSendTo(handle, client, raw) → like serverReply.
 pub extern "C" fn send_to(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         let client = cx.u32(1);
         stage(cx, h, 2, |s, st, body| s.send_to(st, client, body))
     })
@@ -162,14 +226,14 @@ pub extern "C" fn send_to(env: Env, info: sys::napi_callback_info) -> Value {
 
 /// serverBroadcast(handle, raw) → like serverReply.
 pub extern "C" fn broadcast(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         stage(cx, h, 1, |s, st, body| s.broadcast(st, body))
     })
 }
 
 /// serverStats(handle) → counters, and `latency: { queueWait, service }` of percentiles (µs).
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         let s = h.engine.stats();
         let obj = cx.object(&convert::server_stats(&s), &[]);
         cx.set(
@@ -185,7 +249,7 @@ pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
 /// SQLite database at `path` by a Rust thread and never reach JS. Opens the file now, so a
 /// bad path throws here.
 pub extern "C" fn sink_sqlite(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<Server>(env, info, |cx, h| {
+    with_handle::<JsServer>(env, info, |cx, h| {
         h.check_open()?;
         let (Some(name), Some(path), Some(table)) = (cx.string(1), cx.string(2), cx.string(3))
         else {
@@ -217,10 +281,10 @@ pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverReply", reply),
     ("serverSendTo", send_to),
     ("serverBroadcast", broadcast),
-    ("serverFlush", handle::flush::<Server>),
-    ("serverClose", handle::close::<Server>),
-    ("serverCloseSync", handle::close_sync::<Server>),
-    ("serverRef", handle::set_ref::<Server>),
+    ("serverFlush", handle::flush::<JsServer>),
+    ("serverClose", handle::close::<JsServer>),
+    ("serverCloseSync", handle::close_sync::<JsServer>),
+    ("serverRef", handle::set_ref::<JsServer>),
     ("serverStats", stats),
     ("serverSinkSqlite", sink_sqlite),
 ];
