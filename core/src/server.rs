@@ -688,6 +688,14 @@ impl Engine {
             if let Some(deadline) = self.close_deadline {
                 let idle =
                     self.backlog.is_empty() && self.queue.rx.is_empty() && !conn.writer.busy();
+                if idle && self.ack_at.is_some() && now < deadline {
+                    // Confirm what the host handled before going, rather than leave it to
+                    // the clients to count as lost.
+                    self.ack_at = Some(now);
+                    self.send_acks(now);
+                    self.flush(&mut conn);
+                }
+                let idle = idle && self.backlog.is_empty() && !conn.writer.busy();
                 if idle || now >= deadline {
                     if idle && now < deadline {
                         // The crate hands each peer's messages to a writer task through a
