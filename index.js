@@ -315,6 +315,13 @@ const SV_DISCONNECT = 2
 const SV_CLOSED = 3
 const SV_PACKED = 4
 const NO_ROUTE = 0
+// How many string/body slots each kind of event takes in a batch (packed bodies take none).
+const SLOTS = []
+SLOTS[SV_MESSAGE] = 1
+SLOTS[SV_PACKED] = 0
+SLOTS[SV_CONNECT] = 2
+SLOTS[SV_DISCONNECT] = 1
+SLOTS[SV_CLOSED] = 0
 
 // Order matters: it is the order `serverCreate` reads them in.
 const SERVER_NUMERIC_OPTIONS = [
@@ -481,33 +488,47 @@ class Server extends EventEmitter {
     let at = 0 // where the next packed body starts
     for (let i = 0; i < numbers.length; i += 5) {
       const kind = numbers[i]
-      const client = numbers[i + 1]
-      if (kind === SV_MESSAGE) {
-        this._dispatch(numbers[i + 2], client, numbers[i + 3], batch[next++])
-      } else if (kind === SV_PACKED) {
-        const end = at + numbers[i + 4]
-        this._dispatch(numbers[i + 2], client, numbers[i + 3], packed.subarray(at, end))
-        at = end
-      } else if (kind === SV_CONNECT) {
-        const info = batch[next++]
-        const id = batch[next++]
-        this._clients.set(client, id)
-        this._byId.set(id, client)
-        this.emit('connect', id, parseHello(info))
-      } else if (kind === SV_DISCONNECT) {
-        const reason = batch[next++]
-        const id = this._clients.get(client)
-        if (id === undefined) continue
-        this._clients.delete(client)
-        this._byId.delete(id)
-        this.emit('disconnect', id, reason)
-      } else if (kind === SV_CLOSED) {
-        this._closedDone = true
-        open.delete(this)
-        if (this._resolveClose) this._resolveClose()
-        else this._closePromise = Promise.resolve()
-        this.emit('close')
+      try {
+        this._onEvent(batch, numbers, i, packed, next, at)
+      } catch (err) {
+        // A throwing 'connect'/'disconnect'/'close' listener must not take the rest of the
+        // batch with it (those events would be lost, yet acked to their clients). It still
+        // surfaces as an uncaught exception, as any listener's would.
+        process.nextTick(() => { throw err })
       }
+      // Advanced here, so an event that threw halfway cannot shift the ones after it.
+      if (kind === SV_PACKED) at += numbers[i + 4]
+      else next += SLOTS[kind]
+    }
+  }
+
+  /** One event of a batch; its strings or body start at batch[next]. */
+  _onEvent (batch, numbers, i, packed, next, at) {
+    const kind = numbers[i]
+    const client = numbers[i + 1]
+    if (kind === SV_MESSAGE) {
+      this._dispatch(numbers[i + 2], client, numbers[i + 3], batch[next])
+    } else if (kind === SV_PACKED) {
+      this._dispatch(numbers[i + 2], client, numbers[i + 3], packed.subarray(at, at + numbers[i + 4]))
+    } else if (kind === SV_CONNECT) {
+      const info = batch[next]
+      const id = batch[next + 1]
+      this._clients.set(client, id)
+      this._byId.set(id, client)
+      this.emit('connect', id, parseHello(info))
+    } else if (kind === SV_DISCONNECT) {
+      const reason = batch[next]
+      const id = this._clients.get(client)
+      if (id === undefined) return
+      this._clients.delete(client)
+      this._byId.delete(id)
+      this.emit('disconnect', id, reason)
+    } else if (kind === SV_CLOSED) {
+      this._closedDone = true
+      open.delete(this)
+      if (this._resolveClose) this._resolveClose()
+      else this._closePromise = Promise.resolve()
+      this.emit('close')
     }
   }
 

@@ -257,3 +257,26 @@ test('close(): replies given just before it are written; a reply after it return
   assert.equal(n, 8, 'every handler of the batch ran')
   await c.close()
 })
+
+test('a throwing listener loses nothing else of its batch (and its events are not acked unseen)', async () => {
+  const { runNode } = require('./helpers')
+  const r = await runNode(`
+    const { Client, Server } = require('.')
+    let uncaught = 0
+    process.on('uncaughtException', () => { uncaught++ })
+    const server = new Server('tcp://127.0.0.1:0')
+    let got = 0
+    server.on('connect', () => { throw new Error('listener bug') })
+    server.on('message', () => { got++ })
+    const c = new Client(server.endpoint)
+    c.on('ready', async () => {
+      for (let i = 0; i < 10; i++) c.send('{"type":"x"}')
+      const t0 = Date.now()
+      while (c.stats().delivered < 10 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10))
+      console.log(JSON.stringify({ got, uncaught, delivered: c.stats().delivered }))
+      await c.close(); await server.close()
+    })
+  `)
+  assert.equal(r.code, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout), { got: 10, uncaught: 1, delivered: 10 })
+})

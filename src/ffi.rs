@@ -828,7 +828,18 @@ unsafe extern "C" fn tsfn_call<T: Delivery>(
         let mut global = ptr::null_mut();
         sys::napi_get_global(env, &mut global);
         let mut argv = [batch.array];
-        sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
+        let status =
+            sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
+        let mut thrown = false;
+        sys::napi_is_exception_pending(env, &mut thrown);
+        // A batch whose callback threw was not (all) handled: no ack may claim it was. The
+        // JS side catches per event, so this only guards against a bug of ours there.
+        if status != sys::Status::napi_ok || thrown {
+            if last {
+                handle.finished(env);
+            }
+            return;
+        }
     }
     handle.handled();
     if last {
