@@ -20,6 +20,10 @@ def main():
     endpoint = sys.argv[1]
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
+    # No send high-water mark: a ROUTER silently drops what it sends to a peer whose pipe holds
+    # SNDHWM (default 1000) messages, and a burst of delayed replies gets there whenever libzmq's
+    # I/O thread is short of CPU (a loaded CI machine). A test peer must not lose replies.
+    sock.setsockopt(zmq.SNDHWM, 0)
     # Keep the default linger: libzmq uses the socket's linger when a peer disconnects, and with
     # linger 0 it discards what that peer sent but the application has not read yet.
     if endpoint.endswith(":0"):
