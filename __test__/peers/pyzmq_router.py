@@ -20,6 +20,14 @@ def main():
     endpoint = sys.argv[1]
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
+    # No high-water marks: a test peer must lose nothing, and with the defaults (1000) libzmq
+    # does when this process is short of CPU (a loaded CI machine). On send, a ROUTER silently
+    # drops what it sends to a peer whose pipe is full (a burst of delayed replies). On receive,
+    # a full pipe stops reading the connection, and if the peer then closes it (a client's
+    # close() after a burst) libzmq takes the hang-up for an error and discards what is still
+    # unread in the kernel.
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
     # Keep the default linger: libzmq uses the socket's linger when a peer disconnects, and with
     # linger 0 it discards what that peer sent but the application has not read yet.
     if endpoint.endswith(":0"):
