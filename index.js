@@ -406,6 +406,9 @@ class Server extends EventEmitter {
     this._resolveClose = null
     this._closedDone = false
     this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch), encoding === 'buffer')
+    // Reading starts once this tick is over: routes registered right after `new Server()`
+    // are in place before the first message (a reconnecting client may be there at once).
+    queueMicrotask(() => { if (!this._closePromise) native.serverStart(this._h) })
     this._flush = () => native.serverFlush(this._h)
     /** The bound endpoint (with the real port when bound to tcp://…:0). */
     this.endpoint = native.serverEndpoint(this._h)

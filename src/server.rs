@@ -165,6 +165,8 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         if let Some(field) = cx.string(2) {
             options.type_field = field;
         }
+        // JS registers its routes right after construction, then calls serverStart.
+        options.start_paused = true;
         let linger = options.linger;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
@@ -177,6 +179,15 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         Ok(cx.external(handle))
     })();
     cx.result(r)
+}
+
+/// serverStart(handle): read messages from now on (the constructor's tick has registered the
+/// routes it meant to).
+pub extern "C" fn start(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<JsServer>(env, info, |cx, h| {
+        h.engine.start();
+        Ok(cx.undefined())
+    })
 }
 
 /// Stages one outgoing message built from the payload argument `arg`.
@@ -276,6 +287,7 @@ fn open_sqlite(_: &Server, _: &str, _: &str, _: &str) -> Result<(), Error> {
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverCreate", create),
+    ("serverStart", start),
     ("serverEndpoint", endpoint),
     ("serverRoute", route),
     ("serverReply", reply),

@@ -70,6 +70,9 @@ pub struct ServerOptions {
     /// A client that said hello (so it pings) and is then silent this long is dropped with a
     /// `timeout` disconnect. Plain DEALERs, which never ping, are never timed out.
     pub heartbeat_timeout: Duration,
+    /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
+    /// so no early message is misrouted (a reconnecting client can be there at once).
+    pub start_paused: bool,
 }
 
 impl Default for ServerOptions {
@@ -83,6 +86,7 @@ impl Default for ServerOptions {
             max_message_bytes: 16 << 20,
             linger: Duration::from_millis(1000),
             heartbeat_timeout: Duration::from_millis(3000),
+            start_paused: false,
         }
     }
 }
@@ -204,6 +208,8 @@ pub enum ServerControl {
     Close {
         linger: Duration,
     },
+    /// Start reading (after `start_paused`).
+    Start,
 }
 
 /// Counters of the server engine (written by the engine thread only).
@@ -296,6 +302,8 @@ struct Engine {
     spin_slot: SpinSlot,
     /// Events published to the outbox so far (the host's `handled` count chases it).
     published: u64,
+    /// False until the host says its routes are in place (`start_paused`).
+    reading: bool,
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
@@ -604,6 +612,7 @@ impl Engine {
                 ServerControl::Close { linger } => {
                     self.close_deadline.get_or_insert(now + linger);
                 }
+                ServerControl::Start => self.reading = true,
             }
         }
     }
@@ -750,8 +759,9 @@ impl Engine {
                 None => std::future::pending().await,
             }
         };
+        let reading = self.reading;
         let recv = async {
-            if paused {
+            if paused || !reading {
                 std::future::pending().await
             } else {
                 conn.recv.recv().await
@@ -886,6 +896,7 @@ impl Server {
             published: 0,
             unacked: Vec::new(),
             ack_at: None,
+            reading: !options.start_paused,
         };
         let thread_outbox = outbox.clone();
         let thread = EngineThread::spawn("zerowire-server", move || {
@@ -1031,6 +1042,11 @@ impl Server {
     ) -> bool {
         self.close_with(staging, linger);
         self.thread.join(wait)
+    }
+
+    /// Starts reading messages (for a server bound with `start_paused`).
+    pub fn start(&self) {
+        let _ = self.producer.control(&self.shared, ServerControl::Start);
     }
 
     /// The host has run its handlers on every event it took: the sends among them may be
