@@ -396,9 +396,8 @@ function markdown (r) {
     `| accepted − counted by the servers | ${r.unaccountedSends} |`,
 
     '',
-    `Server total vs client: ${r.serverVsClient}. Today's counters (sends and requests together): ` +
-      `written ${r.legacy.written}, lost with a connection ${r.legacy.lost}, dropped unwritten ${r.legacy.droppedUnwritten}, ` +
-      `queued ${r.legacy.queued}; ${r.legacy.identity}.`,
+    `Server total vs client: ${r.serverVsClient}. A send is peer-lost when its connection died before the ` +
+      'server acked it; the servers may still have handled it (at most once), hence the range.',
     '',
   ]
   return lines.join('\n')
