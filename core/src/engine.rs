@@ -794,16 +794,17 @@ impl Engine {
     }
 
     fn handle_inbound(&mut self, i: usize, message: ZmqMessage) {
+        // One clock read per message serves the heartbeat, the round trip and the spin.
+        let now = Instant::now();
         let link = &mut self.links[i];
-        link.last_heard = Instant::now();
+        link.last_heard = now;
         let counters = &self.shared.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
                 if let Some(p) = self.pending.remove(&id) {
-                    Self::confirm_by_reply(link, &p, counters);
-                    Self::timed(&self.options, counters, &mut self.events, id, &p);
+                    Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     // The host often answers a reply with its next request.
-                    self.spin_until = Some(Instant::now() + SPIN);
+                    self.spin_until = Some(now + SPIN);
                     bump(&counters.replies, 1);
                     self.events.push(Event::Reply { id, body });
                 } else {
@@ -812,8 +813,7 @@ impl Engine {
             }
             Inbound::ErrorReply { id, message } => {
                 if let Some(p) = self.pending.remove(&id) {
-                    Self::confirm_by_reply(link, &p, counters);
-                    Self::timed(&self.options, counters, &mut self.events, id, &p);
+                    Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     bump(&counters.error_replies, 1);
                     self.events.push(Event::ErrorReply { id, message });
                 } else {
@@ -861,15 +861,19 @@ impl Engine {
         }
     }
 
-    /// Records a request's round trip, and reports it if it was slow.
-    fn timed(
+    /// A request got its (error) reply at `now`: what that confirms of the link's sends, its
+    /// round trip, and a report if it was slow.
+    fn settled(
         options: &ClientOptions,
         counters: &crate::stats::EngineCounters,
         events: &mut Vec<Event>,
+        link: &mut Link,
         id: u32,
         p: &Pending,
+        now: Instant,
     ) {
-        let rtt = p.started.elapsed();
+        Self::confirm_by_reply(link, p, counters);
+        let rtt = now.saturating_duration_since(p.started);
         counters.request_rtt.record_duration(rtt);
         if options.slow_request.is_some_and(|limit| rtt >= limit) {
             let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);

@@ -379,12 +379,10 @@ impl Engine {
         let body = frames.pop().expect("three frames");
         let corr = frames.pop().expect("three frames");
         let identity = frames.pop().expect("three frames");
-        if let Some(peer) = self
-            .by_identity
-            .get(&identity)
-            .and_then(|i| self.peers.get_mut(i))
-        {
-            peer.last_heard = Instant::now();
+        // One lookup by identity per message; the batch's arrival time is the clock read.
+        let known = self.by_identity.get(&identity).copied();
+        if let Some(peer) = known.and_then(|i| self.peers.get_mut(&i)) {
+            peer.last_heard = Instant::from_std(arrival.at);
         }
         match protocol::control_kind(&corr) {
             Some(CONTROL_HELLO) => {
@@ -414,7 +412,10 @@ impl Engine {
                 ));
             }
             None => {
-                let client = self.peer_for(&identity, None);
+                let client = match known {
+                    Some(index) => index,
+                    None => self.peer_for(&identity, None),
+                };
                 let route = match self.sniffer.sniff(&body).and_then(|n| self.routes.get(n)) {
                     Some(&Target::Host(index)) => index,
                     Some(&Target::Sink(i)) => {

@@ -26,6 +26,22 @@ fn endpoint(name: &str) -> String {
     format!("ipc://{}/s.sock", dir.display())
 }
 
+/// Takes events at each wake-up until `n` arrived or 5 s passed.
+fn collect<T>(woken: &Receiver<()>, n: usize, take: impl Fn() -> Vec<T>) -> Vec<T> {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.len() < n {
+        if woken
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            break;
+        }
+        got.extend(take());
+    }
+    got
+}
+
 struct S {
     server: Server,
     woken: Receiver<()>,
@@ -44,19 +60,7 @@ impl S {
         }
     }
     fn events(&self, n: usize) -> Vec<ServerEvent> {
-        let end = Instant::now() + Duration::from_secs(5);
-        let mut got = Vec::new();
-        while got.len() < n {
-            if self
-                .woken
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .is_err()
-            {
-                break;
-            }
-            got.extend(self.server.take_events());
-        }
-        got
+        collect(&self.woken, n, || self.server.take_events())
     }
     fn reply(&self, token: u32, body: &str, error: bool) {
         let mut st = self.staging.borrow_mut();
@@ -110,19 +114,7 @@ impl C {
         self.client.flush(&mut st);
     }
     fn events(&self, n: usize) -> Vec<Event> {
-        let end = Instant::now() + Duration::from_secs(5);
-        let mut got = Vec::new();
-        while got.len() < n {
-            if self
-                .woken
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .is_err()
-            {
-                break;
-            }
-            got.extend(self.client.take_events());
-        }
-        got
+        collect(&self.woken, n, || self.client.take_events())
     }
 }
 
