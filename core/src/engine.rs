@@ -11,7 +11,7 @@
 //! drains for at most the linger time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
@@ -22,6 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
@@ -277,7 +278,7 @@ impl Engine {
             backlog: VecDeque::new(),
             backlog_sends: 0,
             backlog_send_bytes: 0,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             cancelled_early: HashSet::new(),
             deadlines: BinaryHeap::new(),
             events: Vec::new(),
