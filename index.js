@@ -410,6 +410,8 @@ class Server extends EventEmitter {
     // are in place before the first message (a reconnecting client may be there at once).
     queueMicrotask(() => { if (!this._closePromise) native.serverStart(this._h) })
     this._flush = () => native.serverFlush(this._h)
+    // Made once: a closure per message showed in profiles of the 'message' path.
+    this._emitMessage = (raw, ctx) => { this.emit('message', raw, ctx) }
     /** The bound endpoint (with the real port when bound to tcp://…:0). */
     this.endpoint = native.serverEndpoint(this._h)
     track(this)
@@ -542,7 +544,7 @@ class Server extends EventEmitter {
     const handler = this._handlers[route]
     if (handler === undefined || route === NO_ROUTE) {
       if (this.listenerCount('message') > 0) {
-        this._run((r, c) => { this.emit('message', r, c) }, raw, ctx)
+        this._run(this._emitMessage, raw, ctx)
       } else if (token !== 0) {
         ctx._fail(new Error('no route for this message'))
       }
