@@ -306,19 +306,22 @@ class Client extends EventEmitter {
   }
 }
 
-// A batch of server events is [numbers, packed, strings and bodies…]: numbers a Uint32Array of
-// [kind, client, route, token, packed length] per event, packed the small Buffer bodies end to
-// end, then each event's strings or body in order (see src/server.rs).
+// A batch of server events is [numbers, strings and bodies…]: numbers a Uint32Array of
+// [kind, client, route, token, packed length] per event, then each event's strings or body in
+// order. Small Buffer bodies are packed end to end into shared Buffers, each in the slot of an
+// SV_PACK event before the SV_PACKED events cut from it (see src/server.rs).
 const SV_CONNECT = 0
 const SV_MESSAGE = 1
 const SV_DISCONNECT = 2
 const SV_CLOSED = 3
 const SV_PACKED = 4
+const SV_PACK = 5
 const NO_ROUTE = 0
 // How many string/body slots each kind of event takes in a batch (packed bodies take none).
 const SLOTS = []
 SLOTS[SV_MESSAGE] = 1
 SLOTS[SV_PACKED] = 0
+SLOTS[SV_PACK] = 1
 SLOTS[SV_CONNECT] = 2
 SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0
@@ -488,11 +491,16 @@ class Server extends EventEmitter {
 
   _onEvents (batch) {
     const numbers = batch[0]
-    const packed = batch[1]
-    let next = 2 // the next string or body
+    let packed = null // the shared Buffer the next packed bodies are cut from
+    let next = 1 // the next string or body
     let at = 0 // where the next packed body starts
     for (let i = 0; i < numbers.length; i += 5) {
       const kind = numbers[i]
+      if (kind === SV_PACK) {
+        packed = batch[next++]
+        at = 0
+        continue
+      }
       try {
         this._onEvent(batch, numbers, i, packed, next, at)
       } catch (err) {

@@ -108,6 +108,31 @@ test("encoding: 'buffer' hands bodies over as the bytes received, small and larg
   await server.close()
 })
 
+test("encoding: 'buffer': a batch of thousands of bodies, small ones packed into several shared Buffers", async (t) => {
+  const server = new Server(tmpEndpoint(), { encoding: 'buffer' })
+  const got = []
+  server.on('message', (raw) => {
+    // Hold the JS thread on the first one, so that the rest arrive as one large batch.
+    if (got.length === 0) { const t = Date.now(); while (Date.now() - t < 150); }
+    got.push(Buffer.from(raw)) // a copy: the shared Buffer must not matter to what we compare
+  })
+  const c = new Client(server.endpoint)
+  t.after(() => Promise.all([c.close(), server.close()]))
+  await once(c, 'ready')
+  // Distinct bodies of many sizes (1 B … 3 KiB), every 500th one past the 16 KiB external line:
+  // about 3 MiB in all, so small bodies span dozens of shared Buffers.
+  const sent = []
+  for (let i = 0; i < 3000; i++) {
+    const size = i % 500 === 499 ? 20_000 + i : 1 + ((i * 7919) % 3072)
+    const body = Buffer.alloc(size, i % 251)
+    if (size >= 4) body.writeUInt32LE(i, 0)
+    sent.push(body)
+    assert.equal(c.send(body), true)
+  }
+  await waitFor(() => got.length === sent.length, 20_000)
+  for (let i = 0; i < sent.length; i++) assert.ok(got[i].equals(sent[i]), `body ${i} (${sent[i].length} B) arrived changed`)
+})
+
 test('a throwing or rejecting handler answers with EREMOTE and the server keeps serving', async () => {
   const server = new Server(tmpEndpoint())
   server.route('throws', () => { throw new Error('kaput') })

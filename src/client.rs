@@ -73,7 +73,9 @@ impl Engine for Client {
             batch.u32(id);
             match body {
                 Some(b) => batch.str(b),
-                None => batch.skip(),
+                None => {
+                    batch.skip();
+                }
             }
         }
         last

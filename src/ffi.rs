@@ -955,9 +955,10 @@ impl EventArray {
         }
     }
 
-    /// Leaves a hole (reads as `undefined`).
-    pub fn skip(&mut self) {
+    /// Leaves a hole (reads as `undefined`, unless filled later); returns its index.
+    pub fn skip(&mut self) -> u32 {
         self.len += 1;
+        self.len - 1
     }
 }
 

@@ -57,33 +57,20 @@ impl Engine for JsServer {
         Server::handled(self)
     }
 
-    /// The batch is `[numbers, packed, strings and bodies…]` (see index.js): `numbers` a
-    /// Uint32Array of five per event `[kind, client, route, token, packed length]`; `packed`
-    /// the small bodies of `encoding: 'buffer'` end to end in one Buffer; then, in event order,
-    /// each event's strings or Buffer. Numbers in one typed array and small Buffers in one
-    /// allocation: per element N-API calls and per-Buffer backing stores were most of the
-    /// server's cost per small message (bench/NOTES.md).
+    /// The batch is `[numbers, strings and bodies…]` (see index.js): `numbers` a Uint32Array
+    /// of five per event `[kind, client, route, token, packed length]`, then, in event order,
+    /// each event's strings or Buffer. With `encoding: 'buffer'` small bodies are packed end to
+    /// end into shared Buffers of about PACKED_MAX bytes, each announced by an SV_PACK event
+    /// whose slot holds it. Numbers in one typed array and small Buffers in few allocations:
+    /// per element N-API calls and per-Buffer backing stores were most of the server's cost
+    /// per small message (bench/NOTES.md).
     fn deliver(&self, batch: &mut EventArray) -> bool {
         let events = self.take_events_max(ffi::MAX_BATCH);
         if events.is_empty() {
             return false;
         }
-        // The first small bodies, up to about PACKED_MAX bytes, share one Buffer: sized first,
-        // so that their bytes are copied once, straight into it.
-        let (mut pack_count, mut pack_len) = (0, 0);
-        if self.buffers {
-            for e in &events {
-                if let ServerEvent::Message { body, .. } = e {
-                    if body.len() < ffi::ZERO_COPY_MIN && pack_len < PACKED_MAX {
-                        pack_count += 1;
-                        pack_len += body.len();
-                    }
-                }
-            }
-        }
         let mut numbers = Vec::with_capacity(events.len() * 5);
-        let mut packed = Vec::with_capacity(pack_count);
-        batch.skip();
+        let mut pack = Pack::default();
         batch.skip();
         let mut last = false;
         for event in events {
@@ -104,10 +91,15 @@ impl Engine for JsServer {
                     body,
                     ..
                 } => {
-                    if self.buffers && body.len() < ffi::ZERO_COPY_MIN && packed.len() < pack_count
-                    {
+                    if self.buffers && body.len() < ffi::ZERO_COPY_MIN {
+                        if pack.full_for(body.len()) {
+                            pack.fill(batch);
+                            numbers.extend([SV_PACK, 0, 0, 0, 0]);
+                            pack.slot = Some(batch.skip());
+                        }
                         numbers.extend([SV_PACKED, client, route, token, body.len() as u32]);
-                        packed.push(body);
+                        pack.len += body.len();
+                        pack.bodies.push(body);
                         continue;
                     }
                     numbers.extend([SV_MESSAGE, client, route, token, 0]);
@@ -127,17 +119,39 @@ impl Engine for JsServer {
                 }
             }
         }
+        pack.fill(batch);
         batch.u32s_at(0, &numbers);
-        if !packed.is_empty() {
-            batch.bytes_at(1, pack_len, |out| {
-                let mut at = 0;
-                for body in &packed {
-                    out[at..at + body.len()].copy_from_slice(body);
-                    at += body.len();
-                }
-            });
-        }
         last
+    }
+}
+
+/// The small bodies bound for the current shared Buffer, and the batch slot it goes in.
+#[derive(Default)]
+struct Pack {
+    slot: Option<u32>,
+    bodies: Vec<bytes::Bytes>,
+    len: usize,
+}
+
+impl Pack {
+    /// Whether a body of `len` bytes needs a new shared Buffer (none yet, or this one is full).
+    fn full_for(&self, len: usize) -> bool {
+        self.slot.is_none() || (self.len > 0 && self.len + len > PACKED_MAX)
+    }
+
+    /// Copies the bodies, once, into the new Buffer at the slot, and starts over.
+    fn fill(&mut self, batch: &mut EventArray) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        let bodies = std::mem::take(&mut self.bodies);
+        batch.bytes_at(slot, std::mem::take(&mut self.len), |out| {
+            let mut at = 0;
+            for body in &bodies {
+                out[at..at + body.len()].copy_from_slice(body);
+                at += body.len();
+            }
+        });
     }
 }
 
@@ -146,11 +160,15 @@ const SV_CONNECT: u32 = 0;
 const SV_MESSAGE: u32 = 1;
 const SV_DISCONNECT: u32 = 2;
 const SV_CLOSED: u32 = 3;
-/// A small Buffer body, cut from the batch's packed Buffer.
+/// A small Buffer body, cut from the current shared Buffer.
 const SV_PACKED: u32 = 4;
+/// The next shared Buffer of small bodies: its slot holds it; the SV_PACKED after it cut from it.
+const SV_PACK: u32 = 5;
 /// Small bodies share one Buffer up to about this size, so a handler that keeps one body keeps
 /// at most this much alive (as with Node's own Buffer pool, `Buffer.from(raw)` detaches it).
-const PACKED_MAX: usize = 256 * 1024;
+/// Below glibc's mmap threshold (128 KiB), so the Buffers come from reused heap memory: at
+/// 256 KiB each was a fresh mapping, and page faults were ~20 % of the JS thread's profile.
+const PACKED_MAX: usize = 64 * 1024;
 
 /// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents, buffers) → handle. Binds
 /// synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown here.
