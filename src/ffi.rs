@@ -20,8 +20,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use napi::sys;
+use zerowire_core::arena::Arena;
 use zerowire_core::{Error, Waker};
 
 pub type Env = sys::napi_env;
@@ -36,8 +37,6 @@ pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones get their own buffer, written in place and shrunk.
 const ARENA_UNITS: usize = 8 * 1024;
-/// Size of an arena chunk. A chunk is freed when the last message cut from it was written.
-const ARENA_CHUNK: usize = 64 * 1024;
 
 /// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
 /// and references are only dereferenced (deleted) on the JS thread.
@@ -485,10 +484,8 @@ impl Drop for Pooled {
 }
 
 thread_local! {
-    /// Per JS thread (a worker has its own). Messages are cut from it with `split`, which
-    /// shares the chunk by reference count: one allocation per chunk instead of one per
-    /// message, and no second copy out of a scratch buffer.
-    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// Where short strings are encoded; per JS thread (a worker has its own).
+    static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
 }
 
 unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
@@ -506,9 +503,7 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
             ARENA.with(|arena| {
                 let mut arena = arena.borrow_mut();
                 let need = units * 3 + 1;
-                if arena.capacity() < need {
-                    *arena = BytesMut::with_capacity(ARENA_CHUNK);
-                }
+                let arena = arena.room(need);
                 let spare = arena.spare_capacity_mut();
                 let mut written = 0usize;
                 sys::napi_get_value_string_utf8(

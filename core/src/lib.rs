@@ -8,6 +8,7 @@
 //! - [`bind`]     — binding server endpoints: ipc socket files (stale, live, permissions), tcp.
 //! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
 //! - [`protocol`] — the wire envelope: correlation ids, control messages, inbound shapes.
+//! - [`arena`]    — host side: the chunks short messages are encoded into, reused once written.
 //! - [`queue`]    — host → engine: per-tick staging, the bounded channel, the wake-up.
 //! - [`outbox`]   — engine → host: batches of events and at most one wake-up per batch.
 //! - [`options`]  — client options, their defaults and limits; endpoint validation.
@@ -23,6 +24,7 @@
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
 //! thread owns its socket, its pending-request table and every timer.
 
+pub mod arena;
 pub mod bind;
 pub mod client;
 pub mod engine;
