@@ -438,47 +438,58 @@ impl Drop for JsBytes {
 /// Buffers of long strings, handed back once the engine has written them and reused by the
 /// next long string. A fresh 1 MiB allocation per message is faulted in page by page, and its
 /// free on the engine thread unmaps or trims it again: that cost more than copying the string
-/// (bench/NOTES.md). Kept: at most POOL_BUFFERS buffers, POOL_BYTES in all, process-wide.
-static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-const POOL_BUFFERS: usize = 8;
-const POOL_BYTES: usize = 16 << 20;
+/// (bench/NOTES.md). A buffer has room for 3 bytes per UTF-16 unit, but only the pages a string
+/// was written into are resident, so the bound counts those: at most POOL_BUFFERS buffers and
+/// POOL_BYTES written, process-wide (a burst of 32 1 MiB strings).
+static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
+const POOL_BUFFERS: usize = 32;
+const POOL_BYTES: usize = 32 << 20;
 /// Shorter strings come from malloc's bins, which is cheap enough.
 const POOL_MIN: usize = 64 * 1024;
 
-/// An empty buffer of at least `capacity` bytes: the smallest pooled one that fits, or new.
-fn pooled(capacity: usize) -> Vec<u8> {
+/// An empty buffer with room for at least `capacity` bytes: the smallest pooled one that
+/// fits, or new.
+fn pooled(capacity: usize) -> Pooled {
     if capacity >= POOL_MIN {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let best = (0..pool.len())
-            .filter(|&i| pool[i].capacity() >= capacity)
-            .min_by_key(|&i| pool[i].capacity());
+            .filter(|&i| pool[i].buf.capacity() >= capacity)
+            .min_by_key(|&i| pool[i].buf.capacity());
         if let Some(i) = best {
             return pool.swap_remove(i);
         }
     }
-    Vec::with_capacity(capacity)
+    Pooled {
+        buf: Vec::with_capacity(capacity),
+        touched: 0,
+    }
 }
 
 /// A long string's bytes; gives its buffer back to the pool when the engine drops it.
-struct Pooled(Vec<u8>);
+struct Pooled {
+    buf: Vec<u8>,
+    /// The most bytes ever written into `buf`: what it keeps resident.
+    touched: usize,
+}
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.buf
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.0);
+        let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() < POOL_MIN {
             return;
         }
+        let touched = self.touched.max(buf.len());
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = pool.iter().map(Vec::capacity).sum();
-        if pool.len() < POOL_BUFFERS && held + buf.capacity() <= POOL_BYTES {
+        let held: usize = pool.iter().map(|p| p.touched).sum();
+        if pool.len() < POOL_BUFFERS && held + touched <= POOL_BYTES {
             buf.clear();
-            pool.push(buf);
+            pool.push(Pooled { buf, touched });
         }
     }
 }
@@ -518,25 +529,17 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
                 arena.split().freeze()
             })
         } else {
-            // The exact UTF-8 length first: a buffer of 3 bytes per unit, shrunk afterwards,
-            // cost about twice the encoding itself at 1 MiB (fresh pages; bench/NOTES.md).
-            let mut len = 0usize;
-            sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len);
-            if len > max {
-                return Err(Error::MessageTooLarge { size: len, max }.into());
-            }
-            let mut buf = pooled(len + 1);
+            // One pass: V8 encodes straight into room for 3 bytes per unit (a pooled buffer, so
+            // its pages are warm). Measuring first (V8's Utf8Length, then a Latin-1 copy when
+            // all ASCII) was two passes: Utf8Length alone is ~120 µs per MiB of ASCII on
+            // Node 20, encoding ~90 µs (bench/NOTES.md).
+            let room = units * 3 + 1;
+            let mut out = pooled(room);
             let mut written = 0usize;
-            let out = buf.as_mut_ptr() as *mut c_char;
-            if len == units {
-                // One UTF-8 byte per unit means every unit is below 0x80, so the Latin-1 bytes
-                // are the UTF-8 bytes, and V8 copies them without encoding.
-                sys::napi_get_value_string_latin1(env, v, out, len + 1, &mut written);
-            } else {
-                sys::napi_get_value_string_utf8(env, v, out, len + 1, &mut written);
-            }
-            buf.set_len(written);
-            Bytes::from_owner(Pooled(buf))
+            let data = out.buf.as_mut_ptr() as *mut c_char;
+            sys::napi_get_value_string_utf8(env, v, data, room, &mut written);
+            out.buf.set_len(written);
+            Bytes::from_owner(out)
         };
         if bytes.len() > max {
             return Err(Error::MessageTooLarge {
