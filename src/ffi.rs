@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -958,6 +958,39 @@ impl EventArray {
         self.len += 1;
         self.len - 1
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine threads' scheduling.
+
+/// How far below the JS thread an engine thread runs (its nice value, relative), unless
+/// `ZEROWIRE_ENGINE_NICE` says otherwise (0 = same priority, up to 19).
+const ENGINE_NICE: i32 = 10;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn nice(inc: c_int) -> c_int;
+}
+
+/// Lowers the calling engine thread's priority below the JS thread's. When the two compete
+/// for a core (two cores, a JS thread sending flat out, an engine writing, a local peer
+/// reading), the scheduler then runs the JS thread first instead of leaving it waiting for a
+/// time slice: the event loop's delay at the highest send rate went from ~2.5× an idle loop's
+/// to within ~5 % of it (bench/NOTES.md). Throughput is unchanged: the engine still gets
+/// every core the JS thread leaves idle. Linux only: elsewhere nice() is per process.
+pub fn yield_to_js_thread() {
+    let inc = std::env::var("ZEROWIRE_ENGINE_NICE")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .map_or(ENGINE_NICE, |n| n.clamp(0, 19));
+    #[cfg(target_os = "linux")]
+    if inc > 0 {
+        // SAFETY: nice() takes a plain int and only changes the calling thread's scheduling
+        // weight (the nice value is per thread on Linux); a failure leaves it unchanged.
+        unsafe { nice(inc) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = inc;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,3 +48,4 @@ pub use client::Client;
 pub use error::Error;
 pub use options::ClientOptions;
 pub use outbox::{Event, Waker};
+pub use thread::on_engine_start;

@@ -2,11 +2,20 @@
 //! bound. Shared by the client and the server handles.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
+
+/// Run first on every engine thread: the host's say in how the thread is scheduled (the
+/// binding lowers its priority below the JS thread's). Set once, before any engine starts.
+static START_HOOK: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the function every engine thread runs first; later calls are ignored.
+pub fn on_engine_start(hook: fn()) {
+    let _ = START_HOOK.set(hook);
+}
 
 pub(crate) struct EngineThread {
     closing: AtomicBool,
@@ -21,6 +30,9 @@ impl EngineThread {
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                if let Some(hook) = START_HOOK.get() {
+                    hook();
+                }
                 run();
                 let _ = exit_tx.send(());
             })
