@@ -993,6 +993,24 @@ pub fn yield_to_js_thread() {
     let _ = inc;
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    fn malloc_trim(pad: usize) -> c_int;
+}
+
+/// Returns the allocator's free memory to the OS, called by an engine that has been quiet for
+/// a second after a burst (`zerowire_core::trim`). glibc keeps what a burst freed in its
+/// arenas; `malloc_trim` releases the free pages of every arena. glibc only (musl has no
+/// such call and returns memory by itself).
+pub fn return_free_memory() {
+    // SAFETY: malloc_trim takes a plain size and only releases free pages; it locks each
+    // arena as it goes, so it is safe to call from any thread.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        malloc_trim(0)
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registration.
 

@@ -37,6 +37,7 @@ use crate::protocol::{self, Inbound};
 use crate::queue::{Consumer, Control, Outgoing, QueueShared};
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
+use crate::trim::Trim;
 use crate::writer::Writer;
 
 /// Shortest time one connection attempt (connect + ZMTP handshake) is given.
@@ -252,6 +253,7 @@ pub(crate) struct Engine {
     /// Sequence number of control requests (hello, goodbye, ping).
     control_seq: u32,
     drops: DropTally,
+    trim: Trim,
 }
 
 impl Engine {
@@ -288,6 +290,7 @@ impl Engine {
             epochs: 0,
             control_seq: 0,
             drops: DropTally::default(),
+            trim: Trim::default(),
         }
     }
 
@@ -323,6 +326,8 @@ impl Engine {
             self.heartbeat(now);
             self.start_connecting(now);
             self.flush();
+            let backlog = &self.backlog;
+            self.trim.run_if_due(now, || backlog.is_empty());
             self.report_drops(now, false);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
@@ -633,6 +638,7 @@ impl Engine {
         bump(&counters.written, written);
         bump(&counters.expired_unsent, expired);
         self.shared.release(released, released_bytes);
+        self.trim.released(released_bytes, Instant::from_std(now));
         self.drop_sends(DropReason::PeerLost, peer_lost);
         if let Some(i) = lost_link {
             self.disconnected(i);
@@ -739,6 +745,7 @@ impl Engine {
             }
         };
         consider(self.close_deadline);
+        consider(self.trim.deadline());
         if self.drops.pending.iter().any(|&n| n > 0) {
             consider(self.drops.next_report);
         }

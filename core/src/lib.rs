@@ -19,6 +19,7 @@
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
 //! - `writer`     — the send half and the one send that may be suspended on it.
 //! - `spin`       — polling right after request traffic, rationed across the process.
+//! - [`trim`]     — giving memory back to the OS once an engine is quiet after a burst.
 //! - `thread`     — the engine thread as a handle sees it: spawn, close once, bounded join.
 //!
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
@@ -42,6 +43,7 @@ mod spin;
 pub mod sqlite;
 pub mod stats;
 mod thread;
+pub mod trim;
 mod writer;
 
 pub use client::Client;

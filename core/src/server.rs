@@ -41,6 +41,7 @@ use crate::sniff::Sniffer;
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
 use crate::thread::EngineThread;
+use crate::trim::Trim;
 use crate::writer::Writer;
 
 /// Route index of messages no route matched (the `message` event).
@@ -300,6 +301,7 @@ struct Engine {
     close_deadline: Option<Instant>,
     heartbeat_timeout: Duration,
     next_sweep: Instant,
+    trim: Trim,
     /// Poll instead of parking until then: a request went to the host, its reply is near.
     spin_until: Option<Instant>,
     spin_slot: SpinSlot,
@@ -382,6 +384,9 @@ impl Engine {
         let body = frames.pop().expect("three frames");
         let corr = frames.pop().expect("three frames");
         let identity = frames.pop().expect("three frames");
+        // Received bytes are freed later (by the host): they count towards a trim.
+        self.trim
+            .released(body.len() as u64, Instant::from_std(arrival.at));
         // One lookup by identity per message; the batch's arrival time is the clock read.
         let known = self.by_identity.get(&identity).copied();
         if let Some(peer) = known.and_then(|i| self.peers.get_mut(&i)) {
@@ -696,6 +701,9 @@ impl Engine {
             self.flush(&mut conn);
             self.sweep(now);
             self.send_acks(now);
+            let (backlog, outbox) = (&self.backlog, &self.outbox);
+            self.trim
+                .run_if_due(now, || backlog.is_empty() && outbox.is_empty());
             self.published += self.events.len() as u64;
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
@@ -748,7 +756,7 @@ impl Engine {
         }
         let paused = self.outbox.len() >= MAX_UNDELIVERED || self.sinks.iter().any(Sink::backed_up);
         let mut timer = Some(
-            [self.close_deadline, self.ack_at]
+            [self.close_deadline, self.ack_at, self.trim.deadline()]
                 .into_iter()
                 .flatten()
                 .fold(self.next_sweep, Instant::min),
@@ -895,6 +903,7 @@ impl Server {
             close_deadline: None,
             heartbeat_timeout: options.heartbeat_timeout,
             next_sweep: Instant::now() + options.heartbeat_timeout / 2,
+            trim: Trim::default(),
             spin_until: None,
             spin_slot: SpinSlot::default(),
             published: 0,
