@@ -646,7 +646,7 @@ async function runLoad (lib, server, address) {
   })
   await new Promise((resolve) => child.exitCode !== null ? resolve() : child.once('exit', resolve))
   children.delete(child)
-  const r = { rss_MiB: result.rssMiB, rss_peak_MiB: result.peakRssMiB }
+  const r = { rss_MiB: result.rssMiB, rss_quiet_MiB: result.rssQuietMiB, rss_peak_MiB: result.peakRssMiB }
   for (const phase of ['idle', 'fixed', 'max']) {
     const p = result[phase]
     for (const k of ['eldP50', 'eldP99', 'eldMax']) r[`eld_${phase}_${k.slice(3).toLowerCase()}`] = p[k]
@@ -767,7 +767,7 @@ const FIGURES = [
   { section: S_LOAD, id: 'load_max_rate', label: 'highest rate (yielding every 64 sends)', unit: 'msg/s', better: 'higher', cols: loadCols('load_max_rate') },
   { section: S_LOAD, id: 'load_fixed_cpu', label: 'client CPU per message, all threads, at 20 k msg/s', unit: 'µs', better: 'lower', cols: loadCols('load_fixed_cpu') },
   { section: S_LOAD, id: 'load_max_cpu', label: 'client CPU per message, all threads, at the highest rate', unit: 'µs', better: 'lower', cols: loadCols('load_max_cpu') },
-  { section: S_LOAD, id: 'client_rss', label: 'client RSS after the run (then 64 × 1 MiB), now / peak', unit: 'MiB', better: 'lower', parts: ['MiB', 'peak_MiB'], cols: loadCols('rss') },
+  { section: S_LOAD, id: 'client_rss', label: 'client RSS after the run (then 64 × 1 MiB): at once / after 1.5 s idle / peak', unit: 'MiB', better: 'lower', parts: ['MiB', 'quiet_MiB', 'peak_MiB'], cols: loadCols('rss') },
   { section: S_LOAD, id: 'server_rss', label: 'server RSS after all rounds (Node → Node servers), now / peak', unit: 'MiB', better: 'lower', parts: ['MiB', 'peak_MiB'], cols: { zerowire: ['servers', 'zwserver'], 'zeromq.js': ['servers', 'node'], net: ['servers', 'net'] } },
   // Not a speed: messages a server received more often than they were sent, over all figures
   // and rounds. Anything but 0 is a delivery bug in that client (or server).

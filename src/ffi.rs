@@ -35,7 +35,7 @@ pub const MAX_BATCH: usize = 4096;
 /// and received ones handed to JS without one.
 pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
-/// allocation per message); longer ones get their own buffer, written in place and shrunk.
+/// allocation per message); longer ones into a buffer of their own, pooled from 64 KiB up.
 const ARENA_UNITS: usize = 8 * 1024;
 
 /// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
