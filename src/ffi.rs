@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use napi::sys;
 use zerowire_core::arena::Arena;
-use zerowire_core::{Error, Waker};
+use zerowire_core::{EngineKind, Error, Waker};
 
 pub type Env = sys::napi_env;
 pub type Value = sys::napi_value;
@@ -963,8 +963,8 @@ impl EventArray {
 // ---------------------------------------------------------------------------------------------
 // Engine threads' scheduling.
 
-/// How far below the JS thread an engine thread runs (its nice value, relative), unless
-/// `ZEROWIRE_ENGINE_NICE` says otherwise (0 = same priority, up to 19).
+/// How far below the JS thread a client's engine thread runs (its nice value, relative),
+/// unless `ZEROWIRE_ENGINE_NICE` says otherwise (0 = same priority, up to 19).
 const ENGINE_NICE: i32 = 10;
 
 #[cfg(target_os = "linux")]
@@ -972,13 +972,18 @@ extern "C" {
     fn nice(inc: c_int) -> c_int;
 }
 
-/// Lowers the calling engine thread's priority below the JS thread's. When the two compete
-/// for a core (two cores, a JS thread sending flat out, an engine writing, a local peer
-/// reading), the scheduler then runs the JS thread first instead of leaving it waiting for a
-/// time slice: the event loop's delay at the highest send rate went from ~2.5× an idle loop's
-/// to within ~5 % of it (bench/NOTES.md). Throughput is unchanged: the engine still gets
-/// every core the JS thread leaves idle. Linux only: elsewhere nice() is per process.
-pub fn yield_to_js_thread() {
+/// Lowers a client engine thread's priority below the JS thread's. When the two compete for a
+/// core (two cores, a JS thread sending flat out, its engine writing, a local peer reading),
+/// the scheduler then runs the JS thread first instead of leaving it waiting for a time slice:
+/// the event loop's delay p99 at the highest send rate went from ~2-3.5x an idle loop's to
+/// within 10 % of it (bench/NOTES.md). It costs request round trips (p50 ~13 % here), and as
+/// much again on the server side, so server engines keep the JS thread's priority: their work
+/// is the JS thread's input, and a server answers requests. Linux only: elsewhere nice() is
+/// per process.
+pub fn set_engine_priority(kind: EngineKind) {
+    if kind != EngineKind::Client {
+        return;
+    }
     let inc = std::env::var("ZEROWIRE_ENGINE_NICE")
         .ok()
         .and_then(|v| v.trim().parse::<i32>().ok())

@@ -15,7 +15,7 @@ use crate::options::{validate_endpoint, ClientOptions};
 use crate::outbox::{Event, Outbox, Waker};
 use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Request, Staging};
 use crate::stats::{bump, StatsSnapshot};
-use crate::thread::EngineThread;
+use crate::thread::{EngineKind, EngineThread};
 
 /// More endpoints than this is a configuration mistake, not a topology.
 pub const MAX_ENDPOINTS: usize = 64;
@@ -82,7 +82,7 @@ impl Client {
             outbox.clone(),
             consumer,
         );
-        let thread = EngineThread::spawn("zerowire-client", move || engine.run())?;
+        let thread = EngineThread::spawn(EngineKind::Client, move || engine.run())?;
         Ok(Client {
             shared,
             outbox,

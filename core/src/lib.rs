@@ -50,4 +50,4 @@ pub use client::Client;
 pub use error::Error;
 pub use options::ClientOptions;
 pub use outbox::{Event, Waker};
-pub use thread::on_engine_start;
+pub use thread::{on_engine_start, EngineKind};

@@ -40,7 +40,7 @@ use crate::sink::{Row, Sink, SinkCounters};
 use crate::sniff::Sniffer;
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
-use crate::thread::EngineThread;
+use crate::thread::{EngineKind, EngineThread};
 use crate::trim::Trim;
 use crate::writer::Writer;
 
@@ -912,7 +912,7 @@ impl Server {
             reading: !options.start_paused,
         };
         let thread_outbox = outbox.clone();
-        let thread = EngineThread::spawn("zerowire-server", move || {
+        let thread = EngineThread::spawn(EngineKind::Server, move || {
             run(engine, listener, file);
             thread_outbox.publish(&mut vec![ServerEvent::Closed]);
         })?;

@@ -8,12 +8,20 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// Which engine a thread runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Client,
+    Server,
+}
+
 /// Run first on every engine thread: the host's say in how the thread is scheduled (the
-/// binding lowers its priority below the JS thread's). Set once, before any engine starts.
-static START_HOOK: OnceLock<fn()> = OnceLock::new();
+/// binding lowers a client engine's priority below the JS thread's). Set once, before any
+/// engine starts.
+static START_HOOK: OnceLock<fn(EngineKind)> = OnceLock::new();
 
 /// Sets the function every engine thread runs first; later calls are ignored.
-pub fn on_engine_start(hook: fn()) {
+pub fn on_engine_start(hook: fn(EngineKind)) {
     let _ = START_HOOK.set(hook);
 }
 
@@ -25,13 +33,20 @@ pub(crate) struct EngineThread {
 }
 
 impl EngineThread {
-    pub(crate) fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> Result<Self, Error> {
+    pub(crate) fn spawn(
+        kind: EngineKind,
+        run: impl FnOnce() + Send + 'static,
+    ) -> Result<Self, Error> {
+        let name = match kind {
+            EngineKind::Client => "zerowire-client",
+            EngineKind::Server => "zerowire-server",
+        };
         let (exit_tx, exited) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 if let Some(hook) = START_HOOK.get() {
-                    hook();
+                    hook(kind);
                 }
                 run();
                 let _ = exit_tx.send(());
