@@ -317,11 +317,11 @@ const SV_CLOSED = 3
 const SV_PACKED = 4
 const SV_PACK = 5
 const NO_ROUTE = 0
-// How many string/body slots each kind of event takes in a batch (packed bodies take none).
+// How many string/body slots each kind of event takes in a batch (packed bodies take none;
+// an SV_PACK's one is taken where it is read).
 const SLOTS = []
 SLOTS[SV_MESSAGE] = 1
 SLOTS[SV_PACKED] = 0
-SLOTS[SV_PACK] = 1
 SLOTS[SV_CONNECT] = 2
 SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0

@@ -1004,7 +1004,7 @@ extern "C" {
 }
 
 /// Returns the allocator's free memory to the OS, called by an engine that has been quiet for
-/// a second after a burst (`zerowire_core::trim`). glibc keeps what a burst freed in its
+/// a second after a burst (`zerowire_core::hooks`). glibc keeps what a burst freed in its
 /// arenas; `malloc_trim` releases the free pages of every arena. glibc only (musl has no
 /// such call and returns memory by itself).
 pub fn return_free_memory() {

@@ -23,8 +23,10 @@ use napi_derive::napi;
 
 #[napi(module_exports)]
 pub fn init(exports: Object, env: Env) -> Result<()> {
-    zerowire_core::on_engine_start(ffi::set_engine_priority);
-    zerowire_core::trim::on_quiet_after_burst(ffi::return_free_memory);
+    zerowire_core::set_host_hooks(zerowire_core::HostHooks {
+        engine_start: ffi::set_engine_priority,
+        return_free_memory: ffi::return_free_memory,
+    });
     ffi::register(env.raw(), exports.raw(), client::FUNCTIONS);
     ffi::register(env.raw(), exports.raw(), server::FUNCTIONS);
     Ok(())

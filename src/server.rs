@@ -144,14 +144,16 @@ impl Pack {
         let Some(slot) = self.slot.take() else {
             return;
         };
-        let bodies = std::mem::take(&mut self.bodies);
+        let bodies = &self.bodies;
         batch.bytes_at(slot, std::mem::take(&mut self.len), |out| {
             let mut at = 0;
-            for body in &bodies {
+            for body in bodies {
                 out[at..at + body.len()].copy_from_slice(body);
                 at += body.len();
             }
         });
+        // Emptied, not replaced: the next pack of the batch reuses the vector.
+        self.bodies.clear();
     }
 }
 

@@ -51,11 +51,6 @@ impl Arena {
         &mut self.current
     }
 
-    /// How many chunks are kept for reuse (for tests and stats).
-    pub fn retired(&self) -> usize {
-        self.retired.len()
-    }
-
     fn next_chunk(&mut self, need: usize) -> BytesMut {
         let size = CHUNK.max(need);
         let free = |c: &mut BytesMut| c.try_reclaim(size);
@@ -124,17 +119,21 @@ mod tests {
         let mut arena = Arena::default();
         // A burst far larger than the bound, all of it queued.
         let burst = cut(&mut arena, (RETIRED_MAX + 50) * 64, 1024);
-        assert!(arena.retired() <= RETIRED_MAX);
+        assert!(arena.retired.len() <= RETIRED_MAX);
         drop(burst);
         // Right after the burst, steady traffic reuses chunks without giving any back.
-        let kept = arena.retired();
+        let kept = arena.retired.len();
         drop(cut(&mut arena, 20 * 64, 1024));
-        assert!(arena.retired() >= kept - 1, "{} of {kept}", arena.retired());
+        assert!(
+            arena.retired.len() >= kept - 1,
+            "{} of {kept}",
+            arena.retired.len()
+        );
         // Once calm, each chunk used gives one back, down to RETIRED_KEEP.
         arena.last_burst = Some(Instant::now() - SHRINK_AFTER);
         for _ in 0..RETIRED_MAX {
             drop(cut(&mut arena, 64, 1024));
         }
-        assert_eq!(arena.retired(), RETIRED_KEEP + 1);
+        assert_eq!(arena.retired.len(), RETIRED_KEEP + 1);
     }
 }

@@ -11,11 +11,12 @@ use bytes::Bytes;
 
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::hooks::EngineKind;
 use crate::options::{validate_endpoint, ClientOptions};
 use crate::outbox::{Event, Outbox, Waker};
 use crate::queue::{self, Control, Outgoing, Producer, QueueShared, Refusal, Request, Staging};
 use crate::stats::{bump, StatsSnapshot};
-use crate::thread::{EngineKind, EngineThread};
+use crate::thread::EngineThread;
 
 /// More endpoints than this is a configuration mistake, not a topology.
 pub const MAX_ENDPOINTS: usize = 64;

@@ -19,7 +19,8 @@
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.
 //! - `writer`     — the send half and the one send that may be suspended on it.
 //! - `spin`       — polling right after request traffic, rationed across the process.
-//! - [`trim`]     — giving memory back to the OS once an engine is quiet after a burst.
+//! - [`hooks`]    — what the host supplies to engine threads: scheduling, returning memory.
+//! - `trim`       — giving memory back to the OS once an engine is quiet after a burst.
 //! - `thread`     — the engine thread as a handle sees it: spawn, close once, bounded join.
 //!
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
@@ -30,6 +31,7 @@ pub mod bind;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod hooks;
 pub mod latency;
 pub mod options;
 pub mod outbox;
@@ -43,11 +45,11 @@ mod spin;
 pub mod sqlite;
 pub mod stats;
 mod thread;
-pub mod trim;
+mod trim;
 mod writer;
 
 pub use client::Client;
 pub use error::Error;
+pub use hooks::{set_host_hooks, EngineKind, HostHooks};
 pub use options::ClientOptions;
 pub use outbox::{Event, Waker};
-pub use thread::{on_engine_start, EngineKind};

@@ -32,6 +32,7 @@ use zeromq::{
 use crate::bind::{self, SocketFile};
 use crate::client::Queued;
 use crate::error::Error;
+use crate::hooks::EngineKind;
 use crate::latency::{Histogram, Summary};
 use crate::outbox::{Outbox, Waker};
 use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
@@ -40,7 +41,7 @@ use crate::sink::{Row, Sink, SinkCounters};
 use crate::sniff::Sniffer;
 use crate::spin::{SpinSlot, SPIN};
 use crate::stats::bump;
-use crate::thread::{EngineKind, EngineThread};
+use crate::thread::EngineThread;
 use crate::trim::Trim;
 use crate::writer::Writer;
 

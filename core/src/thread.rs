@@ -2,28 +2,12 @@
 //! bound. Shared by the client and the server handles.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
-
-/// Which engine a thread runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineKind {
-    Client,
-    Server,
-}
-
-/// Run first on every engine thread: the host's say in how the thread is scheduled (the
-/// binding lowers a client engine's priority below the JS thread's). Set once, before any
-/// engine starts.
-static START_HOOK: OnceLock<fn(EngineKind)> = OnceLock::new();
-
-/// Sets the function every engine thread runs first; later calls are ignored.
-pub fn on_engine_start(hook: fn(EngineKind)) {
-    let _ = START_HOOK.set(hook);
-}
+use crate::hooks::{self, EngineKind};
 
 pub(crate) struct EngineThread {
     closing: AtomicBool,
@@ -45,9 +29,7 @@ impl EngineThread {
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                if let Some(hook) = START_HOOK.get() {
-                    hook(kind);
-                }
+                hooks::engine_start(kind);
                 run();
                 let _ = exit_tx.send(());
             })

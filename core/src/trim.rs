@@ -4,11 +4,11 @@
 //! to the high-water marks, then it all is freed, and glibc keeps most of it in its arenas.
 //! After a flood of 1 KiB messages a client stayed at ~290 MiB RSS where zeromq.js's stayed at
 //! ~57 MiB. So once an engine has let go of [`AFTER`] bytes and then been quiet for [`QUIET`],
-//! it asks the host to return free memory to the OS (the binding calls glibc's `malloc_trim`).
+//! it asks the host to return free memory to the OS (`hooks`; the binding calls glibc's
+//! `malloc_trim`).
 //! Only when quiet: trimming during a flood would hand back pages that are faulted in again
 //! at once, and it holds the allocator's locks while it walks the heap.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,13 +17,6 @@ use tokio::time::Instant;
 pub const AFTER: u64 = 16 << 20;
 /// How long no large release may have happened before the trim.
 pub const QUIET: Duration = Duration::from_secs(1);
-
-static HOOK: OnceLock<fn()> = OnceLock::new();
-
-/// Sets what a quiet engine calls to give memory back; later calls are ignored.
-pub fn on_quiet_after_burst(hook: fn()) {
-    let _ = HOOK.set(hook);
-}
 
 /// One engine's count of what it let go since its last trim.
 #[derive(Default)]
@@ -54,9 +47,7 @@ impl Trim {
         match self.due {
             Some(t) if t <= now && idle() => {
                 *self = Trim::default();
-                if let Some(hook) = HOOK.get() {
-                    hook();
-                }
+                crate::hooks::return_free_memory();
                 true
             }
             _ => false,
