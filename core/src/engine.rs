@@ -2,7 +2,7 @@
 //! runtime tripled round-trip latency on the target machines) that owns the DEALER socket.
 //!
 //! The zeromq crate's DEALER does not reconnect, has no send limit of ours, no linger and no
-//! drain, so this loop owns all of that. It keeps one [`Link`] per endpoint, each with its own
+//! drain, so this loop owns all of that. It keeps one `Link` per endpoint, each with its own
 //! connection, backoff and heartbeat; connects (and reconnects after a disconnect) with capped
 //! exponential backoff, and for ipc:// also the moment the socket file appears (inotify); keeps
 //! messages in one backlog while no peer is connected and spreads them round-robin over the
