@@ -13,7 +13,10 @@ export interface ClientOptions {
   sendHighWaterMark?: number
   /** Bytes queued in Rust before `send()` refuses. Default 64 MiB. */
   sendHighWaterBytes?: number
-  /** Larger payloads are a RangeError with code EMSGSIZE. Default 16 MiB. */
+  /**
+   * Larger payloads are a RangeError with code EMSGSIZE. Also caps what is read: a server
+   * sending a larger message is disconnected (the request fails with ECONNRESET). Default 16 MiB.
+   */
   maxMessageBytes?: number
   /** How long `close()` (and process exit) may spend draining queued messages. Default 1000. */
   lingerMs?: number
@@ -174,7 +177,10 @@ export interface ServerOptions {
   sendHighWaterMark?: number
   /** Bytes queued in Rust before replies and pushes are refused. Default 64 MiB. */
   sendHighWaterBytes?: number
-  /** Larger replies and pushes are a RangeError (EMSGSIZE). Default 16 MiB. */
+  /**
+   * Larger replies and pushes are a RangeError (EMSGSIZE). Also caps what is read: a client
+   * sending a larger message is disconnected. Default 16 MiB.
+   */
   maxMessageBytes?: number
   /** How long `close()` may spend writing what is queued. Default 1000. */
   lingerMs?: number

@@ -1,9 +1,9 @@
 'use strict'
 // Hostile or broken peers against a zerowire Server in a child process: garbage, a truncated
-// greeting, floods of tiny frames. The bad connection is dropped; the server keeps serving.
-// One case is a known gap of the zeromq crate (0.7): a frame header announcing an absurd size
-// aborts the process. It is documented as the trust boundary (README, docs/PROTOCOL.md); the
-// last test keeps it visible, and will fail (on purpose) once the crate stops aborting.
+// greeting, floods of tiny frames, frame headers announcing more than maxMessageBytes (up to
+// 2^40 bytes, which the unpatched zeromq crate tried to reserve and aborted the process). The
+// bad connection is dropped; the server keeps serving. The last test turns it around: a hostile
+// "server" announcing 2^40 bytes to a Client.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
@@ -27,11 +27,26 @@ function handshake () {
   return Buffer.concat([greeting, Buffer.from([0x04, props.length]), props])
 }
 
-async function serverProcess () {
+/** ZMTP greeting and READY for a ROUTER: what a (hostile) server answers a Client with. */
+function routerHandshake () {
+  const dealer = handshake()
+  const i = dealer.indexOf('DEALER')
+  return Buffer.concat([dealer.subarray(0, i), Buffer.from('ROUTER')])
+}
+
+/** A long-frame header (flags 0x02, or 0x03 with MORE) announcing `size` bytes. */
+function longHeader (size, more = false) {
+  const header = Buffer.alloc(9)
+  header[0] = more ? 0x03 : 0x02
+  header.writeBigUInt64BE(BigInt(size), 1)
+  return header
+}
+
+async function serverProcess (options = {}) {
   const ep = tmpEndpoint()
   const child = spawn(process.execPath, ['-e', `
     const { Server } = require(${JSON.stringify(ROOT)})
-    const s = new Server(${JSON.stringify(ep)})
+    const s = new Server(${JSON.stringify(ep)}, ${JSON.stringify(options)})
     s.route('echo', (raw) => raw)
     console.log('bound')
   `], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -89,15 +104,66 @@ for (const [name, bytes] of Object.entries(cases)) {
   })
 }
 
-test('KNOWN GAP (trust boundary): a frame header announcing 2^40 bytes aborts the process', async () => {
-  const { ep, child, stderr } = await serverProcess()
-  const header = Buffer.alloc(9)
-  header[0] = 0x02 // long frame
-  header.writeBigUInt64BE(1n << 40n, 1)
-  rawPeer(ep, Buffer.concat([handshake(), header]))
-  const [code, signal] = await once(child, 'exit')
-  // If this starts failing, the zeromq crate no longer aborts: update README "Security" and
-  // docs/PROTOCOL.md, and turn this into a "keeps serving" case above.
-  assert.equal(signal, 'SIGABRT', `exit ${code} ${signal}`)
-  assert.match(stderr(), /memory allocation of \d+ bytes failed/)
+// The inbound cap (maxMessageBytes plus 64 KiB for the envelope) is checked on each frame
+// header, before anything is reserved for the frame.
+const CAP_SERVER = { maxMessageBytes: 1024 }
+const capCases = {
+  'a frame header announcing 2^40 bytes': () => Buffer.concat([handshake(), longHeader(2 ** 40)]),
+  'a frame header announcing 2^63 - 1 bytes': () => Buffer.concat([handshake(), longHeader(2n ** 63n - 1n)]),
+  'a well-formed request larger than maxMessageBytes': () => {
+    // [corr, body] with a 90 000-byte body > 1024 + 64 KiB. Uncapped, the server would read it
+    // and keep the connection open.
+    const corr = Buffer.from([0x01, 0x05, 0x01, 1, 0, 0, 0])
+    const body = Buffer.alloc(90_000, 0x41)
+    return Buffer.concat([handshake(), corr, longHeader(body.length), body])
+  },
+}
+
+for (const [name, bytes] of Object.entries(capCases)) {
+  test(`hostile peer: ${name} — dropped, the server keeps serving`, async () => {
+    const { ep, child, stderr } = await serverProcess(CAP_SERVER)
+    assert.equal(await rawPeer(ep, bytes()), 'dropped')
+    assert.equal(child.exitCode, null, `server process still running; stderr: ${stderr()}`)
+    assert.equal(await stillServes(ep), '{"type":"echo"}')
+    child.kill('SIGKILL')
+  })
+}
+
+test('a body of exactly maxMessageBytes still arrives, both ways (the cap leaves room for the envelope)', async () => {
+  const ep = tmpEndpoint()
+  const { Server } = require('..')
+  const server = new Server(ep, { maxMessageBytes: 100_000 })
+  server.route('echo', (raw) => raw)
+  const c = new Client(ep, { maxMessageBytes: 100_000 })
+  try {
+    const body = '{"type":"echo","pad":"' + 'y'.repeat(100_000 - 24) + '"}'
+    assert.equal(Buffer.byteLength(body), 100_000)
+    assert.equal(await c.request(body, { timeoutMs: 5000 }), body)
+  } finally {
+    await c.close()
+    await server.close()
+  }
+})
+
+test('a hostile server announcing 2^40 bytes: the Client drops the connection and lives', async () => {
+  const ep = tmpEndpoint()
+  let connections = 0
+  const raw = net.createServer((sock) => {
+    connections++
+    sock.on('error', () => {})
+    sock.write(Buffer.concat([routerHandshake(), longHeader(2 ** 40)]))
+  })
+  raw.listen(ep.slice('ipc://'.length))
+  await once(raw, 'listening')
+  const c = new Client(ep, { reconnectIntervalMs: 50, requestTimeoutMs: 1000 })
+  try {
+    await assert.rejects(c.request('{"type":"echo"}'), (err) => ['ECONNRESET', 'ETIMEDOUT'].includes(err.code))
+    // It was dropped and tried again: the process neither aborted nor gave up.
+    const deadline = Date.now() + 5000
+    while (connections < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.ok(connections >= 2, `connections: ${connections}`)
+  } finally {
+    await c.close()
+    raw.close()
+  }
 })

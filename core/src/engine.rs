@@ -27,8 +27,8 @@ use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketOptions, SocketRecv,
-    ZmqError, ZmqMessage, ZmqResult,
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketRecv, ZmqError,
+    ZmqMessage, ZmqResult,
 };
 
 use crate::options::ClientOptions;
@@ -57,9 +57,9 @@ struct Conn {
 type Connecting =
     Pin<Box<dyn Future<Output = ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>> + Send>>;
 
-fn connect(endpoint: String, timeout: Duration) -> Connecting {
+fn connect(endpoint: String, timeout: Duration, max_message_bytes: usize) -> Connecting {
     Box::pin(async move {
-        let mut options = SocketOptions::default();
+        let mut options = protocol::socket_options(max_message_bytes);
         options.connect_timeout(timeout);
         let mut socket = DealerSocket::with_options(options);
         let monitor = socket.monitor();
@@ -532,7 +532,11 @@ impl Engine {
                     // also covers the handshake, which a loaded machine can slow to tens of ms:
                     // never give it less than MIN_CONNECT_ATTEMPT.
                     let bound = link.backoff.max(MIN_CONNECT_ATTEMPT);
-                    link.connecting = Some(connect(link.endpoint.clone(), bound));
+                    link.connecting = Some(connect(
+                        link.endpoint.clone(),
+                        bound,
+                        self.options.max_message_bytes,
+                    ));
                 }
                 _ => {}
             }

@@ -10,6 +10,7 @@
 //! little-endian. Corr frames starting with `0x00` are reserved for control traffic.
 
 use bytes::Bytes;
+use zeromq::SocketOptions;
 
 /// First byte of the corr frames this client puts on requests.
 pub const REQUEST_TAG: u8 = 0x01;
@@ -19,6 +20,21 @@ pub const CONTROL_TAG: u8 = 0x00;
 pub const ERROR_STATUS: &[u8] = b"E";
 /// Longest corr a peer may use (the protocol says 1..=16 opaque bytes).
 pub const MAX_CORR_LEN: usize = 16;
+
+/// Room for the frames around a body (corr, error marker) in the inbound cap; they are a few
+/// bytes, so any generous constant will do.
+const ENVELOPE_SLACK: usize = 64 << 10;
+
+/// Options for every socket we open. Inbound messages are capped at the largest body this
+/// side accepts (`maxMessageBytes`) plus its envelope, as libzmq's `ZMQ_MAXMSGSIZE` does: a
+/// peer announcing more is disconnected before anything is reserved for it. Uncapped, the
+/// crate reserves whatever a frame header announces, and a failed reservation aborts the
+/// process (vendor/zeromq/PATCHES.md).
+pub(crate) fn socket_options(max_message_bytes: usize) -> SocketOptions {
+    let mut options = SocketOptions::default();
+    options.max_message_size(max_message_bytes.saturating_add(ENVELOPE_SLACK));
+    options
+}
 
 /// Control kind sent first on every connection: body `{"pid":…,"ppid":…,"name":"…"}`; a
 /// zerowire server answers with an ack `{"clientId":"…","serverPid":…}`.

@@ -310,6 +310,8 @@ struct Engine {
     published: u64,
     /// False until the host says its routes are in place (`start_paused`).
     reading: bool,
+    /// Also the inbound cap: a peer sending more is disconnected.
+    max_message_bytes: usize,
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
@@ -684,7 +686,8 @@ fn client_id() -> String {
 
 impl Engine {
     async fn main(mut self, listener: zeromq::Listener) {
-        let mut socket = RouterSocket::new();
+        let mut socket =
+            RouterSocket::with_options(protocol::socket_options(self.max_message_bytes));
         let monitor = socket.monitor();
         if socket.bind_listener(listener).await.is_err() {
             return;
@@ -911,6 +914,7 @@ impl Server {
             unacked: Vec::new(),
             ack_at: None,
             reading: !options.start_paused,
+            max_message_bytes: options.max_message_bytes,
         };
         let thread_outbox = outbox.clone();
         let thread = EngineThread::spawn(EngineKind::Server, move || {

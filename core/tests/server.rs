@@ -420,3 +420,47 @@ fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
     assert_eq!((n, distinct), (1001, 1001));
     assert_eq!(&clients, id);
 }
+
+/// ZMTP 3.0 greeting (NULL mechanism) and READY for a DEALER, as a raw peer sends them.
+fn dealer_handshake() -> Vec<u8> {
+    let mut bytes = vec![0u8; 64];
+    bytes[0] = 0xff;
+    bytes[9] = 0x7f;
+    bytes[10] = 3;
+    bytes[12..16].copy_from_slice(b"NULL");
+    let mut ready = vec![5u8];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&6u32.to_be_bytes());
+    ready.extend_from_slice(b"DEALER");
+    bytes.extend_from_slice(&[0x04, ready.len() as u8]);
+    bytes.extend_from_slice(&ready);
+    bytes
+}
+
+#[test]
+fn a_peer_announcing_a_huge_frame_is_dropped_and_the_server_keeps_serving() {
+    use std::io::{Read, Write};
+    let ep = endpoint("huge");
+    let s = S::new(&ep);
+    let mut raw = std::os::unix::net::UnixStream::connect(ep.trim_start_matches("ipc://")).unwrap();
+    raw.write_all(&dealer_handshake()).unwrap();
+    // A long frame announcing 2^40 bytes: the uncapped crate reserved it and aborted.
+    let mut header = [0x02u8; 9];
+    header[1..].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    raw.write_all(&header).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server's greeting and READY come first; then end of stream: dropped.
+    let mut buf = [0u8; 4096];
+    loop {
+        match raw.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("the connection was not dropped: {e}"),
+        }
+    }
+    let c = C::new(&ep, "after");
+    assert!(matches!(c.events(1)[..], [Event::Ready { .. }]));
+    drop(s);
+}

@@ -353,6 +353,8 @@ pub struct SocketOptions {
     // Shared by read preparation and decoder reservation.
     pub(crate) read_buffer_max_size: usize,
     pub(crate) read_buffer_short_reads: usize,
+    // zerowire patch: see `max_message_size`.
+    pub(crate) max_message_size: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -363,6 +365,7 @@ impl Default for SocketOptions {
             read_buffer_initial_size: 128,
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
+            max_message_size: None,
         }
     }
 }
@@ -416,6 +419,16 @@ impl SocketOptions {
         self.read_buffer_initial_size = initial_size;
         self.read_buffer_max_size = max_size;
         self.read_buffer_short_reads = short_reads;
+        self
+    }
+
+    /// zerowire patch. The most a peer may send in one message (the sum of its frames; a
+    /// command frame on its own). A frame header announcing more is a decode error, which
+    /// drops that peer's connection before anything is reserved for the frame. Without it a
+    /// peer could announce up to `isize::MAX` bytes, and the failed reservation aborts the
+    /// process. Unlimited by default, as upstream.
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message_size = Some(bytes);
         self
     }
 

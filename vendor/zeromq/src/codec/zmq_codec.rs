@@ -33,6 +33,12 @@ pub struct ZmqCodec {
     // internal details to higher levels
     buffered_message: Option<ZmqMessage>,
     max_read_chunk_size: usize,
+    // zerowire patch: inbound size cap (SocketOptions::max_message_size). A frame header is
+    // checked before anything is reserved for it, so an announced size can never reach the
+    // allocator unchecked.
+    max_message_size: usize,
+    // Bytes of the data frames of the message being assembled.
+    message_bytes: usize,
 }
 
 impl ZmqCodec {
@@ -46,6 +52,8 @@ impl ZmqCodec {
             waiting_for: 64, // len of the greeting frame
             buffered_message: None,
             max_read_chunk_size: options.read_buffer_max_size,
+            max_message_size: options.max_message_size.unwrap_or(usize::MAX),
+            message_bytes: 0,
         }
     }
 
@@ -123,6 +131,14 @@ impl Decoder for ZmqCodec {
                     } else {
                         usize::from(src.get_u8())
                     };
+                    let total = if frame.command {
+                        frame_len
+                    } else {
+                        self.message_bytes.saturating_add(frame_len)
+                    };
+                    if total > self.max_message_size {
+                        return Err(CodecError::Decode("Message exceeds the maximum message size"));
+                    }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
@@ -135,12 +151,14 @@ impl Decoder for ZmqCodec {
                     }
 
                     // process incoming message frame
+                    self.message_bytes += data.len();
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
                     }
 
                     if !frame.more {
+                        self.message_bytes = 0;
                         // Quoth the Raven “Nevermore.”
                         return Ok(Some(Message::Message(
                             self.buffered_message
