@@ -4,7 +4,8 @@ use crate::SocketOptions;
 use super::error::{CodecError, CodecResult};
 use super::Message;
 
-use asynchronous_codec::{Decoder, FramedWrite};
+use super::write::ZmqFramedWrite;
+use asynchronous_codec::Decoder;
 use bytes::BytesMut;
 use futures::{ready, AsyncRead, AsyncWrite, Stream};
 
@@ -18,8 +19,6 @@ pub trait FrameableRead: AsyncRead + Unpin + Send + Sync {}
 impl<T> FrameableRead for T where T: AsyncRead + Unpin + Send + Sync {}
 pub trait FrameableWrite: AsyncWrite + Unpin + Send + Sync {}
 impl<T> FrameableWrite for T where T: AsyncWrite + Unpin + Send + Sync {}
-
-pub(crate) type ZmqFramedWrite = asynchronous_codec::FramedWrite<Box<dyn FrameableWrite>, ZmqCodec>;
 
 /// ZMTP framed reader with an adaptive read chunk.
 ///
@@ -158,7 +157,7 @@ impl FramedIo {
         options: Arc<SocketOptions>,
     ) -> Self {
         let read_half = ZmqFramedRead::new(read_half, options);
-        let write_half = FramedWrite::new(write_half, ZmqCodec::new());
+        let write_half = ZmqFramedWrite::new(write_half, ZmqCodec::new());
         Self {
             read_half,
             write_half,

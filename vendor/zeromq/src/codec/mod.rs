@@ -5,15 +5,18 @@ mod command;
 mod error;
 mod framed;
 mod greeting;
+// zerowire patch: the framed writer (no copy of large frames).
 pub(crate) mod mechanism;
+mod write;
 mod zmq_codec;
 
 pub(crate) use command::{ZmqCommand, ZmqCommandName};
 pub use error::CodecError;
 pub(crate) use error::CodecResult;
+pub(crate) use framed::FramedIo;
 pub use framed::ZmqFramedRead;
-pub(crate) use framed::{FrameableWrite, FramedIo, ZmqFramedWrite};
 pub(crate) use greeting::{ZmqGreeting, ZmtpVersion};
+pub(crate) use write::ZmqFramedWrite;
 pub use zmq_codec::ZmqCodec;
 
 use crate::message::ZmqMessage;

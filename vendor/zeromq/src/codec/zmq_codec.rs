@@ -137,7 +137,9 @@ impl Decoder for ZmqCodec {
                         self.message_bytes.saturating_add(frame_len)
                     };
                     if total > self.max_message_size {
-                        return Err(CodecError::Decode("Message exceeds the maximum message size"));
+                        return Err(CodecError::Decode(
+                            "Message exceeds the maximum message size",
+                        ));
                     }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
