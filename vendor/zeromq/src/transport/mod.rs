@@ -143,13 +143,53 @@ fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
 {
-    use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
     let (read, write) = tokio::io::split(stream);
     FramedIo::new(
         Box::new(read.compat()),
-        Box::new(write.compat_write()),
+        Box::new(TokioWrite(write)),
         options,
     )
+}
+
+/// zerowire patch: a tokio writer as a `futures` one, vectored writes included.
+/// `tokio_util`'s `Compat` leaves out `poll_write_vectored`, and the `futures` default writes
+/// only the first slice, so each slice of the framed writer's vectored writes became a
+/// syscall of its own (and a wake-up of the reader).
+#[cfg(feature = "tokio-runtime")]
+struct TokioWrite<W>(W);
+
+#[cfg(feature = "tokio-runtime")]
+impl<W: tokio::io::AsyncWrite + Unpin> futures::AsyncWrite for TokioWrite<W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
 }
 
 #[allow(unused)]
@@ -161,4 +201,59 @@ where
     use futures::AsyncReadExt;
     let (read, write) = stream.split();
     FramedIo::new(Box::new(read), Box::new(write), options)
+}
+
+#[cfg(all(test, feature = "tokio-runtime"))]
+mod tokio_write_tests {
+    use super::TokioWrite;
+    use futures::AsyncWriteExt;
+    use std::io::IoSlice;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Records the slice count of each vectored write; accepts everything.
+    #[derive(Default)]
+    struct Recorder(Vec<usize>);
+
+    impl tokio::io::AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.get_mut().0.push(1);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.get_mut().0.push(bufs.len());
+            Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn vectored_writes_reach_the_tokio_writer_whole() {
+        let mut w = TokioWrite(Recorder::default());
+        let slices = [
+            IoSlice::new(b"ab"),
+            IoSlice::new(b"cde"),
+            IoSlice::new(b"f"),
+        ];
+        let n = futures::executor::block_on(w.write_vectored(&slices)).unwrap();
+        assert_eq!(n, 6);
+        // With tokio_util's Compat this was one slice per call.
+        assert_eq!(w.0 .0, vec![3]);
+    }
 }
