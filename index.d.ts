@@ -136,7 +136,8 @@ export declare class Client extends EventEmitter {
   readonly isReady: boolean
   /**
    * Queues a fire-and-forget message and returns at once: true if queued, false if refused
-   * because a high-water mark is reached (counted in `stats().refused`). Never waits, never
+   * because a high-water mark is reached (counted in `stats().refused`; `'drain'` is emitted
+   * once the queue is down to half its high-water marks). Never waits, never
    * throws because of load or a missing server. A Buffer of 16 KiB or more is sent without a
    * copy: do not modify it afterwards.
    * @throws TypeError (ERR_INVALID_ARG_TYPE), RangeError (EMSGSIZE), Error (ECLOSED)
@@ -162,6 +163,11 @@ export declare class Client extends EventEmitter {
   /** A reply took longer than `slowRequestMs`; `request` is what was sent. */
   on(event: 'slow', listener: (info: { ms: number, request: Payload }) => void): this
   on(event: 'drop', listener: (info: { reason: DropReason, count: number }) => void): this
+  /**
+   * After a `send()` returned false or a `request()` was refused with EFULL: the queue is down
+   * to half its high-water marks, so sending can resume. Once per such episode, as a socket's.
+   */
+  on(event: 'drain', listener: () => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }
@@ -292,6 +298,8 @@ export declare class Server extends EventEmitter {
   on(event: 'connect', listener: (clientId: string, info: ClientInfo) => void): this
   on(event: 'disconnect', listener: (clientId: string, reason: 'goodbye' | 'closed' | 'timeout') => void): this
   on(event: 'error', listener: (err: Error, ctx: Context) => void): this
+  /** After a refused reply, `sendTo()` or `broadcast()`: the queue is down to half its marks. */
+  on(event: 'drain', listener: () => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }

@@ -16,6 +16,7 @@ const EV_DISCONNECTED = 6
 const EV_RESET = 7
 const EV_DROP = 8
 const EV_SLOW = 9
+const EV_DRAIN = 10
 
 // Order matters: it is the order `clientCreate` reads them in.
 const NUMERIC_OPTIONS = [
@@ -132,7 +133,8 @@ class Client extends EventEmitter {
 
   /**
    * Queues `raw` for the server and returns at once: true if queued, false if refused
-   * because a high-water mark is reached (counted in stats().refused). Never waits.
+   * because a high-water mark is reached (counted in stats().refused; 'drain' follows once
+   * the queue is down to half its marks). Never waits.
    * A Buffer of 16 KiB or more is sent without a copy: do not modify it afterwards.
    */
   send (raw) {
@@ -284,6 +286,8 @@ class Client extends EventEmitter {
         this.emit('slow', { ms: Number(batch[i + 2]) / 1000, request: entry?.raw })
       } else if (kind === EV_DROP) {
         this.emit('drop', { reason: batch[i + 2], count: id })
+      } else if (kind === EV_DRAIN) {
+        this.emit('drain')
       }
     }
     if (closed) this._onClosed()
@@ -316,6 +320,7 @@ const SV_DISCONNECT = 2
 const SV_CLOSED = 3
 const SV_PACKED = 4
 const SV_PACK = 5
+const SV_DRAIN = 6
 const NO_ROUTE = 0
 // How many string/body slots each kind of event takes in a batch (packed bodies take none;
 // an SV_PACK's one is taken where it is read).
@@ -325,6 +330,7 @@ SLOTS[SV_PACKED] = 0
 SLOTS[SV_CONNECT] = 2
 SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0
+SLOTS[SV_DRAIN] = 0
 
 // Order matters: it is the order `serverCreate` reads them in.
 const SERVER_NUMERIC_OPTIONS = [
@@ -538,6 +544,8 @@ class Server extends EventEmitter {
       this._clients.delete(client)
       this._byId.delete(id)
       this.emit('disconnect', id, reason)
+    } else if (kind === SV_DRAIN) {
+      this.emit('drain')
     } else if (kind === SV_CLOSED) {
       this._closedDone = true
       open.delete(this)

@@ -63,6 +63,7 @@ impl Engine for Client {
                     text = micros.to_string();
                     (9, *id, Some(text.as_bytes()))
                 }
+                Event::Drain => (10, 0, None),
                 Event::Dropped { reason, count } => (
                     8,
                     u32::try_from(*count).unwrap_or(u32::MAX),

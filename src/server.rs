@@ -113,6 +113,7 @@ impl Engine for JsServer {
                     numbers.extend([SV_DISCONNECT, client, 0, 0, 0]);
                     batch.str(reason.as_str().as_bytes());
                 }
+                ServerEvent::Drain => numbers.extend([SV_DRAIN, 0, 0, 0, 0]),
                 ServerEvent::Closed => {
                     last = true;
                     numbers.extend([SV_CLOSED, 0, 0, 0, 0]);
@@ -166,6 +167,8 @@ const SV_CLOSED: u32 = 3;
 const SV_PACKED: u32 = 4;
 /// The next shared Buffer of small bodies: its slot holds it; the SV_PACKED after it cut from it.
 const SV_PACK: u32 = 5;
+/// A refused reply or push can be retried (`'drain'`).
+const SV_DRAIN: u32 = 6;
 /// Small bodies share one Buffer up to about this size, so a handler that keeps one body keeps
 /// at most this much alive (as with Node's own Buffer pool, `Buffer.from(raw)` detaches it).
 /// Below glibc's mmap threshold (128 KiB), so the Buffers come from reused heap memory: at

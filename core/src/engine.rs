@@ -248,6 +248,9 @@ pub(crate) struct Engine {
     /// Poll instead of parking until then (set by request traffic).
     spin_until: Option<Instant>,
     spin_slot: SpinSlot,
+    /// Messages and bytes queued at or below which a refused host hears `drain`: half the
+    /// high-water marks, so that it refills a queue that is still being written.
+    low_water: (u64, u64),
     /// Counts connections across links.
     epochs: u32,
     /// Sequence number of control requests (hello, goodbye, ping).
@@ -268,7 +271,12 @@ impl Engine {
             .into_iter()
             .map(|e| Link::new(e, &options))
             .collect();
+        let low_water = (
+            (options.send_high_water_mark / 2) as u64,
+            (options.send_high_water_bytes / 2) as u64,
+        );
         Engine {
+            low_water,
             options,
             shared,
             outbox,
@@ -326,6 +334,9 @@ impl Engine {
             self.heartbeat(now);
             self.start_connecting(now);
             self.flush();
+            if self.shared.take_drain(self.low_water.0, self.low_water.1) {
+                self.events.push(Event::Drain);
+            }
             let backlog = &self.backlog;
             self.trim.run_if_due(now, || backlog.is_empty());
             self.report_drops(now, false);
@@ -984,7 +995,10 @@ impl Engine {
             // Pairs with the fence in `QueueShared::wake_engine`.
             fence(Ordering::SeqCst);
         }
-        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() {
+        if !self.queue.rx.is_empty()
+            || !self.queue.ctl.is_empty()
+            || shared.drain_due(self.low_water.0, self.low_water.1)
+        {
             shared.sleeping.store(false, Ordering::Relaxed);
             return;
         }

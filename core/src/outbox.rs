@@ -51,6 +51,9 @@ pub enum Event {
         reason: DropReason,
         count: u64,
     },
+    /// A refused `send()` or `request()` can be retried: the queue is down to half its
+    /// high-water marks. Once per refusal episode.
+    Drain,
     /// The engine finished closing; every request still pending is to be rejected.
     Closed,
 }

@@ -10,6 +10,9 @@
 //! The byte high-water mark and the count of what is still queued come from monotonic counters
 //! (pushed by the host, released by the engine), so the host never contends on a shared
 //! read-modify-write. The engine is woken only when it said it may sleep.
+//!
+//! A refusal also asks the engine for a `drain` report ([`QueueShared::take_drain`]): the host
+//! learns when there is room again without polling, as with a socket's `'drain'`.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
@@ -69,6 +72,9 @@ pub struct QueueShared {
     /// True while the engine is (about to be) parked on `notify`.
     pub(crate) sleeping: AtomicBool,
     pub(crate) notify: Notify,
+    /// Set by the host when it refused a message; cleared by the engine when it reports that
+    /// the queue is down to its low-water marks.
+    want_drain: AtomicBool,
 }
 
 impl QueueShared {
@@ -78,7 +84,37 @@ impl QueueShared {
             engine: EngineCounters::default(),
             sleeping: AtomicBool::new(false),
             notify: Notify::new(),
+            want_drain: AtomicBool::new(false),
         }
+    }
+
+    /// Host side, after a refusal: ask for a drain report, and wake the engine so that it looks
+    /// even if what it was waiting for has already happened.
+    fn want_drain(&self) {
+        if !self.want_drain.load(Ordering::Relaxed) {
+            self.want_drain.store(true, Ordering::Release);
+            self.wake_engine();
+        }
+    }
+
+    /// Engine side: whether a refusal is waiting for its drain report and at most `low`
+    /// messages and `low_bytes` bytes are queued now.
+    pub(crate) fn drain_due(&self, low: u64, low_bytes: u64) -> bool {
+        if !self.want_drain.load(Ordering::Acquire) {
+            return false;
+        }
+        let (h, e) = (&self.host, &self.engine);
+        let queued = h.pushed.load(Ordering::Acquire) - e.released.load(Ordering::Acquire);
+        let queued_bytes =
+            h.pushed_bytes.load(Ordering::Acquire) - e.released_bytes.load(Ordering::Acquire);
+        queued <= low && queued_bytes <= low_bytes
+    }
+
+    /// Engine side: true once per refusal episode, when [`Self::drain_due`]. A refusal racing
+    /// with this may set the flag again just after: the host then hears of room twice, which
+    /// costs it a retry; never zero times, since the flag stays set until reported.
+    pub(crate) fn take_drain(&self, low: u64, low_bytes: u64) -> bool {
+        self.drain_due(low, low_bytes) && self.want_drain.swap(false, Ordering::AcqRel)
     }
 
     /// Engine side: messages left the queue (written or dropped); the host's marks see them go.
@@ -208,6 +244,7 @@ impl<T: Weighed, C> Producer<T, C> {
             staging.released_seen = shared.engine.released.load(Ordering::Acquire);
             staging.released_bytes_seen = shared.engine.released_bytes.load(Ordering::Acquire);
             if over(staging.released_seen, staging.released_bytes_seen) {
+                shared.want_drain();
                 // Counted by the caller, which knows what kind of call was refused.
                 return Err(Refusal::Full);
             }
@@ -281,6 +318,37 @@ mod tests {
         bump(&shared.engine.released, 1);
         bump(&shared.engine.released_bytes, 1);
         assert_eq!(p.push(&shared, &mut st, msg(1)), Ok(()));
+    }
+
+    #[test]
+    fn a_refusal_gets_one_drain_report_once_the_queue_is_down_to_the_low_marks() {
+        let shared = QueueShared::new();
+        let mut st = Staging::default();
+        let (p, _c) = channel(4, 1 << 20);
+        for _ in 0..4 {
+            p.push(&shared, &mut st, msg(10)).unwrap();
+        }
+        // No refusal yet: nothing to report, however empty the queue gets.
+        bump(&shared.engine.released, 4);
+        bump(&shared.engine.released_bytes, 40);
+        assert!(!shared.take_drain(2, 1 << 19));
+        for _ in 0..4 {
+            p.push(&shared, &mut st, msg(10)).unwrap();
+        }
+        assert_eq!(p.push(&shared, &mut st, msg(10)), Err(Refusal::Full));
+        assert_eq!(p.push(&shared, &mut st, msg(10)), Err(Refusal::Full));
+        // Three still queued: above the low mark of two.
+        bump(&shared.engine.released, 1);
+        bump(&shared.engine.released_bytes, 10);
+        assert!(!shared.take_drain(2, 1 << 19));
+        // The byte mark counts too.
+        bump(&shared.engine.released, 1);
+        bump(&shared.engine.released_bytes, 10);
+        assert!(!shared.take_drain(2, 19));
+        assert!(shared.take_drain(2, 1 << 19));
+        // Once per refusal episode.
+        assert!(!shared.take_drain(2, 1 << 19));
+        assert_eq!(p.push(&shared, &mut st, msg(10)), Ok(()));
     }
 
     #[test]

@@ -168,6 +168,9 @@ pub enum ServerEvent {
         client: u32,
         reason: DisconnectReason,
     },
+    /// A refused reply or push can be retried: the queue is down to half its high-water
+    /// marks. Once per refusal episode.
+    Drain,
     Closed,
 }
 
@@ -312,6 +315,8 @@ struct Engine {
     reading: bool,
     /// Also the inbound cap: a peer sending more is disconnected.
     max_message_bytes: usize,
+    /// Queued messages and bytes at or below which a refused host hears `drain`.
+    low_water: (u64, u64),
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
@@ -703,6 +708,9 @@ impl Engine {
             self.take_control(now);
             self.take_queue();
             self.flush(&mut conn);
+            if self.shared.take_drain(self.low_water.0, self.low_water.1) {
+                self.events.push(ServerEvent::Drain);
+            }
             self.sweep(now);
             self.send_acks(now);
             let (backlog, outbox) = (&self.backlog, &self.outbox);
@@ -749,7 +757,10 @@ impl Engine {
             shared.sleeping.store(true, Ordering::Relaxed);
             std::sync::atomic::fence(Ordering::SeqCst);
         }
-        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() {
+        if !self.queue.rx.is_empty()
+            || !self.queue.ctl.is_empty()
+            || shared.drain_due(self.low_water.0, self.low_water.1)
+        {
             shared.sleeping.store(false, Ordering::Relaxed);
             return;
         }
@@ -915,6 +926,10 @@ impl Server {
             ack_at: None,
             reading: !options.start_paused,
             max_message_bytes: options.max_message_bytes,
+            low_water: (
+                (options.send_high_water_mark / 2) as u64,
+                (options.send_high_water_bytes / 2) as u64,
+            ),
         };
         let thread_outbox = outbox.clone();
         let thread = EngineThread::spawn(EngineKind::Server, move || {
