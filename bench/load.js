@@ -6,6 +6,7 @@
 // Usage (forked by run.js): node bench/load.js <zerowire|zeromq.js|net> <address>
 
 const net = require('node:net')
+const { once } = require('node:events')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { encodeFrame, KIND_COUNT } = require('./framing')
 
@@ -47,8 +48,9 @@ async function open () {
     const { Client } = require('..')
     const client = new Client(address, { sendHighWaterMark: 100_000, sendHighWaterBytes: 256 * 2 ** 20 })
     return {
-      // A refusal at a high-water mark: let the engine drain for a turn.
-      offer (body) { return client.send(body) || immediate().then(() => false) },
+      // Refused at a high-water mark: wait for 'drain' (as `net` waits for its socket's), then
+      // the caller offers it again.
+      offer (body) { return client.send(body) || once(client, 'drain').then(() => false) },
       close: () => client.close(),
     }
   }

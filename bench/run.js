@@ -15,6 +15,7 @@
 // Usage: node bench/run.js   (npm run bench; BENCH_ROUNDS=1 for a quick check)
 
 const { fork, spawn } = require('node:child_process')
+const { once } = require('node:events')
 const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
@@ -86,7 +87,6 @@ const CLIENT_OPTIONS = {
 const EMPTY = Buffer.alloc(0)
 
 const wallNs = () => process.hrtime.bigint()
-const immediate = () => new Promise((resolve) => setImmediate(resolve))
 
 // ---- main-thread CPU clock ----------------------------------------------------------------------
 // Node 20 has no process.threadCpuUsage(). On Linux, the first field of /proc/thread-self/schedstat
@@ -383,11 +383,12 @@ async function openZerowire (endpoint) {
       return { cpuUs: c1 - c0 - clock.overheadUs, wallUs: Number(w1 - w0) / 1e3, loopWallUs: Number(wLoop - w0) / 1e3, cpuWaitUs: clock.waitBeforeUs - q0 }
     },
     async fire (body, n) {
-      // A full queue refuses; yielding lets the I/O thread drain it, as an application would.
+      // A full queue refuses; the client says when there is room again ('drain'), as the
+      // `net` client below waits for its socket's.
       const refusedBefore = client.stats().refused
       for (let i = 0; i < n;) {
         if (client.send(body)) i++
-        else await immediate()
+        else await once(client, 'drain')
       }
       return { refused: client.stats().refused - refusedBefore }
     },
