@@ -51,7 +51,8 @@ enum SendResolution {
 }
 
 pub(crate) struct GenericSocketBackend {
-    pub(crate) peers: scc::HashMap<PeerIdentity, Peer>,
+    // zerowire patch: looked up for every message sent; foldhash as in `fair_queue`.
+    pub(crate) peers: scc::HashMap<PeerIdentity, Peer, foldhash::fast::RandomState>,
     fair_queue_inner: Option<Arc<Mutex<QueueInner<ZmqFramedRead, PeerIdentity>>>>,
     pub(crate) round_robin: SegQueue<PeerIdentity>,
     socket_type: SocketType,
@@ -70,7 +71,7 @@ impl GenericSocketBackend {
         options: SocketOptions,
     ) -> Self {
         Self {
-            peers: scc::HashMap::new(),
+            peers: scc::HashMap::default(),
             fair_queue_inner,
             round_robin: SegQueue::new(),
             socket_type,

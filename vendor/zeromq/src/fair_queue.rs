@@ -10,11 +10,16 @@ use std::sync::atomic;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+// zerowire patch: a stream is taken out of `streams` and `queued` and put back for every
+// message read, so the hash function is on the per-message path. foldhash instead of SipHash;
+// its seed is random per process, so peer-chosen identities cannot aim at collisions.
+type FastState = foldhash::fast::RandomState;
+
 pub(crate) struct QueueInner<S, K: Clone> {
     counter: atomic::AtomicUsize,
     ready_queue: BinaryHeap<ReadyEvent<K>>,
-    queued: HashSet<K>,
-    streams: HashMap<K, Pin<Box<S>>>,
+    queued: HashSet<K, FastState>,
+    streams: HashMap<K, Pin<Box<S>>, FastState>,
     waker: Option<Waker>,
     /// Callback invoked when a stream ends (peer disconnected).
     /// Wrapped in Arc so it can be cloned and called outside the lock.
@@ -208,8 +213,8 @@ impl<S, K: Clone> FairQueue<S, K> {
             inner: Arc::new(Mutex::new(QueueInner {
                 counter: atomic::AtomicUsize::new(0),
                 ready_queue: BinaryHeap::new(),
-                queued: HashSet::new(),
-                streams: HashMap::new(),
+                queued: HashSet::default(),
+                streams: HashMap::default(),
                 waker: None,
                 on_disconnect: None,
             })),
