@@ -39,6 +39,15 @@ test('strings keep their bytes (non-ASCII), Buffers and Uint8Arrays are accepted
   for (const long of ['a'.repeat(20_000), 'é'.repeat(20_000), 'x'.repeat(9000) + '🎉', 'y'.repeat(9000) + '\ud800', '中'.repeat(30_000), 'z'.repeat(30_000)]) {
     assert.equal(await c.request(long), 'echo:' + long.replace('\ud800', '\ufffd'))
   }
+  // Shorter strings are first encoded into what is left of the arena's chunk without being
+  // measured (src/ffi.rs, short_string); one that does not fit is measured and encoded again.
+  // Lengths that sweep over chunk tails and the 16 KiB attempt, with 1- to 4-byte characters
+  // at every offset, all in flight at once: each must come back as sent.
+  const pieces = ['a', 'é', '中', '🎉']
+  const sweep = Array.from({ length: 400 }, (_, i) => pieces[i % 4].repeat(1 + (i * 37) % 700) + pieces[(i + 1) % 4])
+  for (const n of [16 * 1024 - 6, 16 * 1024 - 5, 16 * 1024 - 4, 16 * 1024]) sweep.push('b'.repeat(n), 'c'.repeat(n - 3) + '🎉')
+  const echoes = await Promise.all(sweep.map((b) => c.request(b)))
+  echoes.forEach((r, i) => assert.ok(r === 'echo:' + sweep[i], `sweep ${i} (${sweep[i].length} units)`))
   // From 64 KiB up their buffers are reused once written: distinct bodies, some in flight at
   // once and some after others were written, must each come back as sent.
   for (let round = 0; round < 3; round++) {

@@ -37,6 +37,11 @@ pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones into a buffer of their own, pooled from 64 KiB up.
 const ARENA_UNITS: usize = 8 * 1024;
+/// The most a string is encoded into the arena before its length is known (see
+/// `short_string`). A longer one is encoded again after measuring, so this bounds the waste.
+const FAST_TRY: usize = 16 * 1024;
+/// Below this much room left in the chunk, the attempt starts a fresh chunk instead.
+const FAST_MIN: usize = 256;
 
 /// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
 /// and references are only dereferenced (deleted) on the JS thread.
@@ -103,13 +108,7 @@ impl Cx {
                 ptr::null_mut(),
                 ptr::null_mut(),
             );
-            if argc < argv.len() {
-                let mut undef = ptr::null_mut();
-                sys::napi_get_undefined(env, &mut undef);
-                for a in argv.iter_mut().skip(argc) {
-                    *a = undef;
-                }
-            }
+            // N-API fills the slots beyond the arguments given with `undefined` itself.
         }
         Cx { env, argv }
     }
@@ -499,7 +498,56 @@ thread_local! {
     static ARENA: RefCell<Arena> = RefCell::new(Arena::default());
 }
 
+/// What the attempt to encode a string straight into the arena came to.
+enum Short {
+    Done(Bytes),
+    NotAString,
+    /// Longer than the room tried (or an odd status): take the measured path.
+    Unknown,
+}
+
+/// Encodes `v` into the arena's current chunk without asking its type or length first: two
+/// N-API calls fewer per `send()` (~10 % of a 1 KiB one), for the common case of a string that
+/// fits. V8 stops before a character that does not fit (4 bytes at most) and keeps a byte for
+/// the NUL, so a string that left 5 bytes of the room unused is complete.
+unsafe fn short_string(env: Env, v: Value) -> Short {
+    ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        let chunk = arena.room(FAST_MIN);
+        let spare = chunk.spare_capacity_mut();
+        let room = spare.len().min(FAST_TRY);
+        let mut written = 0usize;
+        let status = sys::napi_get_value_string_utf8(
+            env,
+            v,
+            spare.as_mut_ptr() as *mut c_char,
+            room,
+            &mut written,
+        );
+        if status == sys::Status::napi_string_expected {
+            return Short::NotAString;
+        }
+        if status != sys::Status::napi_ok || written + 5 > room {
+            return Short::Unknown;
+        }
+        chunk.set_len(written);
+        Short::Done(chunk.split().freeze())
+    })
+}
+
 unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
+    match short_string(env, v) {
+        Short::Done(bytes) if bytes.len() > max => {
+            return Err(Error::MessageTooLarge {
+                size: bytes.len(),
+                max,
+            }
+            .into())
+        }
+        Short::Done(bytes) => return Ok(bytes),
+        Short::NotAString => return typed_payload(env, v, max, refs),
+        Short::Unknown => {}
+    }
     let mut ty = sys::ValueType::napi_undefined;
     sys::napi_typeof(env, v, &mut ty);
     if ty == sys::ValueType::napi_string {
@@ -550,43 +598,51 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
         }
         return Ok(bytes);
     }
-    if ty == sys::ValueType::napi_object {
-        let mut is_typed = false;
-        sys::napi_is_typedarray(env, v, &mut is_typed);
-        if is_typed {
-            let mut kind = sys::TypedarrayType::int8_array;
-            let mut len = 0usize;
-            let mut data: *mut c_void = ptr::null_mut();
-            sys::napi_get_typedarray_info(
-                env,
-                v,
-                &mut kind,
-                &mut len,
-                &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            );
-            if kind == sys::TypedarrayType::uint8_array {
-                if len > max {
-                    return Err(Error::MessageTooLarge { size: len, max }.into());
-                }
-                if len < ZERO_COPY_MIN || data.is_null() {
-                    let slice = if len == 0 {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts(data as *const u8, len)
-                    };
-                    return Ok(Bytes::copy_from_slice(slice));
-                }
-                let mut reference = ptr::null_mut();
-                sys::napi_create_reference(env, v, 1, &mut reference);
-                return Ok(Bytes::from_owner(JsBytes {
-                    data: SendPtr(data as *mut u8),
-                    len,
-                    reference: SendPtr(reference),
-                    refs: refs.clone(),
-                }));
+    typed_payload(env, v, max, refs)
+}
+
+/// A Buffer or Uint8Array payload (anything else is a type error).
+unsafe fn typed_payload(
+    env: Env,
+    v: Value,
+    max: usize,
+    refs: &Arc<BufferRefs>,
+) -> Result<Bytes, Thrown> {
+    let mut is_typed = false;
+    sys::napi_is_typedarray(env, v, &mut is_typed);
+    if is_typed {
+        let mut kind = sys::TypedarrayType::int8_array;
+        let mut len = 0usize;
+        let mut data: *mut c_void = ptr::null_mut();
+        sys::napi_get_typedarray_info(
+            env,
+            v,
+            &mut kind,
+            &mut len,
+            &mut data,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        if kind == sys::TypedarrayType::uint8_array {
+            if len > max {
+                return Err(Error::MessageTooLarge { size: len, max }.into());
             }
+            if len < ZERO_COPY_MIN || data.is_null() {
+                let slice = if len == 0 {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(data as *const u8, len)
+                };
+                return Ok(Bytes::copy_from_slice(slice));
+            }
+            let mut reference = ptr::null_mut();
+            sys::napi_create_reference(env, v, 1, &mut reference);
+            return Ok(Bytes::from_owner(JsBytes {
+                data: SendPtr(data as *mut u8),
+                len,
+                reference: SendPtr(reference),
+                refs: refs.clone(),
+            }));
         }
     }
     Err(Thrown::arg_type(
