@@ -537,14 +537,7 @@ unsafe fn short_string(env: Env, v: Value) -> Short {
 
 unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
     match short_string(env, v) {
-        Short::Done(bytes) if bytes.len() > max => {
-            return Err(Error::MessageTooLarge {
-                size: bytes.len(),
-                max,
-            }
-            .into())
-        }
-        Short::Done(bytes) => return Ok(bytes),
+        Short::Done(bytes) => return at_most(bytes, max),
         Short::NotAString => return typed_payload(env, v, max, refs),
         Short::Unknown => {}
     }
@@ -589,16 +582,21 @@ unsafe fn payload(env: Env, v: Value, max: usize, refs: &Arc<BufferRefs>) -> Res
             out.buf.set_len(written);
             Bytes::from_owner(out)
         };
-        if bytes.len() > max {
-            return Err(Error::MessageTooLarge {
-                size: bytes.len(),
-                max,
-            }
-            .into());
-        }
-        return Ok(bytes);
+        return at_most(bytes, max);
     }
     typed_payload(env, v, max, refs)
+}
+
+/// An encoded string, unless it came out longer than `max` bytes.
+fn at_most(bytes: Bytes, max: usize) -> Result<Bytes, Thrown> {
+    if bytes.len() > max {
+        return Err(Error::MessageTooLarge {
+            size: bytes.len(),
+            max,
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 /// A Buffer or Uint8Array payload (anything else is a type error).

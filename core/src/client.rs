@@ -71,10 +71,11 @@ impl Client {
         let outbox = Arc::new(Outbox::new(waker));
         // With drop-oldest the engine trims to the marks; the host's refusal at twice them only
         // bounds memory when the engine thread falls behind.
-        let factor = if options.drop_oldest { 2 } else { 1 };
+        let refuse_at = if options.drop_oldest { 2 } else { 1 };
         let (producer, consumer) = queue::channel(
-            options.send_high_water_mark * factor,
-            options.send_high_water_bytes.saturating_mul(factor),
+            options.send_high_water_mark,
+            options.send_high_water_bytes,
+            refuse_at,
         );
         let engine = Engine::new(
             endpoints.iter().map(|e| e.to_string()).collect(),

@@ -248,9 +248,6 @@ pub(crate) struct Engine {
     /// Poll instead of parking until then (set by request traffic).
     spin_until: Option<Instant>,
     spin_slot: SpinSlot,
-    /// Messages and bytes queued at or below which a refused host hears `drain`: half the
-    /// high-water marks, so that it refills a queue that is still being written.
-    low_water: (u64, u64),
     /// Counts connections across links.
     epochs: u32,
     /// Sequence number of control requests (hello, goodbye, ping).
@@ -271,12 +268,7 @@ impl Engine {
             .into_iter()
             .map(|e| Link::new(e, &options))
             .collect();
-        let low_water = (
-            (options.send_high_water_mark / 2) as u64,
-            (options.send_high_water_bytes / 2) as u64,
-        );
         Engine {
-            low_water,
             options,
             shared,
             outbox,
@@ -334,7 +326,7 @@ impl Engine {
             self.heartbeat(now);
             self.start_connecting(now);
             self.flush();
-            if self.shared.take_drain(self.low_water.0, self.low_water.1) {
+            if self.queue.take_drain(&self.shared) {
                 self.events.push(Event::Drain);
             }
             let backlog = &self.backlog;
@@ -995,9 +987,7 @@ impl Engine {
             // Pairs with the fence in `QueueShared::wake_engine`.
             fence(Ordering::SeqCst);
         }
-        if !self.queue.rx.is_empty()
-            || !self.queue.ctl.is_empty()
-            || shared.drain_due(self.low_water.0, self.low_water.1)
+        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() || self.queue.drain_due(&shared)
         {
             shared.sleeping.store(false, Ordering::Relaxed);
             return;

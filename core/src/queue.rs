@@ -11,7 +11,7 @@
 //! (pushed by the host, released by the engine), so the host never contends on a shared
 //! read-modify-write. The engine is woken only when it said it may sleep.
 //!
-//! A refusal also asks the engine for a `drain` report ([`QueueShared::take_drain`]): the host
+//! A refusal also asks the engine for a `drain` report ([`Consumer::take_drain`]): the host
 //! learns when there is room again without polling, as with a socket's `'drain'`.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
@@ -97,26 +97,6 @@ impl QueueShared {
         }
     }
 
-    /// Engine side: whether a refusal is waiting for its drain report and at most `low`
-    /// messages and `low_bytes` bytes are queued now.
-    pub(crate) fn drain_due(&self, low: u64, low_bytes: u64) -> bool {
-        if !self.want_drain.load(Ordering::Acquire) {
-            return false;
-        }
-        let (h, e) = (&self.host, &self.engine);
-        let queued = h.pushed.load(Ordering::Acquire) - e.released.load(Ordering::Acquire);
-        let queued_bytes =
-            h.pushed_bytes.load(Ordering::Acquire) - e.released_bytes.load(Ordering::Acquire);
-        queued <= low && queued_bytes <= low_bytes
-    }
-
-    /// Engine side: true once per refusal episode, when [`Self::drain_due`]. A refusal racing
-    /// with this may set the flag again just after: the host then hears of room twice, which
-    /// costs it a retry; never zero times, since the flag stays set until reported.
-    pub(crate) fn take_drain(&self, low: u64, low_bytes: u64) -> bool {
-        self.drain_due(low, low_bytes) && self.want_drain.swap(false, Ordering::AcqRel)
-    }
-
     /// Engine side: messages left the queue (written or dropped); the host's marks see them go.
     pub(crate) fn release(&self, messages: u64, bytes: u64) {
         let e = &self.engine;
@@ -197,12 +177,44 @@ pub struct Producer<T = Outgoing, C = Control> {
 pub struct Consumer<T = Outgoing, C = Control> {
     pub rx: Receiver<Vec<T>>,
     pub ctl: Receiver<C>,
+    /// Messages and bytes queued at or below which a refused host hears `drain`: half the
+    /// high-water marks, so that it refills a queue that is still being written.
+    low_water: (u64, u64),
 }
 
+impl<T, C> Consumer<T, C> {
+    /// Whether a refusal is waiting for its drain report and the queue is down to the low
+    /// marks. Part of the engine's check before parking, so a refusal that raced with the last
+    /// release still gets its report.
+    pub(crate) fn drain_due(&self, shared: &QueueShared) -> bool {
+        if !shared.want_drain.load(Ordering::Acquire) {
+            return false;
+        }
+        let (h, e) = (&shared.host, &shared.engine);
+        let queued = h.pushed.load(Ordering::Acquire) - e.released.load(Ordering::Acquire);
+        let queued_bytes =
+            h.pushed_bytes.load(Ordering::Acquire) - e.released_bytes.load(Ordering::Acquire);
+        queued <= self.low_water.0 && queued_bytes <= self.low_water.1
+    }
+
+    /// True once per refusal episode, when [`Self::drain_due`]. A refusal racing with this may
+    /// set the flag again just after: the host then hears of room twice, which costs it a
+    /// retry; never zero times, since the flag stays set until reported.
+    pub(crate) fn take_drain(&self, shared: &QueueShared) -> bool {
+        self.drain_due(shared) && shared.want_drain.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// A queue whose host refuses at `refuse_at` times the marks (1, or 2 with drop-oldest,
+/// where the engine trims to the marks itself) and hears `drain` at half the marks.
 pub fn channel<T, C>(
     high_water_mark: usize,
     high_water_bytes: usize,
+    refuse_at: usize,
 ) -> (Producer<T, C>, Consumer<T, C>) {
+    let low_water = (high_water_mark as u64 / 2, high_water_bytes as u64 / 2);
+    let high_water_mark = high_water_mark * refuse_at;
+    let high_water_bytes = high_water_bytes.saturating_mul(refuse_at);
     let (tx, rx) = crossbeam_channel::bounded(high_water_mark);
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
     (
@@ -212,7 +224,11 @@ pub fn channel<T, C>(
             high_water_mark: high_water_mark as u64,
             high_water_bytes: high_water_bytes as u64,
         },
-        Consumer { rx, ctl: ctl_rx },
+        Consumer {
+            rx,
+            ctl: ctl_rx,
+            low_water,
+        },
     )
 }
 
@@ -290,7 +306,7 @@ mod tests {
     type Producer = super::Producer<Outgoing, Control>;
 
     fn channel(hwm: usize, hwb: usize) -> (Producer, Consumer) {
-        super::channel(hwm, hwb)
+        super::channel(hwm, hwb, 1)
     }
 
     fn msg(n: usize) -> Outgoing {
@@ -324,14 +340,14 @@ mod tests {
     fn a_refusal_gets_one_drain_report_once_the_queue_is_down_to_the_low_marks() {
         let shared = QueueShared::new();
         let mut st = Staging::default();
-        let (p, _c) = channel(4, 1 << 20);
+        let (p, c) = channel(4, 1 << 20);
         for _ in 0..4 {
             p.push(&shared, &mut st, msg(10)).unwrap();
         }
         // No refusal yet: nothing to report, however empty the queue gets.
         bump(&shared.engine.released, 4);
         bump(&shared.engine.released_bytes, 40);
-        assert!(!shared.take_drain(2, 1 << 19));
+        assert!(!c.take_drain(&shared));
         for _ in 0..4 {
             p.push(&shared, &mut st, msg(10)).unwrap();
         }
@@ -340,15 +356,31 @@ mod tests {
         // Three still queued: above the low mark of two.
         bump(&shared.engine.released, 1);
         bump(&shared.engine.released_bytes, 10);
-        assert!(!shared.take_drain(2, 1 << 19));
-        // The byte mark counts too.
+        assert!(!c.take_drain(&shared));
         bump(&shared.engine.released, 1);
         bump(&shared.engine.released_bytes, 10);
-        assert!(!shared.take_drain(2, 19));
-        assert!(shared.take_drain(2, 1 << 19));
+        assert!(c.take_drain(&shared));
         // Once per refusal episode.
-        assert!(!shared.take_drain(2, 1 << 19));
+        assert!(!c.take_drain(&shared));
         assert_eq!(p.push(&shared, &mut st, msg(10)), Ok(()));
+    }
+
+    #[test]
+    fn the_byte_mark_holds_the_drain_report_too() {
+        let shared = QueueShared::new();
+        let mut st = Staging::default();
+        // Low marks: 50 messages, 20 bytes.
+        let (p, c) = channel(100, 40);
+        for _ in 0..4 {
+            p.push(&shared, &mut st, msg(10)).unwrap();
+        }
+        assert_eq!(p.push(&shared, &mut st, msg(10)), Err(Refusal::Full));
+        bump(&shared.engine.released, 1);
+        bump(&shared.engine.released_bytes, 10);
+        assert!(!c.take_drain(&shared), "30 bytes queued, above 20");
+        bump(&shared.engine.released, 1);
+        bump(&shared.engine.released_bytes, 10);
+        assert!(c.take_drain(&shared));
     }
 
     #[test]

@@ -315,8 +315,6 @@ struct Engine {
     reading: bool,
     /// Also the inbound cap: a peer sending more is disconnected.
     max_message_bytes: usize,
-    /// Queued messages and bytes at or below which a refused host hears `drain`.
-    low_water: (u64, u64),
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
@@ -708,7 +706,7 @@ impl Engine {
             self.take_control(now);
             self.take_queue();
             self.flush(&mut conn);
-            if self.shared.take_drain(self.low_water.0, self.low_water.1) {
+            if self.queue.take_drain(&self.shared) {
                 self.events.push(ServerEvent::Drain);
             }
             self.sweep(now);
@@ -757,9 +755,7 @@ impl Engine {
             shared.sleeping.store(true, Ordering::Relaxed);
             std::sync::atomic::fence(Ordering::SeqCst);
         }
-        if !self.queue.rx.is_empty()
-            || !self.queue.ctl.is_empty()
-            || shared.drain_due(self.low_water.0, self.low_water.1)
+        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() || self.queue.drain_due(&shared)
         {
             shared.sleeping.store(false, Ordering::Relaxed);
             return;
@@ -897,8 +893,11 @@ impl Server {
         let counters = Arc::new(ServerCounters::default());
         let outbox = Arc::new(Outbox::new(waker));
         let service = Arc::new(Histogram::default());
-        let (producer, consumer) =
-            queue::channel(options.send_high_water_mark, options.send_high_water_bytes);
+        let (producer, consumer) = queue::channel(
+            options.send_high_water_mark,
+            options.send_high_water_bytes,
+            1,
+        );
         let engine = Engine {
             shared: shared.clone(),
             counters: counters.clone(),
@@ -926,10 +925,6 @@ impl Server {
             ack_at: None,
             reading: !options.start_paused,
             max_message_bytes: options.max_message_bytes,
-            low_water: (
-                (options.send_high_water_mark / 2) as u64,
-                (options.send_high_water_bytes / 2) as u64,
-            ),
         };
         let thread_outbox = outbox.clone();
         let thread = EngineThread::spawn(EngineKind::Server, move || {
