@@ -1,7 +1,7 @@
 //! Binding a server endpoint ourselves, then handing the listener to the zeromq crate.
 //!
 //! For `ipc://` this is where the socket file is made safe to use:
-//! - a path longer than the OS limit (107 bytes on Linux) is refused up front;
+//! - a path longer than the OS limit ([`MAX_IPC_PATH`]) is refused up front;
 //! - a socket file left by a dead server (connecting is refused) is replaced, while a path
 //!   where a live server answers, or a path that is not a socket, is refused (`EADDRINUSE`);
 //! - the socket is created owner-only (0600) unless the caller asks for another mode, with no
@@ -17,10 +17,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::endpoint::{Endpoint, MAX_IPC_PATH};
 use crate::error::Error;
-
-/// Longest path `sockaddr_un.sun_path` holds (108 bytes with the terminating NUL).
-pub const MAX_IPC_PATH: usize = 107;
 
 pub enum Bound {
     Ipc(IpcBinding),
@@ -86,31 +84,16 @@ fn io_error(what: &str, e: io::Error) -> Error {
     }
 }
 
-pub fn bind(endpoint: &str, ipc_mode: u32) -> Result<Bound, Error> {
-    if let Some(path) = endpoint.strip_prefix("ipc://") {
-        return bind_ipc(Path::new(path), ipc_mode).map(Bound::Ipc);
+pub fn bind(endpoint: &Endpoint, ipc_mode: u32) -> Result<Bound, Error> {
+    match endpoint {
+        Endpoint::Ipc(path) => bind_ipc(path, ipc_mode).map(Bound::Ipc),
+        Endpoint::Tcp { .. } => {
+            let addr = endpoint.tcp_bind_address().unwrap_or_default();
+            TcpListener::bind(&addr)
+                .map(Bound::Tcp)
+                .map_err(|e| io_error(&endpoint.to_string(), e))
+        }
     }
-    if let Some(addr) = endpoint.strip_prefix("tcp://") {
-        // ZeroMQ spells "all interfaces" as `*`.
-        let addr = match addr.strip_prefix("*:") {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => addr.to_owned(),
-        };
-        let addr = addr.trim_start_matches('[').replacen("]:", ":", 1);
-        let addr = if addr.matches(':').count() > 1 {
-            // IPv6: put the brackets back for the std parser.
-            let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, ""));
-            format!("[{host}]:{port}")
-        } else {
-            addr
-        };
-        return TcpListener::bind(&addr)
-            .map(Bound::Tcp)
-            .map_err(|e| io_error(endpoint, e));
-    }
-    Err(Error::InvalidEndpoint(format!(
-        "{endpoint:?}: only ipc:// and tcp:// endpoints are supported"
-    )))
 }
 
 fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
@@ -224,7 +207,7 @@ mod tests {
     #[test]
     fn owner_only_by_default_and_usable_after_link() {
         let path = tmp("mode");
-        let Bound::Ipc(b) = bind(&format!("ipc://{}", path.display()), 0o600).unwrap() else {
+        let Bound::Ipc(b) = bind(&Endpoint::Ipc(path.clone()), 0o600).unwrap() else {
             panic!("ipc")
         };
         let meta = std::fs::metadata(&path).unwrap();
@@ -245,7 +228,7 @@ mod tests {
     #[test]
     fn live_refused_stale_replaced_non_socket_kept() {
         let path = tmp("stale");
-        let ep = format!("ipc://{}", path.display());
+        let ep = Endpoint::Ipc(path.clone());
         let first = bind(&ep, 0o600).unwrap();
         let err = bind(&ep, 0o600).err().unwrap();
         assert_eq!(err.code(), "EADDRINUSE");
@@ -267,17 +250,18 @@ mod tests {
 
     #[test]
     fn long_paths_are_refused() {
-        let ep = format!("ipc:///tmp/{}", "x".repeat(120));
+        let ep = Endpoint::for_bind(&format!("ipc:///tmp/{}", "x".repeat(120))).unwrap();
         let err = bind(&ep, 0o600).err().unwrap();
         assert_eq!(err.code(), "ENAMETOOLONG");
-        assert!(err.to_string().contains("107"));
+        assert!(err.to_string().contains(&MAX_IPC_PATH.to_string()));
     }
 
     #[test]
     fn tcp_port_zero_and_in_use() {
-        let b = bind("tcp://127.0.0.1:0", 0).unwrap();
+        let b = bind(&Endpoint::for_bind("tcp://127.0.0.1:0").unwrap(), 0).unwrap();
         let ep = b.endpoint();
         assert!(ep.starts_with("tcp://127.0.0.1:") && !ep.ends_with(":0"));
-        assert_eq!(bind(&ep, 0).err().unwrap().code(), "EADDRINUSE");
+        let again = Endpoint::for_bind(&ep).unwrap();
+        assert_eq!(bind(&again, 0).err().unwrap().code(), "EADDRINUSE");
     }
 }

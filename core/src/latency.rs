@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::stats::bump;
+use crate::counter::bump;
 
 /// log2 of the sub-buckets per power of two.
 const SUB_BITS: u32 = 5;

@@ -67,3 +67,33 @@ pub(crate) async fn turn(spinning: bool) {
         std::future::pending().await
     }
 }
+
+/// An engine's polling: until when it polls, and its claim on a slot.
+#[derive(Default)]
+pub(crate) struct Spin {
+    until: Option<tokio::time::Instant>,
+    slot: SpinSlot,
+}
+
+impl Spin {
+    /// Request traffic at `now`: a reply, or the host's next request, is near.
+    pub(crate) fn after_traffic(&mut self, now: tokio::time::Instant) {
+        self.until = Some(now + SPIN);
+    }
+
+    /// Whether the last request traffic is recent enough to poll for.
+    pub(crate) fn wanted(&self) -> bool {
+        self.until.is_some_and(|t| t > tokio::time::Instant::now())
+    }
+
+    /// Takes a slot if `want` and one is free; otherwise gives up polling until the next
+    /// request traffic. Returns whether the engine polls.
+    pub(crate) fn claim(&mut self, want: bool) -> bool {
+        let spinning = want && self.slot.acquire();
+        if !spinning {
+            self.until = None;
+            self.slot.release();
+        }
+        spinning
+    }
+}

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
-use zerowire_core::client::Queued;
-use zerowire_core::outbox::DropReason;
-use zerowire_core::queue::Staging;
-use zerowire_core::{Client, ClientOptions, Error, Event, Waker};
+use zerowire_core::client::DropReason;
+use zerowire_core::Queued;
+use zerowire_core::Staging;
+use zerowire_core::{Client, ClientEvent, ClientOptions, Error, Waker};
 
 struct ChannelWaker(Sender<()>);
 impl Waker for ChannelWaker {
@@ -22,7 +22,7 @@ impl Waker for ChannelWaker {
 struct Harness {
     client: Arc<Client>,
     woken: Receiver<()>,
-    staging: RefCell<Staging>,
+    staging: RefCell<Staging<zerowire_core::client::ClientOut>>,
 }
 
 impl Harness {
@@ -73,7 +73,7 @@ impl Harness {
     }
 
     /// Collects events until `n` have arrived or `within` passes.
-    fn events(&self, n: usize, within: Duration) -> Vec<Event> {
+    fn events(&self, n: usize, within: Duration) -> Vec<ClientEvent> {
         let end = Instant::now() + within;
         let mut got = Vec::new();
         while got.len() < n {
@@ -222,13 +222,13 @@ fn requests_are_correlated_out_of_order_and_errors_flagged() {
     let mut last = 0;
     for e in events {
         match e {
-            Event::Reply { id, body: b } => {
+            ClientEvent::Reply { id, body: b } => {
                 assert_eq!(b, body(&format!("re:q{id}")));
                 in_order &= id > last;
                 last = id;
                 assert!(seen.insert(id));
             }
-            Event::ErrorReply { id, message } => {
+            ClientEvent::ErrorReply { id, message } => {
                 assert_eq!(id, 7);
                 assert_eq!(message, body("re:fail"));
                 assert!(seen.insert(id));
@@ -254,7 +254,7 @@ fn timeout_then_late_reply_is_counted() {
         .unwrap();
     let t0 = Instant::now();
     let ev = h.events(1, Duration::from_secs(5));
-    assert_eq!(ev, vec![Event::Timeout { id: 1 }]);
+    assert_eq!(ev, vec![ClientEvent::Timeout { id: 1 }]);
     assert!(t0.elapsed() >= Duration::from_millis(45));
     assert_eq!(h.client.stats().timeouts, 1);
     // A reply that arrives after its request timed out: the router holds it for 300 ms, and
@@ -263,7 +263,7 @@ fn timeout_then_late_reply_is_counted() {
         .unwrap();
     assert_eq!(
         h.events(1, Duration::from_secs(5)),
-        vec![Event::Timeout { id: 2 }]
+        vec![ClientEvent::Timeout { id: 2 }]
     );
     let end = Instant::now() + Duration::from_secs(5);
     while h.client.stats().late_replies == 0 && Instant::now() < end {
@@ -292,7 +292,7 @@ fn queues_until_the_server_appears() {
     let ev = h.events(1, Duration::from_secs(5));
     assert_eq!(
         ev,
-        vec![Event::Reply {
+        vec![ClientEvent::Reply {
             id: 9,
             body: body("re:late-server")
         }]
@@ -356,7 +356,7 @@ fn close_drains_then_reports_closed() {
     assert!(h.close());
     assert_eq!(h.send(body("after")).unwrap_err().code(), "ECLOSED");
     let ev = h.events(1, Duration::from_secs(35));
-    assert_eq!(ev, vec![Event::Closed]);
+    assert_eq!(ev, vec![ClientEvent::Closed]);
     for i in 0..20_000 {
         let f = r
             .received
@@ -388,11 +388,11 @@ fn close_without_server_ends_within_linger_and_counts_drops() {
     assert_eq!(
         ev,
         vec![
-            Event::Dropped {
+            ClientEvent::Dropped {
                 reason: DropReason::Closed,
                 count: 50
             },
-            Event::Closed
+            ClientEvent::Closed
         ]
     );
     let took = t0.elapsed();

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use zerowire_core::client::Queued;
-use zerowire_core::queue::Staging;
 use zerowire_core::server::{
     DisconnectReason, Server, ServerEvent, ServerOptions, NO_ROUTE, NO_TOKEN,
 };
-use zerowire_core::{Client, ClientOptions, Event, Waker};
+use zerowire_core::Queued;
+use zerowire_core::Staging;
+use zerowire_core::{Client, ClientEvent, ClientOptions, Waker};
 
 struct ChannelWaker(Sender<()>);
 impl Waker for ChannelWaker {
@@ -82,7 +82,7 @@ impl S {
 struct C {
     client: Client,
     woken: Receiver<()>,
-    staging: RefCell<Staging>,
+    staging: RefCell<Staging<zerowire_core::client::ClientOut>>,
 }
 
 impl C {
@@ -113,7 +113,7 @@ impl C {
             .unwrap();
         self.client.flush(&mut st);
     }
-    fn events(&self, n: usize) -> Vec<Event> {
+    fn events(&self, n: usize) -> Vec<ClientEvent> {
         collect(&self.woken, n, || self.client.take_events())
     }
 }
@@ -141,7 +141,7 @@ fn hello_ack_routing_replies_and_goodbye() {
         other => panic!("{other:?}"),
     };
     match &c.events(1)[..] {
-        [Event::Ready {
+        [ClientEvent::Ready {
             link: 0,
             client_id,
             server_pid,
@@ -182,7 +182,7 @@ fn hello_ack_routing_replies_and_goodbye() {
     s.reply(routes[2].1, "12:00", false);
     assert_eq!(
         c.events(1),
-        vec![Event::Reply {
+        vec![ClientEvent::Reply {
             id: 7,
             body: Bytes::from_static(b"12:00")
         }]
@@ -197,7 +197,7 @@ fn hello_ack_routing_replies_and_goodbye() {
     s.reply(token, "boom", true);
     assert_eq!(
         c.events(1),
-        vec![Event::ErrorReply {
+        vec![ClientEvent::ErrorReply {
             id: 8,
             message: Bytes::from_static(b"boom")
         }]
@@ -213,7 +213,7 @@ fn hello_ack_routing_replies_and_goodbye() {
     }
     assert_eq!(
         c.events(1),
-        vec![Event::Push {
+        vec![ClientEvent::Push {
             body: Bytes::from_static(b"hi")
         }]
     );
@@ -225,7 +225,7 @@ fn hello_ack_routing_replies_and_goodbye() {
             reason: DisconnectReason::Goodbye
         }]
     );
-    assert!(c.events(1).contains(&Event::Closed));
+    assert!(c.events(1).contains(&ClientEvent::Closed));
     let st = s.server.stats();
     assert_eq!(
         (st.routed, st.unrouted, st.requests, st.replies, st.clients),
@@ -240,7 +240,7 @@ fn broadcast_reaches_every_client_and_close_removes_the_file() {
     let clients: Vec<C> = (0..3).map(|i| C::new(&ep, &format!("c{i}"))).collect();
     assert_eq!(s.events(3).len(), 3);
     for c in &clients {
-        assert!(matches!(c.events(1)[..], [Event::Ready { .. }]));
+        assert!(matches!(c.events(1)[..], [ClientEvent::Ready { .. }]));
     }
     {
         let mut st = s.staging.borrow_mut();
@@ -252,7 +252,7 @@ fn broadcast_reaches_every_client_and_close_removes_the_file() {
     for c in &clients {
         assert_eq!(
             c.events(1),
-            vec![Event::Push {
+            vec![ClientEvent::Push {
                 body: Bytes::from_static(b"all")
             }]
         );
@@ -268,14 +268,14 @@ fn broadcast_reaches_every_client_and_close_removes_the_file() {
     // A closed server's clients see the connection go.
     assert!(clients[0]
         .events(1)
-        .contains(&Event::Disconnected { link: 0 }));
+        .contains(&ClientEvent::Disconnected { link: 0 }));
 }
 
 /// Waits until `f` holds for the client's stats (at most 5 s).
 fn stats_until(
     c: &C,
-    f: impl Fn(&zerowire_core::stats::StatsSnapshot) -> bool,
-) -> zerowire_core::stats::StatsSnapshot {
+    f: impl Fn(&zerowire_core::ClientStats) -> bool,
+) -> zerowire_core::ClientStats {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let s = c.client.stats();
@@ -288,11 +288,11 @@ fn stats_until(
 
 #[test]
 fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
-    use zerowire_core::outbox::DropReason;
+    use zerowire_core::client::DropReason;
     let ep = endpoint("acks");
     let s = S::new(&ep);
     let c = C::new(&ep, "acks");
-    assert!(matches!(&c.events(1)[..], [Event::Ready { .. }]));
+    assert!(matches!(&c.events(1)[..], [ClientEvent::Ready { .. }]));
     for i in 0..100 {
         c.send(&format!("{{\"type\":\"log\",\"n\":{i}}}"));
     }
@@ -314,9 +314,12 @@ fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
     let mut st = s.staging.borrow_mut();
     s.server.close_with(&mut st, Duration::ZERO);
     let ev = c.events(2);
-    assert!(ev.contains(&Event::Disconnected { link: 0 }), "{ev:?}");
     assert!(
-        ev.contains(&Event::Dropped {
+        ev.contains(&ClientEvent::Disconnected { link: 0 }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&ClientEvent::Dropped {
             reason: DropReason::PeerLost,
             count: 50
         }),
@@ -346,7 +349,7 @@ fn latency_histograms_count_what_went_through_the_host() {
         s.reply(token, "now", false);
         assert!(matches!(
             c.events(2)[..],
-            [Event::Ready { .. }, Event::Reply { .. }] | [Event::Reply { .. }]
+            [ClientEvent::Ready { .. }, ClientEvent::Reply { .. }] | [ClientEvent::Reply { .. }]
         ));
     }
     let stats = s.server.stats();
@@ -379,14 +382,14 @@ fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
     // A request to a sink is acknowledged with an empty reply once queued; being on the same
     // connection, it also proves every earlier message was read.
     c.request(1, r#"{"type":"log","i":1000}"#);
-    let replies: Vec<Event> = c
+    let replies: Vec<ClientEvent> = c
         .events(2)
         .into_iter()
-        .filter(|e| !matches!(e, Event::Ready { .. }))
+        .filter(|e| !matches!(e, ClientEvent::Ready { .. }))
         .collect();
     assert_eq!(
         replies,
-        vec![Event::Reply {
+        vec![ClientEvent::Reply {
             id: 1,
             body: Bytes::new()
         }]
@@ -461,6 +464,6 @@ fn a_peer_announcing_a_huge_frame_is_dropped_and_the_server_keeps_serving() {
         }
     }
     let c = C::new(&ep, "after");
-    assert!(matches!(c.events(1)[..], [Event::Ready { .. }]));
+    assert!(matches!(c.events(1)[..], [ClientEvent::Ready { .. }]));
     drop(s);
 }

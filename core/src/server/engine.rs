@@ -1,16 +1,10 @@
-//! The server: a ROUTER on its own thread (same model as the client engine) that routes what
-//! clients send by a field sniffed from the first bytes, knows its clients, and pushes to them.
+//! The server's engine: the loop on the engine thread that owns the ROUTER.
 //!
-//! Inbound, per message: find (or create) the peer by routing identity; answer control
+//! Inbound, per message: find (or create) the client by routing identity; answer control
 //! traffic (hello → ack, goodbye → reply) itself; sniff the route for everything else and
 //! publish one [`ServerEvent::Message`] carrying the route index, so only that route's handler
 //! runs in JS. Requests get a reply token; the corr stays here until the host replies with it.
-//! Outbound, the host stages replies, pushes and broadcasts exactly like a client stages sends.
-//! A route may instead be a [`Sink`]: its messages go to a writer thread and never reach JS.
-//!
-//! Latency: every message carries the instant it was read, so the host records how long it
-//! waited before JS got it (`queue_wait`) and the engine how long a request took until its
-//! reply was handed to the socket (`service`).
+//! Outbound, replies, pushes, broadcasts and acks wait in one backlog for the socket.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -18,37 +12,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-// foldhash instead of SipHash: std's hasher was ~5 % of the server's CPU per message. The
-// seeds are random per process, so peer-chosen routing identities cannot aim at collisions.
+// foldhash instead of SipHash (bench/NOTES.md, "foldhash"). The seeds are random per process,
+// so peer-chosen routing identities cannot aim at collisions.
 use foldhash::HashMap;
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::time::Instant;
 use zeromq::{
     RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketRecv, ZmqMessage,
     ZmqResult,
 };
 
-use crate::bind::{self, SocketFile};
-use crate::client::Queued;
-use crate::error::Error;
-use crate::hooks::EngineKind;
-use crate::latency::{Histogram, Summary};
-use crate::outbox::{Outbox, Waker};
+use super::event::{DisconnectReason, ServerEvent};
+use super::options::ServerOptions;
+use super::stats::ServerCounters;
+use super::{ServerControl, ServerOut, NO_ROUTE, NO_TOKEN};
+use crate::counter::bump;
+use crate::host::outbox::Outbox;
+use crate::host::queue::{Consumer, QueueShared, Weighed};
+use crate::host::{self, EngineParts, RECV_BATCH};
+use crate::latency::Histogram;
 use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
-use crate::queue::{self, Consumer, Producer, QueueShared, Refusal, Staging, Weighed};
-use crate::sink::{Row, Sink, SinkCounters};
+use crate::sink::{Row, Sink};
 use crate::sniff::Sniffer;
-use crate::spin::{SpinSlot, SPIN};
-use crate::stats::bump;
-use crate::thread::EngineThread;
+use crate::spin::Spin;
 use crate::trim::Trim;
 use crate::writer::Writer;
 
-/// Route index of messages no route matched (the `message` event).
-pub const NO_ROUTE: u32 = 0;
-/// Reply token of a fire-and-forget message.
-pub const NO_TOKEN: u32 = 0;
 /// Inbound messages waiting for the host before the engine stops reading the socket.
 const MAX_UNDELIVERED: usize = 50_000;
 /// How often a paused engine looks again whether the host caught up.
@@ -58,186 +48,6 @@ const CLOSE_GRACE: Duration = Duration::from_millis(20);
 /// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
 /// under load one small message per client per interval confirms thousands.
 const ACK_DELAY: Duration = Duration::from_millis(5);
-const RECV_BATCH: usize = 256;
-
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// The top-level JSON field routes are keyed by.
-    pub type_field: String,
-    /// How many leading bytes of a message the router looks at.
-    pub sniff_bytes: usize,
-    /// Mode of the ipc:// socket file.
-    pub socket_mode: u32,
-    pub send_high_water_mark: usize,
-    pub send_high_water_bytes: usize,
-    pub max_message_bytes: usize,
-    pub linger: Duration,
-    /// A client that said hello (so it pings) and is then silent this long is dropped with a
-    /// `timeout` disconnect. Plain DEALERs, which never ping, are never timed out.
-    pub heartbeat_timeout: Duration,
-    /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
-    /// so no early message is misrouted (a reconnecting client can be there at once).
-    pub start_paused: bool,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            type_field: "type".into(),
-            sniff_bytes: 256,
-            socket_mode: 0o600,
-            send_high_water_mark: 100_000,
-            send_high_water_bytes: 64 << 20,
-            max_message_bytes: 16 << 20,
-            linger: Duration::from_millis(1000),
-            heartbeat_timeout: Duration::from_millis(3000),
-            start_paused: false,
-        }
-    }
-}
-
-impl ServerOptions {
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |what: String| Err(Error::InvalidOption(what));
-        if self.type_field.is_empty() {
-            return bad("typeField must not be empty".into());
-        }
-        if self.sniff_bytes == 0 || self.sniff_bytes > 1 << 20 {
-            return bad("sniffBytes must be 1..=1048576".into());
-        }
-        if self.heartbeat_timeout.is_zero() {
-            return bad("heartbeatTimeoutMs must be at least 1".into());
-        }
-        if self.socket_mode > 0o777 {
-            return bad(format!(
-                "socketMode must be 0..=0o777, got {:o}",
-                self.socket_mode
-            ));
-        }
-        let client = crate::ClientOptions {
-            send_high_water_mark: self.send_high_water_mark,
-            send_high_water_bytes: self.send_high_water_bytes,
-            max_message_bytes: self.max_message_bytes,
-            ..Default::default()
-        };
-        client.validate()
-    }
-}
-
-/// Why a client is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// It said goodbye (a zerowire client's `close()`).
-    Goodbye,
-    /// Its connection closed without a goodbye.
-    Closed,
-    /// It fell silent past the heartbeat deadline.
-    Timeout,
-}
-
-impl DisconnectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::Goodbye => "goodbye",
-            DisconnectReason::Closed => "closed",
-            DisconnectReason::Timeout => "timeout",
-        }
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum ServerEvent {
-    /// A client appeared: on its hello, or on its first message if it sends none. `info` is
-    /// the hello's JSON body (empty for clients that do not speak the control protocol).
-    Connect {
-        client: u32,
-        id: String,
-        info: Bytes,
-    },
-    /// `route` is the index the host registered (NO_ROUTE: none matched); `token` is the
-    /// request's reply token (NO_TOKEN: fire-and-forget).
-    Message {
-        route: u32,
-        client: u32,
-        token: u32,
-        body: Bytes,
-        /// When the engine read it.
-        arrived: std::time::Instant,
-    },
-    Disconnect {
-        client: u32,
-        reason: DisconnectReason,
-    },
-    /// A refused reply or push can be retried: the queue is down to half its high-water
-    /// marks. Once per refusal episode.
-    Drain,
-    Closed,
-}
-
-/// What the host asks the server to send.
-#[derive(Debug)]
-pub enum ServerOut {
-    Reply {
-        token: u32,
-        body: Bytes,
-        error: bool,
-    },
-    SendTo {
-        client: u32,
-        body: Bytes,
-    },
-    Broadcast {
-        body: Bytes,
-    },
-}
-
-impl Weighed for ServerOut {
-    fn bytes(&self) -> u64 {
-        match self {
-            ServerOut::Reply { body, .. }
-            | ServerOut::SendTo { body, .. }
-            | ServerOut::Broadcast { body } => body.len() as u64,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum ServerControl {
-    /// Messages whose sniffed type equals `name` go to route `index`.
-    Route {
-        name: Vec<u8>,
-        index: u32,
-    },
-    /// Messages whose sniffed type equals `name` go to this sink, not to the host.
-    Sink {
-        name: Vec<u8>,
-        sink: Sink,
-    },
-    Close {
-        linger: Duration,
-    },
-    /// Start reading (after `start_paused`).
-    Start,
-}
-
-/// Counters of the server engine (written by the engine thread only).
-#[derive(Default)]
-pub struct ServerCounters {
-    pub received: std::sync::atomic::AtomicU64,
-    pub routed: std::sync::atomic::AtomicU64,
-    pub unrouted: std::sync::atomic::AtomicU64,
-    pub requests: std::sync::atomic::AtomicU64,
-    pub replies: std::sync::atomic::AtomicU64,
-    pub pushes: std::sync::atomic::AtomicU64,
-    /// Replies and pushes whose client was gone.
-    pub unroutable: std::sync::atomic::AtomicU64,
-    pub malformed: std::sync::atomic::AtomicU64,
-    pub connects: std::sync::atomic::AtomicU64,
-    pub disconnects: std::sync::atomic::AtomicU64,
-    pub clients: std::sync::atomic::AtomicU64,
-    /// Messages handed to a sink.
-    pub sunk: std::sync::atomic::AtomicU64,
-}
 
 /// Where a route's messages go.
 enum Target {
@@ -266,7 +76,8 @@ impl Arrival {
     }
 }
 
-struct Peer {
+/// A client the server knows, by its routing identity.
+struct KnownClient {
     identity: Bytes,
     /// Shared with every sink row of this client, so a row costs no allocation for it.
     id: Arc<str>,
@@ -281,7 +92,7 @@ struct Peer {
     marks: VecDeque<(u64, u64)>,
 }
 
-struct Engine {
+pub(super) struct ServerEngine {
     shared: Arc<QueueShared>,
     counters: Arc<ServerCounters>,
     outbox: Arc<Outbox<ServerEvent>>,
@@ -289,7 +100,7 @@ struct Engine {
     sniffer: Sniffer,
     routes: HashMap<Vec<u8>, Target>,
     sinks: Vec<Sink>,
-    peers: HashMap<u32, Peer>,
+    peers: HashMap<u32, KnownClient>,
     by_identity: HashMap<Bytes, u32>,
     next_client: u32,
     /// Reply token → (client, corr, when the request was read).
@@ -306,9 +117,8 @@ struct Engine {
     heartbeat_timeout: Duration,
     next_sweep: Instant,
     trim: Trim,
-    /// Poll instead of parking until then: a request went to the host, its reply is near.
-    spin_until: Option<Instant>,
-    spin_slot: SpinSlot,
+    /// Polling instead of parking: a request went to the host, its reply is near.
+    spin: Spin,
     /// Events published to the outbox so far (the host's `handled` count chases it).
     published: u64,
     /// False until the host says its routes are in place (`start_paused`).
@@ -320,13 +130,49 @@ struct Engine {
     ack_at: Option<Instant>,
 }
 
-struct Conn {
+/// The ROUTER socket: its two halves and its event monitor.
+struct Router {
     writer: Writer<RouterSendHalf>,
     recv: RouterRecvHalf,
     monitor: mpsc::Receiver<SocketEvent>,
 }
 
-impl Engine {
+impl ServerEngine {
+    pub(super) fn new(
+        options: &ServerOptions,
+        counters: Arc<ServerCounters>,
+        service: Arc<Histogram>,
+        parts: EngineParts<ServerOut, ServerControl, ServerEvent>,
+    ) -> Self {
+        ServerEngine {
+            shared: parts.shared,
+            counters,
+            outbox: parts.outbox,
+            queue: parts.queue,
+            sniffer: Sniffer::new(&options.type_field, options.sniff_bytes),
+            routes: HashMap::default(),
+            sinks: Vec::new(),
+            peers: HashMap::default(),
+            by_identity: HashMap::default(),
+            next_client: 0,
+            tokens: HashMap::default(),
+            next_token: 0,
+            backlog: VecDeque::new(),
+            service,
+            events: Vec::new(),
+            close_deadline: None,
+            heartbeat_timeout: options.heartbeat_timeout,
+            next_sweep: Instant::now() + options.heartbeat_timeout / 2,
+            trim: Trim::default(),
+            spin: Spin::default(),
+            published: 0,
+            unacked: Vec::new(),
+            ack_at: None,
+            reading: !options.start_paused,
+            max_message_bytes: options.max_message_bytes,
+        }
+    }
+
     fn peer_for(&mut self, identity: &Bytes, hello: Option<&Bytes>) -> u32 {
         if let Some(&index) = self.by_identity.get(identity) {
             return index;
@@ -341,7 +187,7 @@ impl Engine {
         });
         self.peers.insert(
             index,
-            Peer {
+            KnownClient {
                 identity: identity.clone(),
                 id,
                 last_heard: Instant::now(),
@@ -454,7 +300,7 @@ impl Engine {
                     self.count_send(client, true);
                     NO_TOKEN
                 } else {
-                    self.spin_until = Some(Instant::now() + SPIN);
+                    self.spin.after_traffic(Instant::now());
                     bump(&self.counters.requests, 1);
                     self.next_token = self.next_token.wrapping_add(1).max(1);
                     self.tokens
@@ -651,9 +497,9 @@ impl Engine {
         }
     }
 
-    fn flush(&mut self, conn: &mut Conn) {
+    fn flush(&mut self, router: &mut Router) {
         let (mut messages, mut bytes) = (0u64, 0u64);
-        while !conn.writer.busy() {
+        while !router.writer.busy() {
             let Some((m, release, arrived)) = self.backlog.pop_front() else {
                 break;
             };
@@ -664,7 +510,7 @@ impl Engine {
                 messages += 1;
                 bytes += size;
             }
-            if let Some(Err(_)) = conn.writer.start(m) {
+            if let Some(Err(_)) = router.writer.start(m) {
                 // The peer left between our lookup and the send: nothing to retry.
                 bump(&self.counters.unroutable, 1);
             }
@@ -687,8 +533,9 @@ fn client_id() -> String {
     format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
 }
 
-impl Engine {
-    async fn main(mut self, listener: zeromq::Listener) {
+impl ServerEngine {
+    /// Serves until closed; what is still queued gets at most the linger time.
+    pub(super) async fn run(mut self, listener: zeromq::Listener) {
         let mut socket =
             RouterSocket::with_options(protocol::socket_options(self.max_message_bytes));
         let monitor = socket.monitor();
@@ -696,7 +543,7 @@ impl Engine {
             return;
         }
         let (send, recv) = socket.split();
-        let mut conn = Conn {
+        let mut router = Router {
             writer: Writer::new(send),
             recv,
             monitor,
@@ -705,7 +552,7 @@ impl Engine {
             let now = Instant::now();
             self.take_control(now);
             self.take_queue();
-            self.flush(&mut conn);
+            self.flush(&mut router);
             if self.queue.take_drain(&self.shared) {
                 self.events.push(ServerEvent::Drain);
             }
@@ -718,15 +565,15 @@ impl Engine {
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
                 let idle =
-                    self.backlog.is_empty() && self.queue.rx.is_empty() && !conn.writer.busy();
+                    self.backlog.is_empty() && self.queue.rx.is_empty() && !router.writer.busy();
                 if idle && self.ack_at.is_some() && now < deadline {
                     // Confirm what the host handled before going, rather than leave it to
                     // the clients to count as lost.
                     self.ack_at = Some(now);
                     self.send_acks(now);
-                    self.flush(&mut conn);
+                    self.flush(&mut router);
                 }
-                let idle = idle && self.backlog.is_empty() && !conn.writer.busy();
+                let idle = idle && self.backlog.is_empty() && !router.writer.busy();
                 if idle || now >= deadline {
                     if idle && now < deadline {
                         // The crate hands each peer's messages to a writer task through a
@@ -737,7 +584,7 @@ impl Engine {
                     break;
                 }
             }
-            self.wait(&mut conn).await;
+            self.wait(&mut router).await;
         }
         // What could not be written in the linger time is dropped with the socket.
         let left = self.backlog.iter().filter(|(_, r, _)| r.is_some()).count() as u64;
@@ -745,21 +592,12 @@ impl Engine {
         self.shared.release(left, left_bytes);
     }
 
-    async fn wait(&mut self, conn: &mut Conn) {
+    async fn wait(&mut self, router: &mut Router) {
         let shared = self.shared.clone();
-        let want = self.spin_until.is_some_and(|t| t > Instant::now());
-        let spinning = want && self.spin_slot.acquire();
-        if !spinning {
-            self.spin_until = None;
-            self.spin_slot.release();
-            shared.sleeping.store(true, Ordering::Relaxed);
-            std::sync::atomic::fence(Ordering::SeqCst);
-        }
-        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() || self.queue.drain_due(&shared)
-        {
-            shared.sleeping.store(false, Ordering::Relaxed);
+        let want = self.spin.wanted();
+        let Some(spinning) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
             return;
-        }
+        };
         // Stop reading while the host has not taken what we already gave it: the kernel and
         // the crate's buffers then push back on the clients instead of our memory growing.
         for sink in &mut self.sinks {
@@ -787,13 +625,13 @@ impl Engine {
             if paused || !reading {
                 std::future::pending().await
             } else {
-                conn.recv.recv().await
+                router.recv.recv().await
             }
         };
-        let writing = conn.writer.busy();
+        let writing = router.writer.busy();
         let written = async {
             if writing {
-                conn.writer.finish().await
+                router.writer.finish().await
             } else {
                 std::future::pending().await
             }
@@ -809,17 +647,17 @@ impl Engine {
             _ = spin => Woke::Other,
             _ = sleep => Woke::Other,
             m = recv => Woke::Message(m),
-            e = conn.monitor.next() => Woke::Monitor(e),
+            e = router.monitor.next() => Woke::Monitor(e),
             _ = written => Woke::Other,
         };
-        shared.sleeping.store(false, Ordering::Relaxed);
+        host::woke(&shared);
         match woke {
             Woke::Other | Woke::Message(Err(_)) | Woke::Monitor(None) => {}
             Woke::Message(Ok(m)) => {
                 let arrival = Arrival::now();
                 self.handle_inbound(m, arrival);
                 for _ in 1..RECV_BATCH {
-                    match conn.recv.recv().now_or_never() {
+                    match host::ready(&mut router.recv) {
                         Some(Ok(m)) => self.handle_inbound(m, arrival),
                         _ => break,
                     }
@@ -833,321 +671,5 @@ impl Engine {
             }
             Woke::Monitor(Some(_)) => {}
         }
-    }
-}
-
-/// The host's handle on a server.
-pub struct Server {
-    endpoint: String,
-    shared: Arc<QueueShared>,
-    counters: Arc<ServerCounters>,
-    outbox: Arc<Outbox<ServerEvent>>,
-    producer: Producer<ServerOut, ServerControl>,
-    max_message_bytes: usize,
-    linger: Duration,
-    thread: EngineThread,
-    /// Read → taken by the host, µs. Written by the host thread (in `take_events*`).
-    queue_wait: Histogram,
-    service: Arc<Histogram>,
-    sink_counters: Arc<SinkCounters>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    pub received: u64,
-    pub routed: u64,
-    pub unrouted: u64,
-    pub requests: u64,
-    pub replies: u64,
-    pub pushes: u64,
-    pub unroutable: u64,
-    pub malformed: u64,
-    pub connects: u64,
-    pub disconnects: u64,
-    pub clients: u64,
-    pub refused: u64,
-    pub queued: u64,
-    pub queued_bytes: u64,
-    /// Messages handed to sinks, and what their writers made of them.
-    pub sunk: u64,
-    pub sink_rows: u64,
-    pub sink_batches: u64,
-    pub sink_errors: u64,
-    pub queue_wait: Summary,
-    pub service: Summary,
-}
-
-impl Server {
-    /// Binds now (so a taken address or a bad path is an error of this call) and starts the
-    /// engine thread.
-    pub fn bind(
-        endpoint: &str,
-        options: ServerOptions,
-        waker: Box<dyn Waker>,
-    ) -> Result<Server, Error> {
-        options.validate()?;
-        let bound = bind::bind(endpoint, options.socket_mode)?;
-        let endpoint = bound.endpoint();
-        let (listener, file) = bound.into_parts();
-        let shared = Arc::new(QueueShared::new());
-        let counters = Arc::new(ServerCounters::default());
-        let outbox = Arc::new(Outbox::new(waker));
-        let service = Arc::new(Histogram::default());
-        let (producer, consumer) = queue::channel(
-            options.send_high_water_mark,
-            options.send_high_water_bytes,
-            1,
-        );
-        let engine = Engine {
-            shared: shared.clone(),
-            counters: counters.clone(),
-            outbox: outbox.clone(),
-            queue: consumer,
-            sniffer: Sniffer::new(&options.type_field, options.sniff_bytes),
-            routes: HashMap::default(),
-            sinks: Vec::new(),
-            peers: HashMap::default(),
-            by_identity: HashMap::default(),
-            next_client: 0,
-            tokens: HashMap::default(),
-            next_token: 0,
-            backlog: VecDeque::new(),
-            service: service.clone(),
-            events: Vec::new(),
-            close_deadline: None,
-            heartbeat_timeout: options.heartbeat_timeout,
-            next_sweep: Instant::now() + options.heartbeat_timeout / 2,
-            trim: Trim::default(),
-            spin_until: None,
-            spin_slot: SpinSlot::default(),
-            published: 0,
-            unacked: Vec::new(),
-            ack_at: None,
-            reading: !options.start_paused,
-            max_message_bytes: options.max_message_bytes,
-        };
-        let thread_outbox = outbox.clone();
-        let thread = EngineThread::spawn(EngineKind::Server, move || {
-            run(engine, listener, file);
-            thread_outbox.publish(&mut vec![ServerEvent::Closed]);
-        })?;
-        Ok(Server {
-            endpoint,
-            shared,
-            counters,
-            outbox,
-            producer,
-            max_message_bytes: options.max_message_bytes,
-            linger: options.linger,
-            thread,
-            queue_wait: Histogram::default(),
-            service,
-            sink_counters: Arc::default(),
-        })
-    }
-
-    /// The bound endpoint (with the real port for `tcp://…:0`).
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    pub fn route(&self, name: &str, index: u32) {
-        let _ = self.producer.control(
-            &self.shared,
-            ServerControl::Route {
-                name: name.as_bytes().to_vec(),
-                index,
-            },
-        );
-    }
-
-    /// Messages of type `name` go to `sink` from now on (replacing a handler route of that
-    /// name). The sink is flushed and its writer joined when the engine ends.
-    pub fn route_to_sink(&self, name: &str, sink: Sink) -> Result<(), Error> {
-        if self.thread.is_closing() {
-            return Err(Error::Closed);
-        }
-        self.producer
-            .control(
-                &self.shared,
-                ServerControl::Sink {
-                    name: name.as_bytes().to_vec(),
-                    sink,
-                },
-            )
-            .map_err(|_| Error::Closed)
-    }
-
-    /// What the writers of this server's sinks count into (hand it to [`Sink::spawn`]).
-    pub fn sink_counters(&self) -> Arc<SinkCounters> {
-        self.sink_counters.clone()
-    }
-
-    fn push(&self, staging: &mut Staging<ServerOut>, out: ServerOut) -> Result<Queued, Error> {
-        if self.thread.is_closing() {
-            return Err(Error::Closed);
-        }
-        let size = out.bytes() as usize;
-        if size > self.max_message_bytes {
-            return Err(Error::MessageTooLarge {
-                size,
-                max: self.max_message_bytes,
-            });
-        }
-        match self.producer.push(&self.shared, staging, out) {
-            Ok(()) => Ok(Queued::Yes),
-            Err(Refusal::Full) => {
-                bump(&self.shared.host.refused, 1);
-                Ok(Queued::Refused)
-            }
-            Err(Refusal::Closed) => Err(Error::Closed),
-        }
-    }
-
-    /// Answers the request that carried `token` (`error`: an error reply, rejected with EREMOTE).
-    pub fn reply(
-        &self,
-        staging: &mut Staging<ServerOut>,
-        token: u32,
-        body: Bytes,
-        error: bool,
-    ) -> Result<Queued, Error> {
-        self.push(staging, ServerOut::Reply { token, body, error })
-    }
-
-    pub fn send_to(
-        &self,
-        staging: &mut Staging<ServerOut>,
-        client: u32,
-        body: Bytes,
-    ) -> Result<Queued, Error> {
-        self.push(staging, ServerOut::SendTo { client, body })
-    }
-
-    pub fn broadcast(
-        &self,
-        staging: &mut Staging<ServerOut>,
-        body: Bytes,
-    ) -> Result<Queued, Error> {
-        self.push(staging, ServerOut::Broadcast { body })
-    }
-
-    pub fn flush(&self, staging: &mut Staging<ServerOut>) {
-        let _ = self.producer.flush(&self.shared, staging);
-    }
-
-    pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.thread.is_closing()
-    }
-
-    /// Stops accepting calls, writes what is queued for at most the linger time, closes the
-    /// socket (and removes its ipc file), then publishes `ServerEvent::Closed`.
-    pub fn close(&self, staging: &mut Staging<ServerOut>) -> bool {
-        self.close_with(staging, self.linger)
-    }
-
-    pub fn close_with(&self, staging: &mut Staging<ServerOut>, linger: Duration) -> bool {
-        self.flush(staging);
-        if !self.thread.start_closing() {
-            return false;
-        }
-        let _ = self
-            .producer
-            .control(&self.shared, ServerControl::Close { linger });
-        true
-    }
-
-    /// Closes (if not yet) and waits for the engine thread for at most `wait`.
-    pub fn shutdown(
-        &self,
-        staging: &mut Staging<ServerOut>,
-        linger: Duration,
-        wait: Duration,
-    ) -> bool {
-        self.close_with(staging, linger);
-        self.thread.join(wait)
-    }
-
-    /// Starts reading messages (for a server bound with `start_paused`).
-    pub fn start(&self) {
-        let _ = self.producer.control(&self.shared, ServerControl::Start);
-    }
-
-    /// The host has run its handlers on every event it took: the sends among them may be
-    /// acked to their clients.
-    pub fn handled(&self) {
-        self.outbox.mark_handled();
-    }
-
-    /// Host thread only (it records the queue wait of what it takes).
-    pub fn take_events(&self) -> Vec<ServerEvent> {
-        self.waited(self.outbox.take())
-    }
-
-    /// At most `max` events; the host is woken again for the rest. Host thread only.
-    pub fn take_events_max(&self, max: usize) -> Vec<ServerEvent> {
-        self.waited(self.outbox.take_max(max))
-    }
-
-    fn waited(&self, events: Vec<ServerEvent>) -> Vec<ServerEvent> {
-        let now = std::time::Instant::now();
-        for e in &events {
-            if let ServerEvent::Message { arrived, .. } = e {
-                self.queue_wait
-                    .record_duration(now.saturating_duration_since(*arrived));
-            }
-        }
-        events
-    }
-
-    pub fn stats(&self) -> ServerStats {
-        let c = &self.counters;
-        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let host = &self.shared.host;
-        let engine = &self.shared.engine;
-        ServerStats {
-            received: r(&c.received),
-            routed: r(&c.routed),
-            unrouted: r(&c.unrouted),
-            requests: r(&c.requests),
-            replies: r(&c.replies),
-            pushes: r(&c.pushes),
-            unroutable: r(&c.unroutable),
-            malformed: r(&c.malformed),
-            connects: r(&c.connects),
-            disconnects: r(&c.disconnects),
-            clients: r(&c.clients),
-            refused: r(&host.refused),
-            queued: r(&host.pushed).saturating_sub(r(&engine.released)),
-            queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
-            sunk: r(&c.sunk),
-            sink_rows: r(&self.sink_counters.rows),
-            sink_batches: r(&self.sink_counters.batches),
-            sink_errors: r(&self.sink_counters.errors),
-            queue_wait: self.queue_wait.summary(),
-            service: self.service.summary(),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.close_with(&mut Staging::default(), Duration::ZERO);
-    }
-}
-
-fn run(engine: Engine, listener: zeromq::Listener, file: Option<SocketFile>) {
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        runtime.block_on(engine.main(listener));
-    }
-    if let Some(file) = file {
-        file.remove_file();
     }
 }

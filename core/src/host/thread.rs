@@ -1,11 +1,12 @@
-//! The engine thread as its handle sees it: started once, told to close once, joined with a
-//! bound. Shared by the client and the server handles.
+//! The engine thread as its handle sees it: started once with its runtime, told to close
+//! once, joined with a bound.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::outbox::Outbox;
 use crate::error::Error;
 use crate::hooks::{self, EngineKind};
 
@@ -17,9 +18,14 @@ pub(crate) struct EngineThread {
 }
 
 impl EngineThread {
-    pub(crate) fn spawn(
+    /// Runs `run` on a new thread with a current-thread tokio runtime (a multi-thread runtime
+    /// tripled round-trip latency on the target machines), then publishes `closed`: also when
+    /// no runtime could be built, so nothing waits forever.
+    pub(crate) fn spawn<E: Send + 'static>(
         kind: EngineKind,
-        run: impl FnOnce() + Send + 'static,
+        outbox: Arc<Outbox<E>>,
+        closed: E,
+        run: impl FnOnce(tokio::runtime::Runtime) + Send + 'static,
     ) -> Result<Self, Error> {
         let name = match kind {
             EngineKind::Client => "zerowire-client",
@@ -30,7 +36,13 @@ impl EngineThread {
             .name(name.into())
             .spawn(move || {
                 hooks::engine_start(kind);
-                run();
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    run(runtime);
+                }
+                outbox.publish(&mut vec![closed]);
                 let _ = exit_tx.send(());
             })
             .map_err(|e| Error::Spawn(e.to_string()))?;

@@ -1,154 +1,42 @@
-//! The engine: one OS thread per client running a current-thread tokio runtime (a multi-thread
-//! runtime tripled round-trip latency on the target machines) that owns the DEALER socket.
+//! The client's engine: the loop on the engine thread that owns the client's links (one per
+//! endpoint, see `link`).
 //!
 //! The zeromq crate's DEALER does not reconnect, has no send limit of ours, no linger and no
-//! drain, so this loop owns all of that. It keeps one `Link` per endpoint, each with its own
-//! connection, backoff and heartbeat; connects (and reconnects after a disconnect) with capped
-//! exponential backoff, and for ipc:// also the moment the socket file appears (inotify); keeps
-//! messages in one backlog while no peer is connected and spreads them round-robin over the
-//! connected ones; times requests out and retries the idempotent ones; counts every accepted
-//! send as delivered (confirmed by the server's acks) or dropped with a reason; and on close
-//! drains for at most the linger time.
+//! drain, so this loop owns all of that. It keeps messages in one backlog while no server is
+//! connected and spreads them round-robin over the connected links; times requests out and
+//! retries the idempotent ones; counts every accepted send as delivered (confirmed by the
+//! server's acks) or dropped with a reason; and on close drains for at most the linger time.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::future::Future;
-use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use foldhash::HashMap;
-use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::time::Instant;
-use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketRecv, ZmqError,
-    ZmqMessage, ZmqResult,
-};
+use zeromq::{SocketEvent, SocketRecv, ZmqError, ZmqMessage, ZmqResult};
 
-use crate::options::ClientOptions;
-use crate::outbox::{DropReason, Event, Outbox};
+use super::event::{ClientEvent, DropReason};
+use super::link::{self, Connected, Link, ServerKind, Watch};
+use super::options::ClientOptions;
+use super::stats::{ClientCounters, ClientEngineCounters};
+use super::{ClientControl, ClientOut, Request};
+use crate::counter::bump;
+use crate::endpoint::Endpoint;
+use crate::host::outbox::Outbox;
+use crate::host::queue::{Consumer, QueueShared};
+use crate::host::{self, EngineParts, RECV_BATCH};
 use crate::protocol::{self, Inbound};
-use crate::queue::{Consumer, Control, Outgoing, QueueShared};
-use crate::spin::{SpinSlot, SPIN};
-use crate::stats::bump;
+use crate::spin::Spin;
 use crate::trim::Trim;
-use crate::writer::Writer;
 
-/// Shortest time one connection attempt (connect + ZMTP handshake) is given.
-const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
-/// Most inbound messages handled per wake-up before the loop looks at its queue again.
-const RECV_BATCH: usize = 256;
 /// Drop events are rate-limited to one per reason per this interval.
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A live connection: the two halves of the DEALER and its event monitor.
-struct Conn {
-    writer: Writer<DealerSendHalf>,
-    recv: DealerRecvHalf,
-    monitor: mpsc::Receiver<SocketEvent>,
-}
-
-type Connecting =
-    Pin<Box<dyn Future<Output = ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>> + Send>>;
-
-fn connect(endpoint: String, timeout: Duration, max_message_bytes: usize) -> Connecting {
-    Box::pin(async move {
-        let mut options = protocol::socket_options(max_message_bytes);
-        options.connect_timeout(timeout);
-        let mut socket = DealerSocket::with_options(options);
-        let monitor = socket.monitor();
-        socket.connect(&endpoint).await?;
-        Ok((socket, monitor))
-    })
-}
-
-/// What the peer on a connection has shown itself to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Peer {
-    /// Connected, hello not answered yet.
-    Unknown,
-    /// A zerowire server: it acked our hello, answers pings and confirms what it read.
-    Acks,
-    /// Any other ZeroMQ ROUTER: it sends no acks. A reply to a request still proves that
-    /// everything written before the request was read (a ROUTER reads a connection in order).
-    Plain,
-}
-
-/// One endpoint and its connection, if any.
-struct Link {
-    endpoint: String,
-    /// For ipc://, the socket file's name in its directory (watched for the server's bind).
-    file_name: Option<OsString>,
-    conn: Option<Conn>,
-    connecting: Option<Connecting>,
-    retry_at: Option<Instant>,
-    backoff: Duration,
-    /// Identifies the current connection among all of this engine's; requests remember the
-    /// one they were written on.
-    epoch: u32,
-    /// When the server was last heard from on the current connection.
-    last_heard: Instant,
-    /// When to ping next (only a server that acked our hello answers pings).
-    next_ping: Option<Instant>,
-    /// A peer that has not answered the hello by then is taken for a plain ROUTER.
-    hello_deadline: Option<Instant>,
-    /// Something was written on the current connection since the server last confirmed.
-    unconfirmed: bool,
-    /// The corr of the close barrier (goodbye) in flight, if any.
-    barrier: Option<Bytes>,
-    /// The corr of the hello sent on the current connection.
-    hello: Option<Bytes>,
-    peer: Peer,
-    /// The goodbye went out (and, once `barrier` is cleared, was answered).
-    said_goodbye: bool,
-    /// Fire-and-forget messages written on this connection, and how many of them the server
-    /// confirmed (cumulative, as its acks are).
-    written: u64,
-    acked: u64,
-}
-
-impl Link {
-    fn new(endpoint: String, options: &ClientOptions) -> Self {
-        let file_name = endpoint
-            .strip_prefix("ipc://")
-            .and_then(|p| Path::new(p).file_name())
-            .map(|n| n.to_owned());
-        Link {
-            endpoint,
-            file_name,
-            conn: None,
-            connecting: None,
-            retry_at: Some(Instant::now()),
-            backoff: options.reconnect_interval,
-            epoch: 0,
-            last_heard: Instant::now(),
-            next_ping: None,
-            hello_deadline: None,
-            unconfirmed: false,
-            barrier: None,
-            hello: None,
-            peer: Peer::Unknown,
-            said_goodbye: false,
-            written: 0,
-            acked: 0,
-        }
-    }
-
-    fn usable(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| !c.writer.busy())
-    }
-
-    /// Sends go out unconfirmed until an ack (or the peer turns out to be plain).
-    fn unacked(&self) -> u64 {
-        self.written - self.acked
-    }
-}
 
 /// A request the caller allowed to be sent again (idempotent).
 struct Retry {
@@ -180,53 +68,18 @@ struct DropTally {
 enum Io {
     Message(usize, ZmqResult<ZmqMessage>),
     Monitor(usize, Option<SocketEvent>),
-    Connected(
-        usize,
-        ZmqResult<(DealerSocket, mpsc::Receiver<SocketEvent>)>,
-    ),
+    Connected(usize, ZmqResult<Connected>),
     Written(usize, ZmqResult<()>),
     Bound(Option<OsString>),
     WatchFailed,
 }
 
-type Watch = inotify::EventStream<[u8; 1024]>;
-
-/// Watches the directories of the ipc endpoints so a server's bind is noticed at once, not at
-/// the next backoff step. Without it (no inotify, missing directory) backoff alone applies.
-fn watch_ipc_dirs(links: &[Link]) -> Option<Watch> {
-    let dirs: HashSet<&Path> = links
-        .iter()
-        .filter_map(|l| l.endpoint.strip_prefix("ipc://"))
-        .filter_map(|p| Path::new(p).parent())
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .collect();
-    if dirs.is_empty() {
-        return None;
-    }
-    let inotify = inotify::Inotify::init().ok()?;
-    let mut added = false;
-    for dir in dirs {
-        // A server binds by creating the file or by moving/linking it into place.
-        let mask = inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO;
-        added |= inotify.watches().add(dir, mask).is_ok();
-    }
-    if !added {
-        return None;
-    }
-    inotify.into_event_stream([0u8; 1024]).ok()
-}
-
-pub(crate) struct Engine {
+pub(super) struct ClientEngine {
     options: ClientOptions,
     shared: Arc<QueueShared>,
-    outbox: Arc<Outbox>,
-    queue: Consumer,
+    counters: Arc<ClientCounters>,
+    outbox: Arc<Outbox<ClientEvent>>,
+    queue: Consumer<ClientOut, ClientControl>,
     links: Vec<Link>,
     /// The link the next message goes to (round-robin over the usable ones).
     next_link: usize,
@@ -234,7 +87,7 @@ pub(crate) struct Engine {
     poll_from: usize,
     watch: Option<Watch>,
     /// Taken from the channel, not yet handed to the socket, and the bytes of its sends.
-    backlog: VecDeque<Outgoing>,
+    backlog: VecDeque<ClientOut>,
     backlog_sends: usize,
     backlog_send_bytes: u64,
     /// Pending requests by id.
@@ -243,11 +96,10 @@ pub(crate) struct Engine {
     cancelled_early: HashSet<u32>,
     /// Deadlines in order; entries whose request is gone are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
-    events: Vec<Event>,
+    events: Vec<ClientEvent>,
     close_deadline: Option<Instant>,
-    /// Poll instead of parking until then (set by request traffic).
-    spin_until: Option<Instant>,
-    spin_slot: SpinSlot,
+    /// Polling instead of parking, right after request traffic.
+    spin: Spin,
     /// Counts connections across links.
     epochs: u32,
     /// Sequence number of control requests (hello, goodbye, ping).
@@ -256,23 +108,23 @@ pub(crate) struct Engine {
     trim: Trim,
 }
 
-impl Engine {
-    pub(crate) fn new(
-        endpoints: Vec<String>,
+impl ClientEngine {
+    pub(super) fn new(
+        endpoints: Vec<Endpoint>,
         options: ClientOptions,
-        shared: Arc<QueueShared>,
-        outbox: Arc<Outbox>,
-        queue: Consumer,
+        counters: Arc<ClientCounters>,
+        parts: EngineParts<ClientOut, ClientControl, ClientEvent>,
     ) -> Self {
         let links: Vec<Link> = endpoints
             .into_iter()
             .map(|e| Link::new(e, &options))
             .collect();
-        Engine {
+        ClientEngine {
             options,
-            shared,
-            outbox,
-            queue,
+            shared: parts.shared,
+            counters,
+            outbox: parts.outbox,
+            queue: parts.queue,
             links,
             next_link: 0,
             poll_from: 0,
@@ -285,8 +137,7 @@ impl Engine {
             deadlines: BinaryHeap::new(),
             events: Vec::new(),
             close_deadline: None,
-            spin_until: None,
-            spin_slot: SpinSlot::default(),
+            spin: Spin::default(),
             epochs: 0,
             control_seq: 0,
             drops: DropTally::default(),
@@ -294,29 +145,10 @@ impl Engine {
         }
     }
 
-    /// Runs the engine to completion on the calling thread.
-    pub(crate) fn run(self) {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(_) => {
-                // Without a runtime nothing can be sent; report closed so nothing waits forever.
-                self.outbox.publish(&mut vec![Event::Closed]);
-                return;
-            }
-        };
-        let outbox = self.outbox.clone();
-        runtime.block_on(self.main());
-        // The socket writer tasks were given their chance in `main`; whatever is left goes.
-        drop(runtime);
-        outbox.publish(&mut vec![Event::Closed]);
-    }
-
-    async fn main(mut self) {
+    /// Runs until closed and drained (or the linger time is up).
+    pub(super) async fn run(mut self) {
         // Inside the runtime: the watch registers with its reactor.
-        self.watch = watch_ipc_dirs(&self.links);
+        self.watch = link::watch_ipc_dirs(&self.links);
         loop {
             let now = Instant::now();
             self.take_control(now);
@@ -327,7 +159,7 @@ impl Engine {
             self.start_connecting(now);
             self.flush();
             if self.queue.take_drain(&self.shared) {
-                self.events.push(Event::Drain);
+                self.events.push(ClientEvent::Drain);
             }
             let backlog = &self.backlog;
             self.trim.run_if_due(now, || backlog.is_empty());
@@ -372,18 +204,16 @@ impl Engine {
         }
         // A zerowire server (it acked our hello) always gets a goodbye, so it reports the
         // disconnect as one; a plain ROUTER only when something awaits confirmation.
-        let ready = link.peer == Peer::Acks;
+        let ready = link.server == ServerKind::Acks;
         if !link.unconfirmed && (!ready || link.said_goodbye) {
             return true;
         }
         if link.barrier.is_none() {
             self.control_seq = self.control_seq.wrapping_add(1);
             let corr = protocol::encode_control(protocol::CONTROL_GOODBYE, self.control_seq);
-            let mut message = ZmqMessage::from(corr.clone());
-            message.push_back(Bytes::new());
-            link.barrier = Some(corr);
+            link.barrier = Some(corr.clone());
             link.said_goodbye = true;
-            if let Some(Err(_)) = conn.writer.start(message) {
+            if link.write_control(corr) == Some(false) {
                 self.disconnected(i);
                 return true;
             }
@@ -394,12 +224,12 @@ impl Engine {
     fn take_control(&mut self, now: Instant) {
         while let Ok(order) = self.queue.ctl.try_recv() {
             match order {
-                Control::Cancel(id) => {
+                ClientControl::Cancel(id) => {
                     if self.pending.remove(&id).is_none() {
                         self.cancelled_early.insert(id);
                     }
                 }
-                Control::Close { linger } => {
+                ClientControl::Close { linger } => {
                     if self.close_deadline.is_none() {
                         self.close_deadline = Some(now + linger);
                     }
@@ -419,7 +249,7 @@ impl Engine {
         }
     }
 
-    fn admit(&mut self, batch: Vec<Outgoing>) {
+    fn admit(&mut self, batch: Vec<ClientOut>) {
         // The host stamps no time: deadlines run from here. Batches leave the host at the end
         // of its tick and are taken on every wake-up, so the error is that delay (micro-seconds).
         let now = Instant::now();
@@ -494,7 +324,7 @@ impl Engine {
         if count == 0 {
             return;
         }
-        let counters = &self.shared.engine;
+        let counters = &self.counters.engine;
         let counter = match reason {
             DropReason::Overflow => &counters.dropped_overflow,
             DropReason::Closed => &counters.dropped_closed,
@@ -515,7 +345,7 @@ impl Engine {
         for reason in DropReason::ALL {
             let count = std::mem::take(&mut self.drops.pending[reason as usize]);
             if count > 0 {
-                self.events.push(Event::Dropped { reason, count });
+                self.events.push(ClientEvent::Dropped { reason, count });
             }
         }
         self.drops.next_report = Some(now + DROP_REPORT_INTERVAL);
@@ -523,26 +353,7 @@ impl Engine {
 
     fn start_connecting(&mut self, now: Instant) {
         for link in &mut self.links {
-            // Closing does not stop us: what is queued still deserves its linger time.
-            if link.conn.is_some() || link.connecting.is_some() {
-                continue;
-            }
-            match link.retry_at {
-                Some(at) if at <= now => {
-                    link.retry_at = None;
-                    // The crate retries refused connections inside one attempt (50 ms, then
-                    // doubling), so a server that binds meanwhile is found. The attempt's bound
-                    // also covers the handshake, which a loaded machine can slow to tens of ms:
-                    // never give it less than MIN_CONNECT_ATTEMPT.
-                    let bound = link.backoff.max(MIN_CONNECT_ATTEMPT);
-                    link.connecting = Some(connect(
-                        link.endpoint.clone(),
-                        bound,
-                        self.options.max_message_bytes,
-                    ));
-                }
-                _ => {}
-            }
+            link.start_connecting(now, self.options.max_message_bytes);
         }
     }
 
@@ -581,7 +392,7 @@ impl Engine {
                     Some(p) => {
                         p.written_in = Some(self.links[i].epoch);
                         p.confirms = self.links[i].written;
-                        self.spin_until = Some(Instant::from_std(now) + SPIN);
+                        self.spin.after_traffic(Instant::from_std(now));
                         protocol::encode_corr(r.id)
                     }
                 },
@@ -594,7 +405,7 @@ impl Engine {
             let is_send = out.request.is_none();
             if let Some(t) = out.queued_at {
                 let wait = now.saturating_duration_since(t);
-                self.shared.engine.queue_wait.record_duration(wait);
+                self.counters.engine.queue_wait.record_duration(wait);
             }
             let link = &mut self.links[i];
             let conn = link.conn.as_mut().expect("usable link");
@@ -619,7 +430,7 @@ impl Engine {
                             self.backlog_sends += 1;
                             self.backlog_send_bytes += len;
                         }
-                        self.backlog.push_front(Outgoing {
+                        self.backlog.push_front(ClientOut {
                             request: out.request,
                             body,
                             queued_at: None,
@@ -641,7 +452,7 @@ impl Engine {
                 }
             }
         }
-        let counters = &self.shared.engine;
+        let counters = &self.counters.engine;
         bump(&counters.written, written);
         bump(&counters.expired_unsent, expired);
         self.shared.release(released, released_bytes);
@@ -658,7 +469,7 @@ impl Engine {
     fn heartbeat(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
-            if link.peer == Peer::Unknown && link.hello_deadline.is_some_and(|t| now >= t) {
+            if link.server == ServerKind::Unknown && link.hello_deadline.is_some_and(|t| now >= t) {
                 self.became_plain(i);
                 continue;
             }
@@ -666,29 +477,25 @@ impl Engine {
                 continue;
             };
             if now.saturating_duration_since(link.last_heard) > self.options.heartbeat_timeout {
-                bump(&self.shared.engine.heartbeat_timeouts, 1);
+                bump(&self.counters.engine.heartbeat_timeouts, 1);
                 self.disconnected(i);
                 continue;
             }
             if now < next {
                 continue;
             }
-            let Some(conn) = link.conn.as_mut() else {
-                continue;
-            };
-            if conn.writer.busy() {
-                // Traffic is flowing out; the ping can wait for the writer.
-                continue;
-            }
-            self.control_seq = self.control_seq.wrapping_add(1);
-            let mut ping = ZmqMessage::from(protocol::encode_control(
-                protocol::CONTROL_PING,
-                self.control_seq,
-            ));
-            ping.push_back(Bytes::new());
-            link.next_ping = Some(now + self.options.heartbeat_interval);
-            if let Some(Err(_)) = conn.writer.start(ping) {
-                self.disconnected(i);
+            // Traffic flowing out (a busy writer) leaves the ping for later.
+            let corr =
+                protocol::encode_control(protocol::CONTROL_PING, self.control_seq.wrapping_add(1));
+            match link.write_control(corr) {
+                None => continue,
+                Some(ok) => {
+                    self.control_seq = self.control_seq.wrapping_add(1);
+                    link.next_ping = Some(now + self.options.heartbeat_interval);
+                    if !ok {
+                        self.disconnected(i);
+                    }
+                }
             }
         }
     }
@@ -696,7 +503,7 @@ impl Engine {
     /// A peer that sends no acks: only replies and the close barrier confirm its reads.
     fn became_plain(&mut self, i: usize) {
         let link = &mut self.links[i];
-        link.peer = Peer::Plain;
+        link.server = ServerKind::Plain;
         link.hello_deadline = None;
     }
 
@@ -712,8 +519,8 @@ impl Engine {
             }
             if !self.send_again(id, now) {
                 self.pending.remove(&id);
-                bump(&self.shared.engine.timeouts, 1);
-                self.events.push(Event::Timeout { id });
+                bump(&self.counters.engine.timeouts, 1);
+                self.events.push(ClientEvent::Timeout { id });
             }
         }
     }
@@ -731,8 +538,8 @@ impl Engine {
         p.deadline = now + retry.timeout;
         p.written_in = None;
         self.deadlines.push(Reverse((p.deadline, id)));
-        self.backlog.push_front(Outgoing {
-            request: Some(crate::queue::Request {
+        self.backlog.push_front(ClientOut {
+            request: Some(Request {
                 id,
                 timeout: retry.timeout,
                 retries: retry.left,
@@ -740,7 +547,7 @@ impl Engine {
             body: retry.body.clone(),
             queued_at: Some(now.into_std()),
         });
-        bump(&self.shared.engine.retries, 1);
+        bump(&self.counters.engine.retries, 1);
         true
     }
 
@@ -771,27 +578,16 @@ impl Engine {
     fn disconnected(&mut self, i: usize) {
         let now = Instant::now();
         let link = &mut self.links[i];
-        let was_connected = link.conn.take().is_some();
         // Sends the server did not confirm are beyond confirming now.
-        let lost = link.unacked();
-        link.written = 0;
-        link.acked = 0;
-        link.unconfirmed = false;
-        link.barrier = None;
-        link.hello = None;
-        link.peer = Peer::Unknown;
-        link.said_goodbye = false;
-        link.next_ping = None;
-        link.hello_deadline = None;
-        link.retry_at = Some(now + self.options.reconnect_interval);
-        link.backoff = self.options.reconnect_interval;
+        let (was_connected, lost) = link.reset(now, self.options.reconnect_interval);
         let epoch = link.epoch;
         self.drop_sends(DropReason::PeerLost, lost);
         if !was_connected {
             return;
         }
-        bump(&self.shared.engine.disconnects, 1);
-        self.events.push(Event::Disconnected { link: i as u32 });
+        bump(&self.counters.engine.disconnects, 1);
+        self.events
+            .push(ClientEvent::Disconnected { link: i as u32 });
         // Requests written on that connection will get no reply: retry or say so now.
         let gone: Vec<u32> = self
             .pending
@@ -802,8 +598,8 @@ impl Engine {
         for id in gone {
             if !self.send_again(id, now) {
                 self.pending.remove(&id);
-                bump(&self.shared.engine.resets, 1);
-                self.events.push(Event::Reset { id });
+                bump(&self.counters.engine.resets, 1);
+                self.events.push(ClientEvent::Reset { id });
             }
         }
     }
@@ -813,15 +609,15 @@ impl Engine {
         let now = Instant::now();
         let link = &mut self.links[i];
         link.last_heard = now;
-        let counters = &self.shared.engine;
+        let counters = &self.counters.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
                 if let Some(p) = self.pending.remove(&id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     // The host often answers a reply with its next request.
-                    self.spin_until = Some(now + SPIN);
+                    self.spin.after_traffic(now);
                     bump(&counters.replies, 1);
-                    self.events.push(Event::Reply { id, body });
+                    self.events.push(ClientEvent::Reply { id, body });
                 } else {
                     bump(&counters.late_replies, 1);
                 }
@@ -830,21 +626,21 @@ impl Engine {
                 if let Some(p) = self.pending.remove(&id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     bump(&counters.error_replies, 1);
-                    self.events.push(Event::ErrorReply { id, message });
+                    self.events.push(ClientEvent::ErrorReply { id, message });
                 } else {
                     bump(&counters.late_replies, 1);
                 }
             }
             Inbound::Push { body } => {
                 bump(&counters.pushes, 1);
-                self.events.push(Event::Push { body });
+                self.events.push(ClientEvent::Push { body });
             }
             Inbound::Control { frame, body } => {
                 if protocol::control_kind(&frame) == Some(protocol::CONTROL_ACK) {
                     if let Some(count) = protocol::parse_ack_count(&body) {
                         // Cumulative, so a stale or repeated ack changes nothing.
                         let count = count.min(link.written);
-                        if count > link.acked && link.peer == Peer::Acks {
+                        if count > link.acked && link.server == ServerKind::Acks {
                             bump(&counters.delivered, count - link.acked);
                             link.acked = count;
                         }
@@ -860,9 +656,9 @@ impl Engine {
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.
                     match protocol::parse_ack(&body) {
                         Some((client_id, server_pid)) => {
-                            link.peer = Peer::Acks;
+                            link.server = ServerKind::Acks;
                             link.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
-                            self.events.push(Event::Ready {
+                            self.events.push(ClientEvent::Ready {
                                 link: i as u32,
                                 client_id,
                                 server_pid,
@@ -880,8 +676,8 @@ impl Engine {
     /// round trip, and a report if it was slow.
     fn settled(
         options: &ClientOptions,
-        counters: &crate::stats::EngineCounters,
-        events: &mut Vec<Event>,
+        counters: &ClientEngineCounters,
+        events: &mut Vec<ClientEvent>,
         link: &mut Link,
         id: u32,
         p: &Pending,
@@ -892,78 +688,45 @@ impl Engine {
         counters.request_rtt.record_duration(rtt);
         if options.slow_request.is_some_and(|limit| rtt >= limit) {
             let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-            events.push(Event::Slow { id, micros });
+            events.push(ClientEvent::Slow { id, micros });
         }
     }
 
     /// A plain ROUTER reads a connection in order: the reply to a request proves the sends
     /// written before it were read. (A zerowire server's acks say more: handled.)
-    fn confirm_by_reply(link: &mut Link, p: &Pending, counters: &crate::stats::EngineCounters) {
-        if link.peer == Peer::Plain && p.written_in == Some(link.epoch) && p.confirms > link.acked {
+    fn confirm_by_reply(link: &mut Link, p: &Pending, counters: &ClientEngineCounters) {
+        if link.server == ServerKind::Plain
+            && p.written_in == Some(link.epoch)
+            && p.confirms > link.acked
+        {
             bump(&counters.delivered, p.confirms - link.acked);
             link.acked = p.confirms;
         }
     }
 
-    fn connected(&mut self, i: usize, socket: DealerSocket, monitor: mpsc::Receiver<SocketEvent>) {
-        let (send, recv) = socket.split();
-        let mut writer = Writer::new(send);
-        // The hello goes first on every connection, ahead of the backlog.
+    fn connected(&mut self, i: usize, connected: Connected) {
         self.control_seq = self.control_seq.wrapping_add(1);
-        let corr = protocol::encode_control(protocol::CONTROL_HELLO, self.control_seq);
-        let mut hello = ZmqMessage::from(corr.clone());
-        hello.push_back(protocol::hello_body(
-            std::process::id(),
-            std::os::unix::process::parent_id(),
-            self.options.name.as_deref(),
-        ));
-        let failed = matches!(writer.start(hello), Some(Err(_)));
         self.epochs = self.epochs.wrapping_add(1);
-        let now = Instant::now();
-        let link = &mut self.links[i];
-        link.epoch = self.epochs;
-        link.last_heard = now;
-        link.hello = Some(corr);
-        // A zerowire server answers at once; one heartbeat interval is generous.
-        link.hello_deadline = Some(now + self.options.heartbeat_interval);
-        link.conn = Some(Conn {
-            writer,
-            recv,
-            monitor,
-        });
-        link.backoff = self.options.reconnect_interval;
-        bump(&self.shared.engine.connects, 1);
-        if failed {
+        let ok = self.links[i].connected(connected, self.epochs, self.control_seq, &self.options);
+        bump(&self.counters.engine.connects, 1);
+        if !ok {
             self.disconnected(i);
         }
     }
 
     fn connect_failed(&mut self, i: usize, e: ZmqError) {
-        bump(&self.shared.engine.connect_failures, 1);
-        let link = &mut self.links[i];
-        // A timeout means nobody was there for a whole interval: try again at once with a
-        // longer one. A hard error waits out the interval first.
-        let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
-            Duration::ZERO
-        } else {
-            link.backoff
-        };
-        link.retry_at = Some(Instant::now() + delay);
-        link.backoff = (link.backoff * 2).min(self.options.reconnect_max_interval);
+        bump(&self.counters.engine.connect_failures, 1);
+        self.links[i].connect_failed(&e, self.options.reconnect_max_interval);
     }
 
-    /// The watched directory got a new entry: if it is a disconnected link's socket file, a
-    /// server just bound it; connect now instead of at the next backoff step.
+    /// The watched directory got a new entry: perhaps a server just bound a link's socket.
     fn bound(&mut self, name: Option<OsString>) {
+        let Some(name) = name else {
+            return;
+        };
         let now = Instant::now();
         for link in &mut self.links {
-            if link.conn.is_none() && name.is_some() && link.file_name == name {
-                // An attempt in flight is only sleeping between the crate's retries; nothing
-                // was written on it, so it can go.
-                link.connecting = None;
-                link.retry_at = Some(now);
-                link.backoff = self.options.reconnect_interval;
-            }
+            link.server_bound(&name, now, self.options.reconnect_interval);
         }
     }
 
@@ -976,22 +739,10 @@ impl Engine {
         // sooner. Only while a slot is free: engines beyond the spare cores must not spin,
         // or they starve the JS threads they wait for.
         let any_conn = self.links.iter().any(|l| l.conn.is_some());
-        let want = self
-            .spin_until
-            .is_some_and(|t| t > Instant::now() && any_conn);
-        let spinning = want && self.spin_slot.acquire();
-        if !spinning {
-            self.spin_until = None;
-            self.spin_slot.release();
-            shared.sleeping.store(true, Ordering::Relaxed);
-            // Pairs with the fence in `QueueShared::wake_engine`.
-            fence(Ordering::SeqCst);
-        }
-        if !self.queue.rx.is_empty() || !self.queue.ctl.is_empty() || self.queue.drain_due(&shared)
-        {
-            shared.sleeping.store(false, Ordering::Relaxed);
+        let want = any_conn && self.spin.wanted();
+        let Some(spinning) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
             return;
-        }
+        };
         let timer = self.next_timer();
         let sleep = async {
             match timer {
@@ -1048,7 +799,7 @@ impl Engine {
             _ = spin => None,
             io = io => Some(io),
         };
-        shared.sleeping.store(false, Ordering::Relaxed);
+        host::woke(&shared);
         match woke {
             None | Some(Io::Written(_, Ok(()))) => {}
             Some(Io::Written(i, Err(_))) => {
@@ -1063,7 +814,7 @@ impl Engine {
                     let Some(conn) = self.links[i].conn.as_mut() else {
                         break;
                     };
-                    match conn.recv.recv().now_or_never() {
+                    match host::ready(&mut conn.recv) {
                         Some(Ok(m)) => self.handle_inbound(i, m),
                         _ => break,
                     }
@@ -1076,7 +827,7 @@ impl Engine {
             Some(Io::Connected(i, result)) => {
                 self.links[i].connecting = None;
                 match result {
-                    Ok((socket, monitor)) => self.connected(i, socket, monitor),
+                    Ok(connected) => self.connected(i, connected),
                     Err(e) => self.connect_failed(i, e),
                 }
             }

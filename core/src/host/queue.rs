@@ -14,35 +14,28 @@
 //! A refusal also asks the engine for a `drain` report ([`Consumer::take_drain`]): the host
 //! learns when there is room again without polling, as with a socket's `'drain'`.
 
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::time::Duration;
-
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
-use crate::stats::{bump, EngineCounters, HostCounters};
+use crate::counter::bump;
 
-/// One message for the wire, as the client queues it.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// `None` for fire-and-forget.
-    pub request: Option<Request>,
-    pub body: Bytes,
-    /// When the engine took it (the host leaves it `None`): its queue wait runs from there.
-    pub queued_at: Option<std::time::Instant>,
+/// What the host has pushed into the queue: written by the host thread only.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct Pushed {
+    /// Messages ever pushed, and their bytes.
+    pub pushed: AtomicU64,
+    pub pushed_bytes: AtomicU64,
 }
 
-/// What makes a message a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request {
-    /// Chosen by the host; the reply event carries it.
-    pub id: u32,
-    /// Per attempt.
-    pub timeout: Duration,
-    /// How many more times it may be sent after a timeout or a lost connection (idempotent
-    /// requests only: the server may see it more than once).
-    pub retries: u32,
+/// What the engine has taken out of the queue: written by the engine thread only.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct Released {
+    /// Messages that left the queue (handed to the socket or dropped), and their bytes.
+    pub released: AtomicU64,
+    pub released_bytes: AtomicU64,
 }
 
 /// What the queue needs to know of a message: its payload size, for the byte high-water mark.
@@ -50,25 +43,10 @@ pub trait Weighed {
     fn bytes(&self) -> u64;
 }
 
-impl Weighed for Outgoing {
-    fn bytes(&self) -> u64 {
-        self.body.len() as u64
-    }
-}
-
-/// Out-of-band orders; never refused, never stuck behind queued messages.
-#[derive(Debug)]
-pub enum Control {
-    /// Forget a pending request (aborted by the caller).
-    Cancel(u32),
-    /// Stop accepting, drain for at most `linger`, then report `Event::Closed`.
-    Close { linger: Duration },
-}
-
 /// The state both threads see.
 pub struct QueueShared {
-    pub host: HostCounters,
-    pub engine: EngineCounters,
+    pub host: Pushed,
+    pub engine: Released,
     /// True while the engine is (about to be) parked on `notify`.
     pub(crate) sleeping: AtomicBool,
     pub(crate) notify: Notify,
@@ -80,8 +58,8 @@ pub struct QueueShared {
 impl QueueShared {
     pub fn new() -> Self {
         QueueShared {
-            host: HostCounters::default(),
-            engine: EngineCounters::default(),
+            host: Pushed::default(),
+            engine: Released::default(),
             sleeping: AtomicBool::new(false),
             notify: Notify::new(),
             want_drain: AtomicBool::new(false),
@@ -140,7 +118,7 @@ pub const STAGE_MAX: usize = 64;
 /// Messages admitted by the host but not yet handed to the engine, and the engine's release
 /// counters as the host last read them. Owned by the host thread.
 #[derive(Debug)]
-pub struct Staging<T = Outgoing> {
+pub struct Staging<T> {
     msgs: Vec<T>,
     /// `released` / `released_bytes` when last read. They only grow, so a check against these
     /// never admits past a mark; the shared cache line is read again only when it would refuse
@@ -166,7 +144,7 @@ impl<T> Staging<T> {
 }
 
 /// Host half of the queue.
-pub struct Producer<T = Outgoing, C = Control> {
+pub struct Producer<T, C> {
     tx: Sender<Vec<T>>,
     ctl: Sender<C>,
     high_water_mark: u64,
@@ -174,7 +152,7 @@ pub struct Producer<T = Outgoing, C = Control> {
 }
 
 /// Engine half of the queue.
-pub struct Consumer<T = Outgoing, C = Control> {
+pub struct Consumer<T, C> {
     pub rx: Receiver<Vec<T>>,
     pub ctl: Receiver<C>,
     /// Messages and bytes queued at or below which a refused host hears `drain`: half the
@@ -303,18 +281,21 @@ impl<T: Weighed, C> Producer<T, C> {
 mod tests {
     use super::*;
 
-    type Producer = super::Producer<Outgoing, Control>;
+    /// A message of `0` bytes.
+    struct Msg(u64);
 
-    fn channel(hwm: usize, hwb: usize) -> (Producer, Consumer) {
+    impl Weighed for Msg {
+        fn bytes(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn channel(hwm: usize, hwb: usize) -> (Producer<Msg, ()>, Consumer<Msg, ()>) {
         super::channel(hwm, hwb, 1)
     }
 
-    fn msg(n: usize) -> Outgoing {
-        Outgoing {
-            request: None,
-            body: Bytes::from(vec![b'x'; n]),
-            queued_at: None,
-        }
+    fn msg(n: u64) -> Msg {
+        Msg(n)
     }
 
     #[test]

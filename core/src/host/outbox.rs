@@ -5,92 +5,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event {
-    Reply {
-        id: u32,
-        body: Bytes,
-    },
-    /// The server answered with an error reply; `message` is its text.
-    ErrorReply {
-        id: u32,
-        message: Bytes,
-    },
-    Timeout {
-        id: u32,
-    },
-    /// The request was written on a connection that went down before its reply.
-    Reset {
-        id: u32,
-    },
-    /// A message the server pushed (empty corr).
-    Push {
-        body: Bytes,
-    },
-    /// A zerowire server acknowledged our hello on the connection to endpoint `link`.
-    Ready {
-        link: u32,
-        client_id: String,
-        server_pid: u32,
-    },
-    /// The connection to endpoint `link` went down (the engine reconnects by itself).
-    Disconnected {
-        link: u32,
-    },
-    /// The reply to request `id` took `micros`, more than the `slow_request` threshold. Comes
-    /// just before the reply's own event.
-    Slow {
-        id: u32,
-        micros: u64,
-    },
-    /// Fire-and-forget messages dropped for `reason` since the last such event (reported at
-    /// most once per second per client, and once more at close).
-    Dropped {
-        reason: DropReason,
-        count: u64,
-    },
-    /// A refused `send()` or `request()` can be retried: the queue is down to half its
-    /// high-water marks. Once per refusal episode.
-    Drain,
-    /// The engine finished closing; every request still pending is to be rejected.
-    Closed,
-}
-
-/// Why an accepted fire-and-forget message was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Pushed out of a full queue by a newer message (`whenFull: "drop-oldest"`).
-    Overflow,
-    /// Still queued, or written but unconfirmed, when `close()` gave up after its linger time.
-    Closed,
-    /// Written to a connection that died before the server confirmed reading it.
-    PeerLost,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 3] = [
-        DropReason::Overflow,
-        DropReason::Closed,
-        DropReason::PeerLost,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Overflow => "overflow",
-            DropReason::Closed => "closed",
-            DropReason::PeerLost => "peer-lost",
-        }
-    }
-}
-
 /// How the engine wakes the host. The binding implements it with a threadsafe function.
 pub trait Waker: Send + Sync + 'static {
     fn wake(&self);
 }
 
-pub struct Outbox<E = Event> {
+pub struct Outbox<E> {
     events: Mutex<Vec<E>>,
     scheduled: AtomicBool,
     waker: Box<dyn Waker>,
@@ -118,7 +38,7 @@ impl<E> Outbox<E> {
     }
 
     fn count_taken(&self, n: usize) {
-        crate::stats::bump(&self.taken, n as u64);
+        crate::counter::bump(&self.taken, n as u64);
     }
 
     /// How many events the host has handled, oldest first.
@@ -188,6 +108,12 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
+    #[derive(Debug, PartialEq, Eq)]
+    enum Event {
+        Timeout { id: u32 },
+        Closed,
+    }
+
     struct Count(Arc<AtomicUsize>);
     impl Waker for Count {
         fn wake(&self) {
@@ -198,7 +124,7 @@ mod tests {
     #[test]
     fn take_max_leaves_the_rest_and_wakes_again() {
         let wakes = Arc::new(AtomicUsize::new(0));
-        let outbox: Outbox = Outbox::new(Box::new(Count(wakes.clone())));
+        let outbox: Outbox<Event> = Outbox::new(Box::new(Count(wakes.clone())));
         outbox.publish(&mut (0..5).map(|id| Event::Timeout { id }).collect());
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
         assert_eq!(
@@ -217,7 +143,7 @@ mod tests {
     #[test]
     fn one_wake_per_batch() {
         let wakes = Arc::new(AtomicUsize::new(0));
-        let outbox: Outbox = Outbox::new(Box::new(Count(wakes.clone())));
+        let outbox: Outbox<Event> = Outbox::new(Box::new(Count(wakes.clone())));
         outbox.publish(&mut vec![Event::Timeout { id: 1 }]);
         outbox.publish(&mut vec![Event::Timeout { id: 2 }]);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);

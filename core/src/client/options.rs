@@ -1,9 +1,10 @@
-//! Client options and their limits. Defaults follow the README; validation happens once, at
-//! construction, so the hot path never re-checks them.
+//! The client's options, their defaults and ranges. Validation happens once, at construction,
+//! so the hot path never re-checks them.
 
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::host::check_limits;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -53,29 +54,14 @@ impl Default for ClientOptions {
     }
 }
 
-/// The largest queue we agree to preallocate: the channel is bounded by the message HWM.
-pub const MAX_HIGH_WATER_MARK: usize = 10_000_000;
-/// Frames above this size are never sent; also bounds `maxMessageBytes`.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
-
 impl ClientOptions {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what: String| Err(Error::InvalidOption(what));
-        if self.send_high_water_mark == 0 || self.send_high_water_mark > MAX_HIGH_WATER_MARK {
-            return bad(format!(
-                "sendHighWaterMark must be 1..={MAX_HIGH_WATER_MARK}, got {}",
-                self.send_high_water_mark
-            ));
-        }
-        if self.send_high_water_bytes == 0 {
-            return bad("sendHighWaterBytes must be at least 1".into());
-        }
-        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES {
-            return bad(format!(
-                "maxMessageBytes must be 1..={MAX_MESSAGE_BYTES}, got {}",
-                self.max_message_bytes
-            ));
-        }
+        check_limits(
+            self.send_high_water_mark,
+            self.send_high_water_bytes,
+            self.max_message_bytes,
+        )?;
         if self.request_timeout.is_zero() {
             return bad("requestTimeoutMs must be at least 1".into());
         }
@@ -88,58 +74,9 @@ impl ClientOptions {
     }
 }
 
-/// Parses and checks an endpoint. The zeromq crate panics or aborts on some malformed input in
-/// places, so we refuse anything that is not plainly `ipc://<path>` or `tcp://<host>:<port>`.
-pub fn validate_endpoint(endpoint: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::InvalidEndpoint(format!("{endpoint:?}: {why}")));
-    if let Some(path) = endpoint.strip_prefix("ipc://") {
-        if path.is_empty() {
-            return bad("ipc:// needs a path");
-        }
-        if path.contains('\0') {
-            return bad("path contains a NUL byte");
-        }
-        // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-        if path.len() > 107 {
-            return bad("ipc path is longer than 107 bytes (the Unix socket limit)");
-        }
-        Ok(())
-    } else if let Some(rest) = endpoint.strip_prefix("tcp://") {
-        let Some((host, port)) = rest.rsplit_once(':') else {
-            return bad("tcp:// needs host:port");
-        };
-        if host.is_empty() {
-            return bad("tcp:// needs a host");
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p != 0 => Ok(()),
-            _ => bad("port must be 1..=65535"),
-        }
-    } else {
-        bad("only ipc:// and tcp:// endpoints are supported")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert!(validate_endpoint("ipc:///tmp/a.sock").is_ok());
-        assert!(validate_endpoint("tcp://127.0.0.1:5555").is_ok());
-        assert!(validate_endpoint("tcp://[::1]:5555").is_ok());
-        assert!(validate_endpoint("inproc://x").is_err());
-        assert!(validate_endpoint("tcp://127.0.0.1").is_err());
-        assert!(validate_endpoint("tcp://127.0.0.1:0").is_err());
-        assert!(validate_endpoint("tcp://:80").is_err());
-        assert!(validate_endpoint("ipc://").is_err());
-        let long = format!("ipc:///tmp/{}", "x".repeat(120));
-        assert_eq!(
-            validate_endpoint(&long).unwrap_err().code(),
-            "ERR_INVALID_ARG_VALUE"
-        );
-    }
 
     #[test]
     fn option_ranges() {

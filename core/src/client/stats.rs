@@ -1,21 +1,22 @@
-//! Counters. Each is written by exactly one thread (the host or the engine), so writers use
-//! plain load+store and never a locked read-modify-write on the hot path; readers may be on
-//! any thread and see a value at most one batch old.
+//! The client's counters and the snapshot `stats()` returns. Each counter is written by one
+//! thread only (see `counter`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::host::queue::QueueShared;
 use crate::latency::{Histogram, Summary};
 
-/// Bumps a counter that only the calling thread writes.
-#[inline]
-pub(crate) fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+/// Both threads' counters of one client.
+#[derive(Default)]
+pub struct ClientCounters {
+    pub host: ClientHostCounters,
+    pub engine: ClientEngineCounters,
 }
 
 /// Written by the host thread only.
 #[derive(Default)]
 #[repr(align(64))]
-pub struct HostCounters {
+pub struct ClientHostCounters {
     /// `send()` calls, accepted or refused.
     pub sent: AtomicU64,
     /// `send()` calls refused because a high-water mark was reached.
@@ -24,18 +25,12 @@ pub struct HostCounters {
     pub requests: AtomicU64,
     /// `request()` calls refused because a high-water mark was reached.
     pub requests_refused: AtomicU64,
-    /// Messages (sends and requests) ever pushed into the queue, and their bytes.
-    pub pushed: AtomicU64,
-    pub pushed_bytes: AtomicU64,
 }
 
 /// Written by the engine thread only.
 #[derive(Default)]
 #[repr(align(64))]
-pub struct EngineCounters {
-    /// Messages that left our queue (handed to the socket or dropped), and their bytes.
-    pub released: AtomicU64,
-    pub released_bytes: AtomicU64,
+pub struct ClientEngineCounters {
     /// Messages (sends and requests) handed to the socket.
     pub written: AtomicU64,
     /// Fire-and-forget messages the server confirmed reading (a plain ZeroMQ peer cannot
@@ -69,7 +64,7 @@ pub struct EngineCounters {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
+pub struct ClientStats {
     pub sent: u64,
     pub refused: u64,
     pub delivered: u64,
@@ -102,10 +97,12 @@ pub struct StatsSnapshot {
     pub queue_wait: Summary,
 }
 
-impl StatsSnapshot {
-    pub(crate) fn read(host: &HostCounters, engine: &EngineCounters, connected: bool) -> Self {
-        let pushed = host.pushed.load(Relaxed);
-        let pushed_bytes = host.pushed_bytes.load(Relaxed);
+impl ClientStats {
+    pub(crate) fn read(counters: &ClientCounters, queue: &QueueShared) -> Self {
+        let (host, engine) = (&counters.host, &counters.engine);
+        let connected = engine.connects.load(Relaxed) > engine.disconnects.load(Relaxed);
+        let pushed = queue.host.pushed.load(Relaxed);
+        let pushed_bytes = queue.host.pushed_bytes.load(Relaxed);
         let sent = host.sent.load(Relaxed);
         let refused = host.refused.load(Relaxed);
         let delivered = engine.delivered.load(Relaxed);
@@ -113,7 +110,7 @@ impl StatsSnapshot {
         let dropped_closed = engine.dropped_closed.load(Relaxed);
         let dropped_peer_lost = engine.dropped_peer_lost.load(Relaxed);
         let dropped = dropped_overflow + dropped_closed + dropped_peer_lost;
-        StatsSnapshot {
+        ClientStats {
             sent,
             refused,
             delivered,
@@ -124,8 +121,8 @@ impl StatsSnapshot {
             in_flight: sent.saturating_sub(refused + delivered + dropped),
             requests: host.requests.load(Relaxed),
             requests_refused: host.requests_refused.load(Relaxed),
-            queued: pushed.saturating_sub(engine.released.load(Relaxed)),
-            queued_bytes: pushed_bytes.saturating_sub(engine.released_bytes.load(Relaxed)),
+            queued: pushed.saturating_sub(queue.engine.released.load(Relaxed)),
+            queued_bytes: pushed_bytes.saturating_sub(queue.engine.released_bytes.load(Relaxed)),
             written: engine.written.load(Relaxed),
             expired_unsent: engine.expired_unsent.load(Relaxed),
             retries: engine.retries.load(Relaxed),

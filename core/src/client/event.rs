@@ -1,0 +1,81 @@
+//! What the client engine tells its host: the events of a batch, and why a send was dropped.
+
+use bytes::Bytes;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    Reply {
+        id: u32,
+        body: Bytes,
+    },
+    /// The server answered with an error reply; `message` is its text.
+    ErrorReply {
+        id: u32,
+        message: Bytes,
+    },
+    Timeout {
+        id: u32,
+    },
+    /// The request was written on a connection that went down before its reply.
+    Reset {
+        id: u32,
+    },
+    /// A message the server pushed (empty corr).
+    Push {
+        body: Bytes,
+    },
+    /// A zerowire server acknowledged our hello on the connection to endpoint `link`.
+    Ready {
+        link: u32,
+        client_id: String,
+        server_pid: u32,
+    },
+    /// The connection to endpoint `link` went down (the engine reconnects by itself).
+    Disconnected {
+        link: u32,
+    },
+    /// The reply to request `id` took `micros`, more than the `slow_request` threshold. Comes
+    /// just before the reply's own event.
+    Slow {
+        id: u32,
+        micros: u64,
+    },
+    /// Fire-and-forget messages dropped for `reason` since the last such event (reported at
+    /// most once per second per client, and once more at close).
+    Dropped {
+        reason: DropReason,
+        count: u64,
+    },
+    /// A refused `send()` or `request()` can be retried: the queue is down to half its
+    /// high-water marks. Once per refusal episode.
+    Drain,
+    /// The engine finished closing; every request still pending is to be rejected.
+    Closed,
+}
+
+/// Why an accepted fire-and-forget message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Pushed out of a full queue by a newer message (`whenFull: "drop-oldest"`).
+    Overflow,
+    /// Still queued, or written but unconfirmed, when `close()` gave up after its linger time.
+    Closed,
+    /// Written to a connection that died before the server confirmed reading it.
+    PeerLost,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Overflow,
+        DropReason::Closed,
+        DropReason::PeerLost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Overflow => "overflow",
+            DropReason::Closed => "closed",
+            DropReason::PeerLost => "peer-lost",
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! One endpoint of a client and its connection: connecting with capped exponential backoff
+//! (and, for ipc://, at once when the socket file appears), the hello that tells a zerowire
+//! server from a plain ROUTER, pings, the goodbye barrier, and what was written and confirmed
+//! on the current connection. The engine decides what goes on which link.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use tokio::time::Instant;
+use zeromq::{
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, ZmqError, ZmqMessage,
+    ZmqResult,
+};
+
+use super::options::ClientOptions;
+use crate::endpoint::Endpoint;
+use crate::protocol;
+use crate::writer::Writer;
+
+/// Shortest time one connection attempt (connect + ZMTP handshake) is given.
+const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// A live connection: the two halves of the DEALER and its event monitor.
+pub(super) struct Connection {
+    pub writer: Writer<DealerSendHalf>,
+    pub recv: DealerRecvHalf,
+    pub monitor: mpsc::Receiver<SocketEvent>,
+}
+
+pub(super) type Connected = (DealerSocket, mpsc::Receiver<SocketEvent>);
+type Connecting = Pin<Box<dyn Future<Output = ZmqResult<Connected>> + Send>>;
+
+fn connect(endpoint: String, timeout: Duration, max_message_bytes: usize) -> Connecting {
+    Box::pin(async move {
+        let mut options = protocol::socket_options(max_message_bytes);
+        options.connect_timeout(timeout);
+        let mut socket = DealerSocket::with_options(options);
+        let monitor = socket.monitor();
+        socket.connect(&endpoint).await?;
+        Ok((socket, monitor))
+    })
+}
+
+/// What the server on a connection has shown itself to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServerKind {
+    /// Connected, hello not answered yet.
+    Unknown,
+    /// A zerowire server: it acked our hello, answers pings and confirms what it read.
+    Acks,
+    /// Any other ZeroMQ ROUTER: it sends no acks. A reply to a request still proves that
+    /// everything written before the request was read (a ROUTER reads a connection in order).
+    Plain,
+}
+
+/// One endpoint and its connection, if any.
+pub(super) struct Link {
+    endpoint: Endpoint,
+    /// For ipc://, the socket file's name in its directory (watched for the server's bind).
+    file_name: Option<OsString>,
+    pub conn: Option<Connection>,
+    pub connecting: Option<Connecting>,
+    pub retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Identifies the current connection among all of the engine's; requests remember the
+    /// one they were written on.
+    pub epoch: u32,
+    /// When the server was last heard from on the current connection.
+    pub last_heard: Instant,
+    /// When to ping next (only a server that acked our hello answers pings).
+    pub next_ping: Option<Instant>,
+    /// A server that has not answered the hello by then is taken for a plain ROUTER.
+    pub hello_deadline: Option<Instant>,
+    /// Something was written on the current connection since the server last confirmed.
+    pub unconfirmed: bool,
+    /// The corr of the close barrier (goodbye) in flight, if any.
+    pub barrier: Option<Bytes>,
+    /// The corr of the hello sent on the current connection.
+    pub hello: Option<Bytes>,
+    pub server: ServerKind,
+    /// The goodbye went out (and, once `barrier` is cleared, was answered).
+    pub said_goodbye: bool,
+    /// Fire-and-forget messages written on this connection, and how many of them the server
+    /// confirmed (cumulative, as its acks are).
+    pub written: u64,
+    pub acked: u64,
+}
+
+impl Link {
+    pub fn new(endpoint: Endpoint, options: &ClientOptions) -> Self {
+        let file_name = endpoint
+            .ipc_path()
+            .and_then(Path::file_name)
+            .map(|n| n.to_owned());
+        Link {
+            endpoint,
+            file_name,
+            conn: None,
+            connecting: None,
+            retry_at: Some(Instant::now()),
+            backoff: options.reconnect_interval,
+            epoch: 0,
+            last_heard: Instant::now(),
+            next_ping: None,
+            hello_deadline: None,
+            unconfirmed: false,
+            barrier: None,
+            hello: None,
+            server: ServerKind::Unknown,
+            said_goodbye: false,
+            written: 0,
+            acked: 0,
+        }
+    }
+
+    pub fn usable(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| !c.writer.busy())
+    }
+
+    /// Sends go out unconfirmed until an ack (or the server turns out to be plain).
+    pub fn unacked(&self) -> u64 {
+        self.written - self.acked
+    }
+
+    /// Starts an attempt if none is under way and the backoff allows it.
+    pub fn start_connecting(&mut self, now: Instant, max_message_bytes: usize) {
+        // Closing does not stop us: what is queued still deserves its linger time.
+        if self.conn.is_some() || self.connecting.is_some() {
+            return;
+        }
+        if self.retry_at.is_none_or(|at| at > now) {
+            return;
+        }
+        self.retry_at = None;
+        // The crate retries refused connections inside one attempt (50 ms, then doubling), so
+        // a server that binds meanwhile is found. The attempt's bound also covers the
+        // handshake, which a loaded machine can slow to tens of ms: never give it less than
+        // MIN_CONNECT_ATTEMPT.
+        let bound = self.backoff.max(MIN_CONNECT_ATTEMPT);
+        self.connecting = Some(connect(self.endpoint.to_string(), bound, max_message_bytes));
+    }
+
+    /// A connection is up: the hello goes first on it, ahead of the backlog. Returns false if
+    /// writing the hello failed (the connection is already gone).
+    pub fn connected(
+        &mut self,
+        (socket, monitor): Connected,
+        epoch: u32,
+        hello_seq: u32,
+        options: &ClientOptions,
+    ) -> bool {
+        let (send, recv) = socket.split();
+        let mut writer = Writer::new(send);
+        let corr = protocol::encode_control(protocol::CONTROL_HELLO, hello_seq);
+        let mut hello = ZmqMessage::from(corr.clone());
+        hello.push_back(protocol::hello_body(
+            std::process::id(),
+            std::os::unix::process::parent_id(),
+            options.name.as_deref(),
+        ));
+        let failed = matches!(writer.start(hello), Some(Err(_)));
+        let now = Instant::now();
+        self.epoch = epoch;
+        self.last_heard = now;
+        self.hello = Some(corr);
+        // A zerowire server answers at once; one heartbeat interval is generous.
+        self.hello_deadline = Some(now + options.heartbeat_interval);
+        self.conn = Some(Connection {
+            writer,
+            recv,
+            monitor,
+        });
+        self.backoff = options.reconnect_interval;
+        !failed
+    }
+
+    /// An attempt failed: when to try again.
+    pub fn connect_failed(&mut self, e: &ZmqError, max_interval: Duration) {
+        // A timeout means nobody was there for a whole interval: try again at once with a
+        // longer one. A hard error waits out the interval first.
+        let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
+            Duration::ZERO
+        } else {
+            self.backoff
+        };
+        self.retry_at = Some(Instant::now() + delay);
+        self.backoff = (self.backoff * 2).min(max_interval);
+    }
+
+    /// Forgets the connection (if any) and everything known about its server; the next
+    /// attempt waits one interval. Returns whether there was a connection, and how many of
+    /// the sends written on it the server never confirmed.
+    pub fn reset(&mut self, now: Instant, reconnect_interval: Duration) -> (bool, u64) {
+        let was_connected = self.conn.take().is_some();
+        let lost = self.unacked();
+        self.written = 0;
+        self.acked = 0;
+        self.unconfirmed = false;
+        self.barrier = None;
+        self.hello = None;
+        self.server = ServerKind::Unknown;
+        self.said_goodbye = false;
+        self.next_ping = None;
+        self.hello_deadline = None;
+        self.retry_at = Some(now + reconnect_interval);
+        self.backoff = reconnect_interval;
+        (was_connected, lost)
+    }
+
+    /// The watched directory got entry `name`: if it is this link's socket file and it is
+    /// down, a server just bound it; connect now instead of at the next backoff step.
+    pub fn server_bound(&mut self, name: &OsString, now: Instant, interval: Duration) {
+        if self.conn.is_none() && self.file_name.as_ref() == Some(name) {
+            // An attempt in flight is only sleeping between the crate's retries; nothing was
+            // written on it, so it can go.
+            self.connecting = None;
+            self.retry_at = Some(now);
+            self.backoff = interval;
+        }
+    }
+
+    /// Writes a control message (ping or goodbye) with an empty body. `None` when the writer
+    /// is busy and it was not written; `Some(false)` when the connection failed.
+    pub fn write_control(&mut self, corr: Bytes) -> Option<bool> {
+        let conn = self.conn.as_mut()?;
+        if conn.writer.busy() {
+            return None;
+        }
+        let mut message = ZmqMessage::from(corr);
+        message.push_back(Bytes::new());
+        Some(!matches!(conn.writer.start(message), Some(Err(_))))
+    }
+}
+
+pub(super) type Watch = inotify::EventStream<[u8; 1024]>;
+
+/// Watches the directories of the ipc endpoints so a server's bind is noticed at once, not at
+/// the next backoff step. Without it (no inotify, missing directory) backoff alone applies.
+pub(super) fn watch_ipc_dirs(links: &[Link]) -> Option<Watch> {
+    let dirs: HashSet<&Path> = links
+        .iter()
+        .filter_map(|l| l.endpoint.ipc_path())
+        .filter_map(Path::parent)
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .collect();
+    if dirs.is_empty() {
+        return None;
+    }
+    let inotify = inotify::Inotify::init().ok()?;
+    let mut added = false;
+    for dir in dirs {
+        // A server binds by creating the file or by moving/linking it into place.
+        let mask = inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO;
+        added |= inotify.watches().add(dir, mask).is_ok();
+    }
+    if !added {
+        return None;
+    }
+    inotify.into_event_stream([0u8; 1024]).ok()
+}

@@ -1,0 +1,53 @@
+//! What the server engine tells its host.
+
+use bytes::Bytes;
+
+/// Why a client is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// It said goodbye (a zerowire client's `close()`).
+    Goodbye,
+    /// Its connection closed without a goodbye.
+    Closed,
+    /// It fell silent past the heartbeat deadline.
+    Timeout,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Goodbye => "goodbye",
+            DisconnectReason::Closed => "closed",
+            DisconnectReason::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A client appeared: on its hello, or on its first message if it sends none. `info` is
+    /// the hello's JSON body (empty for clients that do not speak the control protocol).
+    Connect {
+        client: u32,
+        id: String,
+        info: Bytes,
+    },
+    /// `route` is the index the host registered (NO_ROUTE: none matched); `token` is the
+    /// request's reply token (NO_TOKEN: fire-and-forget).
+    Message {
+        route: u32,
+        client: u32,
+        token: u32,
+        body: Bytes,
+        /// When the engine read it.
+        arrived: std::time::Instant,
+    },
+    Disconnect {
+        client: u32,
+        reason: DisconnectReason,
+    },
+    /// A refused reply or push can be retried: the queue is down to half its high-water
+    /// marks. Once per refusal episode.
+    Drain,
+    Closed,
+}

@@ -1,0 +1,68 @@
+//! The server's options, their defaults and ranges, checked once when it binds.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::host::check_limits;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The top-level JSON field routes are keyed by.
+    pub type_field: String,
+    /// How many leading bytes of a message the router looks at.
+    pub sniff_bytes: usize,
+    /// Mode of the ipc:// socket file.
+    pub socket_mode: u32,
+    pub send_high_water_mark: usize,
+    pub send_high_water_bytes: usize,
+    pub max_message_bytes: usize,
+    pub linger: Duration,
+    /// A client that said hello (so it pings) and is then silent this long is dropped with a
+    /// `timeout` disconnect. Plain DEALERs, which never ping, are never timed out.
+    pub heartbeat_timeout: Duration,
+    /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
+    /// so no early message is misrouted (a reconnecting client can be there at once).
+    pub start_paused: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            type_field: "type".into(),
+            sniff_bytes: 256,
+            socket_mode: 0o600,
+            send_high_water_mark: 100_000,
+            send_high_water_bytes: 64 << 20,
+            max_message_bytes: 16 << 20,
+            linger: Duration::from_millis(1000),
+            heartbeat_timeout: Duration::from_millis(3000),
+            start_paused: false,
+        }
+    }
+}
+
+impl ServerOptions {
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::InvalidOption(what));
+        if self.type_field.is_empty() {
+            return bad("typeField must not be empty".into());
+        }
+        if self.sniff_bytes == 0 || self.sniff_bytes > 1 << 20 {
+            return bad("sniffBytes must be 1..=1048576".into());
+        }
+        if self.heartbeat_timeout.is_zero() {
+            return bad("heartbeatTimeoutMs must be at least 1".into());
+        }
+        if self.socket_mode > 0o777 {
+            return bad(format!(
+                "socketMode must be 0..=0o777, got {:o}",
+                self.socket_mode
+            ));
+        }
+        check_limits(
+            self.send_high_water_mark,
+            self.send_high_water_bytes,
+            self.max_message_bytes,
+        )
+    }
+}

@@ -1,0 +1,89 @@
+//! The server's counters and the snapshot `stats()` returns. Each counter is written by one
+//! thread only (see `counter`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::host::queue::QueueShared;
+use crate::latency::{Histogram, Summary};
+use crate::sink::SinkCounters;
+
+/// Counters of the server engine (written by the engine thread only).
+#[derive(Default)]
+pub struct ServerCounters {
+    /// Replies and pushes refused at a high-water mark (written by the host thread).
+    pub refused: AtomicU64,
+    pub received: AtomicU64,
+    pub routed: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub requests: AtomicU64,
+    pub replies: AtomicU64,
+    pub pushes: AtomicU64,
+    /// Replies and pushes whose client was gone.
+    pub unroutable: AtomicU64,
+    pub malformed: AtomicU64,
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub clients: AtomicU64,
+    /// Messages handed to a sink.
+    pub sunk: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub received: u64,
+    pub routed: u64,
+    pub unrouted: u64,
+    pub requests: u64,
+    pub replies: u64,
+    pub pushes: u64,
+    pub unroutable: u64,
+    pub malformed: u64,
+    pub connects: u64,
+    pub disconnects: u64,
+    pub clients: u64,
+    pub refused: u64,
+    pub queued: u64,
+    pub queued_bytes: u64,
+    /// Messages handed to sinks, and what their writers made of them.
+    pub sunk: u64,
+    pub sink_rows: u64,
+    pub sink_batches: u64,
+    pub sink_errors: u64,
+    pub queue_wait: Summary,
+    pub service: Summary,
+}
+
+impl ServerStats {
+    pub(crate) fn read(
+        c: &ServerCounters,
+        queue: &QueueShared,
+        sinks: &SinkCounters,
+        queue_wait: &Histogram,
+        service: &Histogram,
+    ) -> Self {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (host, engine) = (&queue.host, &queue.engine);
+        ServerStats {
+            received: r(&c.received),
+            routed: r(&c.routed),
+            unrouted: r(&c.unrouted),
+            requests: r(&c.requests),
+            replies: r(&c.replies),
+            pushes: r(&c.pushes),
+            unroutable: r(&c.unroutable),
+            malformed: r(&c.malformed),
+            connects: r(&c.connects),
+            disconnects: r(&c.disconnects),
+            clients: r(&c.clients),
+            refused: r(&c.refused),
+            queued: r(&host.pushed).saturating_sub(r(&engine.released)),
+            queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
+            sunk: r(&c.sunk),
+            sink_rows: r(&sinks.rows),
+            sink_batches: r(&sinks.batches),
+            sink_errors: r(&sinks.errors),
+            queue_wait: queue_wait.summary(),
+            service: service.summary(),
+        }
+    }
+}
