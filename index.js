@@ -18,19 +18,6 @@ const EV_DROP = 8
 const EV_SLOW = 9
 const EV_DRAIN = 10
 
-// Order matters: it is the order `clientCreate` reads them in.
-const NUMERIC_OPTIONS = [
-  'requestTimeoutMs',
-  'sendHighWaterMark',
-  'sendHighWaterBytes',
-  'maxMessageBytes',
-  'lingerMs',
-  'reconnectIntervalMs',
-  'reconnectMaxIntervalMs',
-  'heartbeatIntervalMs',
-  'heartbeatTimeoutMs',
-]
-
 function codedError (Ctor, code, message, extra) {
   const err = new Ctor(message)
   err.code = code
@@ -45,20 +32,13 @@ function abortError (signal) {
   return err
 }
 
-/** The options object (or {}) and its numeric options in `names` order, NaN where unset. */
-function readOptions (options, names) {
-  if (options === undefined || options === null) options = {}
+/** The options object, or {}; its values are read and checked by name in Rust. */
+function readOptions (options) {
+  if (options === undefined || options === null) return {}
   if (typeof options !== 'object') {
     throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options must be an object')
   }
-  return [options, names.map((name) => {
-    const v = options[name]
-    if (v === undefined) return NaN
-    if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `options.${name} must be a finite number`)
-    }
-    return v
-  })]
+  return options
 }
 
 // Clients and servers still open when the process exits get a bounded, synchronous drain:
@@ -78,8 +58,6 @@ function track (client) {
   }
 }
 
-const WHEN_FULL = { refuse: 0, 'drop-oldest': 1 }
-
 class Client extends EventEmitter {
   /**
    * @param {string|string[]} endpoint ipc://path or tcp://host:port, or several: sends go
@@ -93,23 +71,7 @@ class Client extends EventEmitter {
         !endpoints.every((e) => typeof e === 'string' && !e.includes('\n'))) {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string or a non-empty array of strings')
     }
-    const [opts, numbers] = readOptions(options, NUMERIC_OPTIONS)
-    const name = opts.name
-    if (name !== undefined && typeof name !== 'string') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.name must be a string')
-    }
-    const whenFull = opts.whenFull === undefined ? 'refuse' : opts.whenFull
-    if (!Object.hasOwn(WHEN_FULL, whenFull)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'options.whenFull must be "refuse" or "drop-oldest"')
-    }
-    numbers.push(WHEN_FULL[whenFull])
-    const slow = opts.slowRequestMs
-    if (slow !== undefined && (typeof slow !== 'number' || !(slow >= 0) || !Number.isFinite(slow))) {
-      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', 'options.slowRequestMs must be a number ≥ 0')
-    }
-    numbers.push(slow === undefined ? NaN : slow)
-    // Only kept when someone may ask which request was slow.
-    this._keepRaw = slow > 0
+    const opts = readOptions(options)
     /** The first endpoint (all of them are in `endpoints`). */
     this.endpoint = endpoints[0]
     this.endpoints = endpoints.slice()
@@ -125,7 +87,9 @@ class Client extends EventEmitter {
     this._resolveClose = null
     this._refd = false
     // One string for the binding; no endpoint can contain a newline.
-    this._h = native.clientCreate(endpoints.join('\n'), numbers, name, (batch) => this._onEvents(batch))
+    this._h = native.clientCreate(endpoints.join('\n'), opts, (batch) => this._onEvents(batch))
+    // Only kept when someone may ask which request was slow (the option is valid by now).
+    this._keepRaw = opts.slowRequestMs > 0
     // Messages of one tick are handed to the engine together, at the end of the tick.
     this._flush = () => native.clientFlush(this._h)
     track(this)
@@ -332,17 +296,6 @@ SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0
 SLOTS[SV_DRAIN] = 0
 
-// Order matters: it is the order `serverCreate` reads them in.
-const SERVER_NUMERIC_OPTIONS = [
-  'sendHighWaterMark',
-  'sendHighWaterBytes',
-  'maxMessageBytes',
-  'lingerMs',
-  'sniffBytes',
-  'socketMode',
-  'heartbeatTimeoutMs',
-]
-
 function isPayload (v) {
   return typeof v === 'string' || v instanceof Uint8Array
 }
@@ -398,15 +351,7 @@ class Server extends EventEmitter {
     if (typeof endpoint !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
-    const [opts, numbers] = readOptions(options, SERVER_NUMERIC_OPTIONS)
-    const typeField = opts.typeField
-    if (typeField !== undefined && (typeof typeField !== 'string' || typeField === '')) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.typeField must be a non-empty string')
-    }
-    const encoding = opts.encoding === undefined ? 'utf8' : opts.encoding
-    if (encoding !== 'utf8' && encoding !== 'buffer') {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', "options.encoding must be 'utf8' or 'buffer'")
-    }
+    const opts = readOptions(options)
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
     this._clients = new Map() // index → clientId
@@ -414,7 +359,7 @@ class Server extends EventEmitter {
     this._closePromise = null
     this._resolveClose = null
     this._closedDone = false
-    this._h = native.serverCreate(endpoint, numbers, typeField, (batch) => this._onEvents(batch), encoding === 'buffer')
+    this._h = native.serverCreate(endpoint, opts, (batch) => this._onEvents(batch))
     // Reading starts once this tick is over: routes registered right after `new Server()`
     // are in place before the first message (a reconnecting client may be there at once).
     queueMicrotask(() => { if (!this._closePromise) native.serverStart(this._h) })

@@ -4,35 +4,21 @@
 use std::time::Duration;
 
 use napi::sys;
-use zerowire_core::queue::{Outgoing, Staging};
-use zerowire_core::{Client, Event};
+use zerowire_core::client::{ClientControl, ClientEvent, ClientHost, ClientOut};
+use zerowire_core::{Client, ClientOptions};
 
-use crate::convert;
 use crate::ffi::{self, BufferRefs, Cx, Env, EventArray, Gate, Thrown, Value};
-use crate::handle::{self, with_handle, Engine, Handle};
+use crate::handle::{self, with_handle, Handle, Wing};
+use crate::{convert, options};
 
-impl Engine for Client {
-    type Out = Outgoing;
+impl Wing for Client {
+    type Out = ClientOut;
+    type Control = ClientControl;
+    type Event = ClientEvent;
     const TAG: u32 = 0x5a57_4331; // "ZWC1"
 
-    fn flush(&self, staging: &mut Staging) {
-        Client::flush(self, staging)
-    }
-
-    fn close(&self, staging: &mut Staging) -> bool {
-        Client::close(self, staging)
-    }
-
-    fn shutdown(&self, staging: &mut Staging, linger: Duration, wait: Duration) -> bool {
-        Client::shutdown(self, staging, linger, wait)
-    }
-
-    fn is_closing(&self) -> bool {
-        Client::is_closing(self)
-    }
-
-    fn max_message_bytes(&self) -> usize {
-        Client::max_message_bytes(self)
+    fn host(&self) -> &ClientHost {
+        self
     }
 
     /// The batch is `[kind, id, body, …]`, three slots per event (see index.js).
@@ -41,15 +27,15 @@ impl Engine for Client {
         let mut text;
         for event in self.take_events_max(ffi::MAX_BATCH) {
             let (kind, id, body): (u32, u32, Option<&[u8]>) = match &event {
-                Event::Reply { id, body } => (0, *id, Some(body)),
-                Event::ErrorReply { id, message } => (1, *id, Some(message)),
-                Event::Timeout { id } => (2, *id, None),
-                Event::Push { body } => (3, 0, Some(body)),
-                Event::Closed => {
+                ClientEvent::Reply { id, body } => (0, *id, Some(body)),
+                ClientEvent::ErrorReply { id, message } => (1, *id, Some(message)),
+                ClientEvent::Timeout { id } => (2, *id, None),
+                ClientEvent::Push { body } => (3, 0, Some(body)),
+                ClientEvent::Closed => {
                     last = true;
                     (4, 0, None)
                 }
-                Event::Ready {
+                ClientEvent::Ready {
                     link,
                     client_id,
                     server_pid,
@@ -57,14 +43,14 @@ impl Engine for Client {
                     text = format!("{link}:{client_id}");
                     (5, *server_pid, Some(text.as_bytes()))
                 }
-                Event::Disconnected { link } => (6, *link, None),
-                Event::Reset { id } => (7, *id, None),
-                Event::Slow { id, micros } => {
+                ClientEvent::Disconnected { link } => (6, *link, None),
+                ClientEvent::Reset { id } => (7, *id, None),
+                ClientEvent::Slow { id, micros } => {
                     text = micros.to_string();
                     (9, *id, Some(text.as_bytes()))
                 }
-                Event::Drain => (10, 0, None),
-                Event::Dropped { reason, count } => (
+                ClientEvent::Drain => (10, 0, None),
+                ClientEvent::Dropped { reason, count } => (
                     8,
                     u32::try_from(*count).unwrap_or(u32::MAX),
                     Some(reason.as_str().as_bytes()),
@@ -83,9 +69,8 @@ impl Engine for Client {
     }
 }
 
-/// clientCreate(endpoints, numbers[CLIENT_NUMBERS], name | undefined, onEvents) → handle.
-/// `endpoints` is one string, several joined by "\n" (no endpoint can contain one). The JS
-/// wrapper has checked the types; ranges are checked here.
+/// clientCreate(endpoints, options, onEvents) → handle. `endpoints` is one string, several
+/// joined by "\n" (no endpoint can contain one); `options` is read by name (`options::CLIENT`).
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
     let r = (|| {
@@ -93,27 +78,30 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
         let endpoints: Vec<&str> = endpoints.split('\n').collect();
-        let numbers = cx.numbers::<{ convert::CLIENT_NUMBERS }>(1);
-        let mut options = convert::client_options(&numbers)?;
-        options.name = cx.string(2);
-        let linger = options.linger;
+        let mut options = ClientOptions::default();
+        options::read(&cx, 1, options::CLIENT, &mut options)?;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
         let waker = Box::new(ffi::GateWaker(gate.clone()));
         let client = Client::connect_many(&endpoints, options, waker)?;
         // An idle client does not keep the process alive; JS refs it while something is awaited.
-        let handle = Handle::install(&cx, cx.arg(3), client, gate, refs, linger, false)?;
+        let handle = Handle::install(&cx, cx.arg(2), client, gate, refs, false)?;
         Ok(cx.external(handle))
     })();
     cx.result(r)
 }
 
+/// clientOptionNames() → the options `clientCreate` reads, one per line.
+pub extern "C" fn option_names(env: Env, info: sys::napi_callback_info) -> Value {
+    let cx = Cx::new(env, info);
+    cx.str(&options::names(options::CLIENT))
+}
+
 /// clientSend(handle, raw) → 0 refused (full), 1 queued, 2 queued + schedule clientFlush.
 pub extern "C" fn send(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
-        h.check_open()?;
         let body = h.payload(cx, 1)?;
-        let queued = h.engine.send(&mut h.staging(), body)?;
+        let queued = h.core.send(&mut h.staging(), body)?;
         Ok(cx.int(h.outcome(queued)))
     })
 }
@@ -121,7 +109,6 @@ pub extern "C" fn send(env: Env, info: sys::napi_callback_info) -> Value {
 /// clientRequest(handle, id, raw, timeoutMs, retries) → like clientSend.
 pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
-        h.check_open()?;
         let id = cx.u32(1);
         let body = h.payload(cx, 2)?;
         let timeout = cx
@@ -131,7 +118,7 @@ pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
         // Range-checked by the JS wrapper; absent means none.
         let retries = cx.u32(4);
         let queued = h
-            .engine
+            .core
             .request_retrying(&mut h.staging(), id, body, timeout, retries)?;
         Ok(cx.int(h.outcome(queued)))
     })
@@ -140,7 +127,7 @@ pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
 /// clientCancel(handle, id)
 pub extern "C" fn cancel(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
-        h.engine.cancel(&mut h.staging(), cx.u32(1));
+        h.core.cancel(&mut h.staging(), cx.u32(1));
         Ok(cx.undefined())
     })
 }
@@ -148,7 +135,7 @@ pub extern "C" fn cancel(env: Env, info: sys::napi_callback_info) -> Value {
 /// clientStats(handle) → plain object of counters.
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<Client>(env, info, |cx, h| {
-        let s = h.engine.stats();
+        let s = h.core.stats();
         let obj = cx.object(&convert::client_stats(&s), &[("connected", s.connected)]);
         cx.set(
             obj,
@@ -161,6 +148,7 @@ pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("clientCreate", create),
+    ("clientOptionNames", option_names),
     ("clientSend", send),
     ("clientRequest", request),
     ("clientFlush", handle::flush::<Client>),

@@ -9,24 +9,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use napi::sys;
-use zerowire_core::client::Queued;
+use zerowire_core::host::queue::{Staging, Weighed};
+use zerowire_core::host::{Host, Orders};
 use zerowire_core::latency::Summary;
-use zerowire_core::queue::Staging;
-use zerowire_core::Error;
+use zerowire_core::Queued;
 
 use crate::ffi::{BufferRefs, Cx, Delivery, Env, EventArray, Gate, Tagged, Thrown, Value, Wakeup};
 
-/// A core handle (client or server) as the binding drives it.
-pub trait Engine: 'static {
-    /// What the host stages for this engine.
-    type Out;
+/// A wing of the core (client or server) as the binding drives it: its generic host handle,
+/// and how its events become a batch for JS.
+pub trait Wing: 'static {
+    type Out: Weighed + Send + 'static;
+    type Control: Orders;
+    type Event: Send + 'static;
     /// Tells the kinds of handle apart when JS passes one back.
     const TAG: u32;
-    fn flush(&self, staging: &mut Staging<Self::Out>);
-    fn close(&self, staging: &mut Staging<Self::Out>) -> bool;
-    fn shutdown(&self, staging: &mut Staging<Self::Out>, linger: Duration, wait: Duration) -> bool;
-    fn is_closing(&self) -> bool;
-    fn max_message_bytes(&self) -> usize;
+    fn host(&self) -> &Host<Self::Out, Self::Control, Self::Event>;
     /// Appends one delivery's events to `batch`; true when the engine has ended.
     fn deliver(&self, batch: &mut EventArray) -> bool;
     /// The JS callback has returned on the last batch.
@@ -35,10 +33,10 @@ pub trait Engine: 'static {
 
 /// Everything one JS client or server owns natively. Only the JS thread touches it (every
 /// N-API callback, finalizer and cleanup hook runs there), hence `Rc` and `Cell`.
-pub struct Handle<E: Engine> {
-    pub engine: E,
+pub struct Handle<W: Wing> {
+    pub core: W,
     /// Messages of the current JS tick, handed to the engine by the flush function.
-    staging: RefCell<Staging<E::Out>>,
+    staging: RefCell<Staging<W::Out>>,
     /// A flush is already scheduled for this tick.
     flush_scheduled: Cell<bool>,
     refs: Arc<BufferRefs>,
@@ -46,24 +44,24 @@ pub struct Handle<E: Engine> {
     linger: Duration,
 }
 
-impl<E: Engine> Tagged for Handle<E> {
-    const TAG: u32 = E::TAG;
+impl<W: Wing> Tagged for Handle<W> {
+    const TAG: u32 = W::TAG;
 }
 
-impl<E: Engine> Handle<E> {
-    /// Wraps `engine` and installs its wake-up over the JS `callback`. A handle that keeps the
+impl<W: Wing> Handle<W> {
+    /// Wraps `core` and installs its wake-up over the JS `callback`. A handle that keeps the
     /// process alive (a listening server) is ref'd from the start.
     pub fn install(
         cx: &Cx,
         callback: Value,
-        engine: E,
+        core: W,
         gate: Arc<Gate>,
         refs: Arc<BufferRefs>,
-        linger: Duration,
         keep_alive: bool,
     ) -> Result<Rc<Self>, Thrown> {
+        let linger = core.host().linger();
         let handle = Rc::new(Handle {
-            engine,
+            core,
             staging: RefCell::new(Staging::default()),
             flush_scheduled: Cell::new(false),
             refs,
@@ -83,21 +81,14 @@ impl<E: Engine> Handle<E> {
         }
     }
 
-    pub fn staging(&self) -> RefMut<'_, Staging<E::Out>> {
+    pub fn staging(&self) -> RefMut<'_, Staging<W::Out>> {
         self.staging.borrow_mut()
-    }
-
-    pub fn check_open(&self) -> Result<(), Thrown> {
-        if self.engine.is_closing() {
-            return Err(Error::Closed.into());
-        }
-        Ok(())
     }
 
     /// The payload argument `i` of a call on this handle.
     pub fn payload(&self, cx: &Cx, i: usize) -> Result<Bytes, Thrown> {
         self.refs.release(cx.env());
-        cx.payload(i, self.engine.max_message_bytes(), &self.refs)
+        cx.payload(i, self.core.host().max_message_bytes(), &self.refs)
     }
 
     /// 0 refused, 1 queued, 2 queued and the caller must schedule the flush function for the
@@ -114,7 +105,7 @@ impl<E: Engine> Handle<E> {
     }
 
     fn shutdown(&self, linger: Duration, wait: Duration) -> bool {
-        self.engine.shutdown(&mut self.staging(), linger, wait)
+        self.core.host().shutdown(&mut self.staging(), linger, wait)
     }
 
     fn with_wakeup(&self, f: impl FnOnce(&Wakeup)) {
@@ -124,14 +115,14 @@ impl<E: Engine> Handle<E> {
     }
 }
 
-impl<E: Engine> Delivery for Handle<E> {
+impl<W: Wing> Delivery for Handle<W> {
     fn deliver(&self, env: Env, batch: &mut EventArray) -> bool {
         self.refs.release(env);
-        self.engine.deliver(batch)
+        self.core.deliver(batch)
     }
 
     fn handled(&self) {
-        self.engine.handled();
+        self.core.handled();
     }
 
     fn finished(&self, env: Env) {
@@ -151,36 +142,36 @@ impl<E: Engine> Delivery for Handle<E> {
 }
 
 /// Runs `f` on the handle argument 0, throwing if it is not a handle of this kind.
-pub fn with_handle<E: Engine>(
+pub fn with_handle<W: Wing>(
     env: Env,
     info: sys::napi_callback_info,
-    f: impl FnOnce(&Cx, &Handle<E>) -> Result<Value, Thrown>,
+    f: impl FnOnce(&Cx, &Handle<W>) -> Result<Value, Thrown>,
 ) -> Value {
     let cx = Cx::new(env, info);
-    let r = cx.handle::<Handle<E>>(0).and_then(|h| f(&cx, h));
+    let r = cx.handle::<Handle<W>>(0).and_then(|h| f(&cx, h));
     cx.result(r)
 }
 
 /// flush(handle): hands the messages staged during this tick to the engine.
-pub extern "C" fn flush<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<E>(env, info, |cx, h| {
+pub extern "C" fn flush<W: Wing>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<W>(env, info, |cx, h| {
         h.flush_scheduled.set(false);
-        h.engine.flush(&mut h.staging());
+        h.core.host().flush(&mut h.staging());
         Ok(cx.undefined())
     })
 }
 
 /// close(handle) → true if this call started the close.
-pub extern "C" fn close<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<E>(env, info, |cx, h| {
-        Ok(cx.boolean(h.engine.close(&mut h.staging())))
+pub extern "C" fn close<W: Wing>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<W>(env, info, |cx, h| {
+        Ok(cx.boolean(h.core.host().close(&mut h.staging())))
     })
 }
 
 /// closeSync(handle) → true if the engine ended. Blocks for at most linger + 250 ms; meant for
 /// `process.on('exit')`, where nothing asynchronous can run any more.
-pub extern "C" fn close_sync<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<E>(env, info, |cx, h| {
+pub extern "C" fn close_sync<W: Wing>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<W>(env, info, |cx, h| {
         let finished = h.wakeup.borrow().as_ref().is_none_or(|w| w.finished());
         let ended = finished || h.shutdown(h.linger, h.linger + Duration::from_millis(250));
         Ok(cx.boolean(ended))
@@ -188,8 +179,8 @@ pub extern "C" fn close_sync<E: Engine>(env: Env, info: sys::napi_callback_info)
 }
 
 /// ref(handle, bool): keep the process alive (something is awaited) or not.
-pub extern "C" fn set_ref<E: Engine>(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<E>(env, info, |cx, h| {
+pub extern "C" fn set_ref<W: Wing>(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<W>(env, info, |cx, h| {
         let want = cx.bool(1);
         h.with_wakeup(|w| w.set_ref(env, want));
         Ok(cx.undefined())

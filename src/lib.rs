@@ -6,7 +6,8 @@
 //! - [`client`]  — the JS client's native functions (convert, then forward to the core).
 //! - [`server`]  — the JS server's native functions.
 //! - [`handle`]  — what both share: staging, wake-up, flush/close/ref functions.
-//! - [`convert`] — options from JS numbers, stats to JS names (no N-API).
+//! - [`options`] — the options by name: one table per wing, read from the JS object.
+//! - [`convert`] — stats to JS names (no N-API).
 //!
 //! The JS API (`index.js`) is a thin class over these free functions: a class method costs
 //! ≈ 250 ns more per call than a free function on the target machines.
@@ -15,6 +16,7 @@ mod client;
 mod convert;
 mod ffi;
 mod handle;
+mod options;
 mod server;
 
 use napi::bindgen_prelude::{Object, Result};

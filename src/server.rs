@@ -1,17 +1,14 @@
 //! The JS server's native half: binds the core [`Server`] and forwards calls to it. Safe code
 //! only; the raw N-API work is in `ffi`, what client and server share in `handle`.
 
-use std::time::Duration;
-
 use napi::sys;
-use zerowire_core::client::Queued;
-use zerowire_core::queue::Staging;
-use zerowire_core::server::{Server, ServerEvent, ServerOut};
-use zerowire_core::Error;
+use zerowire_core::server::{Server, ServerControl, ServerEvent, ServerHost, ServerOut};
+use zerowire_core::{Error, Queued, ServerOptions, Staging};
 
 use crate::convert;
 use crate::ffi::{self, BufferRefs, Cx, Env, EventArray, Gate, Thrown, Value};
-use crate::handle::{self, with_handle, Engine, Handle};
+use crate::handle::{self, with_handle, Handle, Wing};
+use crate::options::{self, ServerBuild};
 
 /// The core server plus how this JS server wants message bodies: strings (the default) or,
 /// with `encoding: 'buffer'`, Buffers, which spare the JS thread decoding UTF-8 (≈ 0.5 ms per
@@ -29,28 +26,14 @@ impl std::ops::Deref for JsServer {
     }
 }
 
-impl Engine for JsServer {
+impl Wing for JsServer {
     type Out = ServerOut;
+    type Control = ServerControl;
+    type Event = ServerEvent;
     const TAG: u32 = 0x5a57_5331; // "ZWS1"
 
-    fn flush(&self, staging: &mut Staging<ServerOut>) {
-        Server::flush(self, staging)
-    }
-
-    fn close(&self, staging: &mut Staging<ServerOut>) -> bool {
-        Server::close(self, staging)
-    }
-
-    fn shutdown(&self, staging: &mut Staging<ServerOut>, linger: Duration, wait: Duration) -> bool {
-        Server::shutdown(self, staging, linger, wait)
-    }
-
-    fn is_closing(&self) -> bool {
-        Server::is_closing(self)
-    }
-
-    fn max_message_bytes(&self) -> usize {
-        Server::max_message_bytes(self)
+    fn host(&self) -> &ServerHost {
+        &self.core
     }
 
     fn handled(&self) {
@@ -175,40 +158,50 @@ const SV_DRAIN: u32 = 6;
 /// 256 KiB each was a fresh mapping, and page faults were ~20 % of the JS thread's profile.
 const PACKED_MAX: usize = 64 * 1024;
 
-/// serverCreate(endpoint, numbers[SERVER_NUMBERS], typeField, onEvents, buffers) → handle. Binds
-/// synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown here.
+/// serverCreate(endpoint, options, onEvents) → handle; `options` is read by name
+/// (`options::SERVER`). Binds synchronously, so EADDRINUSE, ENAMETOOLONG and friends are thrown
+/// here.
 pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     let cx = Cx::new(env, info);
     let r = (|| {
         let endpoint = cx
             .string(0)
             .ok_or_else(|| Thrown::arg_type("endpoint must be a string"))?;
-        let numbers = cx.numbers::<{ convert::SERVER_NUMBERS }>(1);
-        let mut options = convert::server_options(&numbers)?;
-        if let Some(field) = cx.string(2) {
-            options.type_field = field;
-        }
+        let mut build = ServerBuild {
+            core: ServerOptions::default(),
+            buffers: false,
+        };
+        options::read(&cx, 1, options::SERVER, &mut build)?;
         // JS registers its routes right after construction, then calls serverStart.
-        options.start_paused = true;
-        let linger = options.linger;
+        build.core.start_paused = true;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
         let server = JsServer {
-            core: Server::bind(&endpoint, options, Box::new(ffi::GateWaker(gate.clone())))?,
-            buffers: cx.bool(4),
+            core: Server::bind(
+                &endpoint,
+                build.core,
+                Box::new(ffi::GateWaker(gate.clone())),
+            )?,
+            buffers: build.buffers,
         };
         // A listening server keeps the process alive, like net.Server.
-        let handle = Handle::install(&cx, cx.arg(3), server, gate, refs, linger, true)?;
+        let handle = Handle::install(&cx, cx.arg(2), server, gate, refs, true)?;
         Ok(cx.external(handle))
     })();
     cx.result(r)
+}
+
+/// serverOptionNames() → the options `serverCreate` reads, one per line.
+pub extern "C" fn option_names(env: Env, info: sys::napi_callback_info) -> Value {
+    let cx = Cx::new(env, info);
+    cx.str(&options::names(options::SERVER))
 }
 
 /// serverStart(handle): read messages from now on (the constructor's tick has registered the
 /// routes it meant to).
 pub extern "C" fn start(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<JsServer>(env, info, |cx, h| {
-        h.engine.start();
+        h.core.start();
         Ok(cx.undefined())
     })
 }
@@ -220,15 +213,14 @@ fn stage(
     arg: usize,
     call: impl FnOnce(&Server, &mut Staging<ServerOut>, bytes::Bytes) -> Result<Queued, Error>,
 ) -> Result<Value, Thrown> {
-    h.check_open()?;
     let body = h.payload(cx, arg)?;
-    let queued = call(&h.engine, &mut h.staging(), body)?;
+    let queued = call(&h.core, &mut h.staging(), body)?;
     Ok(cx.int(h.outcome(queued)))
 }
 
 /// serverEndpoint(handle) → the bound endpoint (real port for tcp://…:0).
 pub extern "C" fn endpoint(env: Env, info: sys::napi_callback_info) -> Value {
-    with_handle::<JsServer>(env, info, |cx, h| Ok(cx.str(h.engine.endpoint())))
+    with_handle::<JsServer>(env, info, |cx, h| Ok(cx.str(h.core.endpoint())))
 }
 
 /// serverRoute(handle, name, index)
@@ -237,7 +229,7 @@ pub extern "C" fn route(env: Env, info: sys::napi_callback_info) -> Value {
         let name = cx
             .string(1)
             .ok_or_else(|| Thrown::arg_type("the route name must be a string"))?;
-        h.engine.route(&name, cx.u32(2));
+        h.core.route(&name, cx.u32(2));
         Ok(cx.undefined())
     })
 }
@@ -268,7 +260,7 @@ pub extern "C" fn broadcast(env: Env, info: sys::napi_callback_info) -> Value {
 /// serverStats(handle) → counters, and `latency: { queueWait, service }` of percentiles (µs).
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<JsServer>(env, info, |cx, h| {
-        let s = h.engine.stats();
+        let s = h.core.stats();
         let obj = cx.object(&convert::server_stats(&s), &[]);
         cx.set(
             obj,
@@ -284,12 +276,11 @@ pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
 /// bad path throws here.
 pub extern "C" fn sink_sqlite(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<JsServer>(env, info, |cx, h| {
-        h.check_open()?;
         let (Some(name), Some(path), Some(table)) = (cx.string(1), cx.string(2), cx.string(3))
         else {
             return Err(Thrown::arg_type("name, path and table must be strings"));
         };
-        open_sqlite(&h.engine, &name, &path, &table)?;
+        open_sqlite(&h.core, &name, &path, &table)?;
         Ok(cx.undefined())
     })
 }
@@ -310,6 +301,7 @@ fn open_sqlite(_: &Server, _: &str, _: &str, _: &str) -> Result<(), Error> {
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverCreate", create),
+    ("serverOptionNames", option_names),
     ("serverStart", start),
     ("serverEndpoint", endpoint),
     ("serverRoute", route),
