@@ -7,25 +7,19 @@
 //! retries the idempotent ones; counts every accepted send as delivered (confirmed by the
 //! server's acks) or dropped with a reason; and on close drains for at most the linger time.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
 
-use bytes::Bytes;
-use foldhash::HashMap;
-use futures::StreamExt;
 use tokio::time::Instant;
-use zeromq::{SocketEvent, SocketRecv, ZmqError, ZmqMessage, ZmqResult};
+use zeromq::{SocketEvent, ZmqError, ZmqMessage};
 
-use super::event::{ClientEvent, DropReason};
-use super::link::{self, Connected, Link, ServerKind, Watch};
+use super::event::{ClientEvent, DropReason, DropTally};
+use super::link::{self, Beat, Connected, Goodbye, Io, Link, ServerKind, Watch};
 use super::options::ClientOptions;
+use super::requests::{Pending, Requests};
 use super::stats::{ClientCounters, ClientEngineCounters};
-use super::{ClientControl, ClientOut, Request};
+use super::{ClientControl, ClientOut};
 use crate::counter::bump;
 use crate::endpoint::Endpoint;
 use crate::host::outbox::Outbox;
@@ -34,45 +28,6 @@ use crate::host::{self, EngineParts, RECV_BATCH};
 use crate::protocol::{self, Inbound};
 use crate::spin::Spin;
 use crate::trim::Trim;
-
-/// Drop events are rate-limited to one per reason per this interval.
-const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A request the caller allowed to be sent again (idempotent).
-struct Retry {
-    left: u32,
-    timeout: Duration,
-    body: Bytes,
-}
-
-struct Pending {
-    deadline: Instant,
-    /// The connection (epoch) it was written on; a request that went down with its
-    /// connection is rejected (or retried) at once rather than left to time out.
-    written_in: Option<u32>,
-    /// The link's `written` count when it was written: its reply confirms that many.
-    confirms: u64,
-    /// When the engine took it: the round trip runs from there (retries included).
-    started: Instant,
-    retry: Option<Box<Retry>>,
-}
-
-/// Drops not yet reported to the host, by reason; reports are rate-limited.
-#[derive(Default)]
-struct DropTally {
-    pending: [u64; 3],
-    next_report: Option<Instant>,
-}
-
-/// What woke the engine from one of its links or the directory watch.
-enum Io {
-    Message(usize, ZmqResult<ZmqMessage>),
-    Monitor(usize, Option<SocketEvent>),
-    Connected(usize, ZmqResult<Connected>),
-    Written(usize, ZmqResult<()>),
-    Bound(Option<OsString>),
-    WatchFailed,
-}
 
 pub(super) struct ClientEngine {
     options: ClientOptions,
@@ -90,12 +45,7 @@ pub(super) struct ClientEngine {
     backlog: VecDeque<ClientOut>,
     backlog_sends: usize,
     backlog_send_bytes: u64,
-    /// Pending requests by id.
-    pending: HashMap<u32, Pending>,
-    /// Cancels that overtook their request (the control channel is separate from the queue).
-    cancelled_early: HashSet<u32>,
-    /// Deadlines in order; entries whose request is gone are skipped lazily.
-    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
+    requests: Requests,
     events: Vec<ClientEvent>,
     close_deadline: Option<Instant>,
     /// Polling instead of parking, right after request traffic.
@@ -132,9 +82,7 @@ impl ClientEngine {
             backlog: VecDeque::new(),
             backlog_sends: 0,
             backlog_send_bytes: 0,
-            pending: HashMap::default(),
-            cancelled_early: HashSet::new(),
-            deadlines: BinaryHeap::new(),
+            requests: Requests::default(),
             events: Vec::new(),
             close_deadline: None,
             spin: Spin::default(),
@@ -163,7 +111,7 @@ impl ClientEngine {
             }
             let backlog = &self.backlog;
             self.trim.run_if_due(now, || backlog.is_empty());
-            self.report_drops(now, false);
+            self.drops.report(now, false, &mut self.events);
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
                 if now >= deadline || self.drained() {
@@ -173,7 +121,7 @@ impl ClientEngine {
             self.wait().await;
         }
         self.finish_close();
-        self.report_drops(Instant::now(), true);
+        self.drops.report(Instant::now(), true, &mut self.events);
         self.outbox.publish(&mut self.events);
     }
 
@@ -194,41 +142,20 @@ impl ClientEngine {
     }
 
     fn link_drained(&mut self, i: usize) -> bool {
-        let link = &mut self.links[i];
-        let Some(conn) = link.conn.as_mut() else {
-            // Nothing in flight on a connection.
-            return true;
-        };
-        if conn.writer.busy() {
-            return false;
-        }
-        // A zerowire server (it acked our hello) always gets a goodbye, so it reports the
-        // disconnect as one; a plain ROUTER only when something awaits confirmation.
-        let ready = link.server == ServerKind::Acks;
-        if !link.unconfirmed && (!ready || link.said_goodbye) {
-            return true;
-        }
-        if link.barrier.is_none() {
-            self.control_seq = self.control_seq.wrapping_add(1);
-            let corr = protocol::encode_control(protocol::CONTROL_GOODBYE, self.control_seq);
-            link.barrier = Some(corr.clone());
-            link.said_goodbye = true;
-            if link.write_control(corr) == Some(false) {
+        match self.links[i].goodbye(&mut self.control_seq) {
+            Goodbye::Done => true,
+            Goodbye::Waiting => false,
+            Goodbye::Failed => {
                 self.disconnected(i);
-                return true;
+                true
             }
         }
-        false
     }
 
     fn take_control(&mut self, now: Instant) {
         while let Ok(order) = self.queue.ctl.try_recv() {
             match order {
-                ClientControl::Cancel(id) => {
-                    if self.pending.remove(&id).is_none() {
-                        self.cancelled_early.insert(id);
-                    }
-                }
+                ClientControl::Cancel(id) => self.requests.cancel(id),
                 ClientControl::Close { linger } => {
                     if self.close_deadline.is_none() {
                         self.close_deadline = Some(now + linger);
@@ -262,30 +189,9 @@ impl ClientEngine {
                     self.backlog_send_bytes += out.body.len() as u64;
                 }
                 Some(r) => {
-                    if self.cancelled_early.remove(&r.id) {
-                        // Left in the backlog unregistered: `flush` drops it as expired.
-                        self.backlog.push_back(out);
-                        continue;
-                    }
-                    let deadline = now + r.timeout;
-                    let retry = (r.retries > 0).then(|| {
-                        Box::new(Retry {
-                            left: r.retries,
-                            timeout: r.timeout,
-                            body: out.body.clone(),
-                        })
-                    });
-                    self.pending.insert(
-                        r.id,
-                        Pending {
-                            deadline,
-                            written_in: None,
-                            confirms: 0,
-                            started: now,
-                            retry,
-                        },
-                    );
-                    self.deadlines.push(Reverse((deadline, r.id)));
+                    // One cancelled before it arrived stays in the backlog unregistered:
+                    // `flush` drops it as expired.
+                    self.requests.admit(r, &out.body, now);
                 }
             }
             self.backlog.push_back(out);
@@ -331,24 +237,7 @@ impl ClientEngine {
             DropReason::PeerLost => &counters.dropped_peer_lost,
         };
         bump(counter, count);
-        self.drops.pending[reason as usize] += count;
-    }
-
-    /// At most one `Dropped` event per reason per interval (and all at close).
-    fn report_drops(&mut self, now: Instant, force: bool) {
-        if self.drops.pending.iter().all(|&n| n == 0) {
-            return;
-        }
-        if !force && self.drops.next_report.is_some_and(|t| now < t) {
-            return;
-        }
-        for reason in DropReason::ALL {
-            let count = std::mem::take(&mut self.drops.pending[reason as usize]);
-            if count > 0 {
-                self.events.push(ClientEvent::Dropped { reason, count });
-            }
-        }
-        self.drops.next_report = Some(now + DROP_REPORT_INTERVAL);
+        self.drops.add(reason, count);
     }
 
     fn start_connecting(&mut self, now: Instant) {
@@ -380,7 +269,7 @@ impl ClientEngine {
             let out = self.backlog.pop_front().expect("not empty");
             let len = out.body.len() as u64;
             let corr = match &out.request {
-                Some(r) => match self.pending.get_mut(&r.id) {
+                Some(r) => match self.requests.get_mut(r.id) {
                     // Timed out or cancelled before it left: sending it would only earn a
                     // late reply.
                     None => {
@@ -468,34 +357,14 @@ impl ClientEngine {
     /// stay open).
     fn heartbeat(&mut self, now: Instant) {
         for i in 0..self.links.len() {
-            let link = &mut self.links[i];
-            if link.server == ServerKind::Unknown && link.hello_deadline.is_some_and(|t| now >= t) {
-                self.became_plain(i);
-                continue;
-            }
-            let Some(next) = link.next_ping else {
-                continue;
-            };
-            if now.saturating_duration_since(link.last_heard) > self.options.heartbeat_timeout {
-                bump(&self.counters.engine.heartbeat_timeouts, 1);
-                self.disconnected(i);
-                continue;
-            }
-            if now < next {
-                continue;
-            }
-            // Traffic flowing out (a busy writer) leaves the ping for later.
-            let corr =
-                protocol::encode_control(protocol::CONTROL_PING, self.control_seq.wrapping_add(1));
-            match link.write_control(corr) {
-                None => continue,
-                Some(ok) => {
-                    self.control_seq = self.control_seq.wrapping_add(1);
-                    link.next_ping = Some(now + self.options.heartbeat_interval);
-                    if !ok {
-                        self.disconnected(i);
-                    }
+            match self.links[i].heartbeat(now, &self.options, &mut self.control_seq) {
+                Beat::Quiet => {}
+                Beat::NoHello => self.became_plain(i),
+                Beat::Silent => {
+                    bump(&self.counters.engine.heartbeat_timeouts, 1);
+                    self.disconnected(i);
                 }
+                Beat::Failed => self.disconnected(i),
             }
         }
     }
@@ -508,51 +377,28 @@ impl ClientEngine {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(Reverse((deadline, id))) = self.deadlines.peek().copied() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop();
-            // A stale entry: the request settled, or a retry moved its deadline.
-            if self.pending.get(&id).is_none_or(|p| p.deadline != deadline) {
-                continue;
-            }
+        while let Some(id) = self.requests.next_expired(now) {
             if !self.send_again(id, now) {
-                self.pending.remove(&id);
+                self.requests.remove(id);
                 bump(&self.counters.engine.timeouts, 1);
                 self.events.push(ClientEvent::Timeout { id });
             }
         }
     }
 
-    /// Lazy Pirate: queues a retryable request again with a fresh deadline. A reply to an
-    /// earlier copy still settles it (same id); later copies' replies are counted as late.
+    /// Queues a retryable request's next attempt ahead of everything else; false when it has
+    /// none left.
     fn send_again(&mut self, id: u32, now: Instant) -> bool {
-        let Some(p) = self.pending.get_mut(&id) else {
+        let Some(out) = self.requests.again(id, now) else {
             return false;
         };
-        let Some(retry) = p.retry.as_mut().filter(|r| r.left > 0) else {
-            return false;
-        };
-        retry.left -= 1;
-        p.deadline = now + retry.timeout;
-        p.written_in = None;
-        self.deadlines.push(Reverse((p.deadline, id)));
-        self.backlog.push_front(ClientOut {
-            request: Some(Request {
-                id,
-                timeout: retry.timeout,
-                retries: retry.left,
-            }),
-            body: retry.body.clone(),
-            queued_at: Some(now.into_std()),
-        });
+        self.backlog.push_front(out);
         bump(&self.counters.engine.retries, 1);
         true
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        let mut next = self.deadlines.peek().map(|Reverse((t, _))| *t);
+        let mut next = self.requests.next_deadline();
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -560,9 +406,7 @@ impl ClientEngine {
         };
         consider(self.close_deadline);
         consider(self.trim.deadline());
-        if self.drops.pending.iter().any(|&n| n > 0) {
-            consider(self.drops.next_report);
-        }
+        consider(self.drops.due());
         for link in &self.links {
             consider(link.retry_at);
             consider(link.next_ping);
@@ -589,15 +433,9 @@ impl ClientEngine {
         self.events
             .push(ClientEvent::Disconnected { link: i as u32 });
         // Requests written on that connection will get no reply: retry or say so now.
-        let gone: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.written_in == Some(epoch))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
+        for id in self.requests.written_on(epoch) {
             if !self.send_again(id, now) {
-                self.pending.remove(&id);
+                self.requests.remove(id);
                 bump(&self.counters.engine.resets, 1);
                 self.events.push(ClientEvent::Reset { id });
             }
@@ -612,7 +450,7 @@ impl ClientEngine {
         let counters = &self.counters.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
-                if let Some(p) = self.pending.remove(&id) {
+                if let Some(p) = self.requests.remove(id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     // The host often answers a reply with its next request.
                     self.spin.after_traffic(now);
@@ -623,7 +461,7 @@ impl ClientEngine {
                 }
             }
             Inbound::ErrorReply { id, message } => {
-                if let Some(p) = self.pending.remove(&id) {
+                if let Some(p) = self.requests.remove(id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     bump(&counters.error_replies, 1);
                     self.events.push(ClientEvent::ErrorReply { id, message });
@@ -734,9 +572,8 @@ impl ClientEngine {
     /// a socket reports an event, a watched socket file appears or a timer is due.
     async fn wait(&mut self) {
         let shared = self.shared.clone();
-        // Right after request traffic, poll instead of parking: on the target VMs a wake-up
-        // across cores costs ≈ 45 µs, and a reply (or the host's next request) usually comes
-        // sooner. Only while a slot is free: engines beyond the spare cores must not spin,
+        // Right after request traffic, poll instead of parking: a reply (or the host's next
+        // request) usually comes sooner than a cross-core wake-up (`spin`). Only while a slot is free: engines beyond the spare cores must not spin,
         // or they starve the JS threads they wait for.
         let any_conn = self.links.iter().any(|l| l.conn.is_some());
         let want = any_conn && self.spin.wanted();
@@ -755,43 +592,7 @@ impl ClientEngine {
         self.poll_from = (from + 1) % n;
         let links = &mut self.links;
         let watch = &mut self.watch;
-        let io = std::future::poll_fn(|cx| {
-            for k in 0..n {
-                let i = (from + k) % n;
-                let link = &mut links[i];
-                if let Some(c) = link.connecting.as_mut() {
-                    if let Poll::Ready(r) = c.as_mut().poll(cx) {
-                        return Poll::Ready(Io::Connected(i, r));
-                    }
-                }
-                let Some(conn) = link.conn.as_mut() else {
-                    continue;
-                };
-                if conn.writer.busy() {
-                    if let Poll::Ready(r) = conn.writer.poll_finish(cx) {
-                        return Poll::Ready(Io::Written(i, r));
-                    }
-                }
-                // The crate's recv only polls its stream: dropping it while pending loses
-                // nothing and leaves the waker registered.
-                let recv = conn.recv.recv();
-                let mut recv = std::pin::pin!(recv);
-                if let Poll::Ready(m) = recv.as_mut().poll(cx) {
-                    return Poll::Ready(Io::Message(i, m));
-                }
-                if let Poll::Ready(e) = conn.monitor.poll_next_unpin(cx) {
-                    return Poll::Ready(Io::Monitor(i, e));
-                }
-            }
-            if let Some(w) = watch.as_mut() {
-                match w.poll_next_unpin(cx) {
-                    Poll::Ready(Some(Ok(event))) => return Poll::Ready(Io::Bound(event.name)),
-                    Poll::Ready(_) => return Poll::Ready(Io::WatchFailed),
-                    Poll::Pending => {}
-                }
-            }
-            Poll::Pending
-        });
+        let io = std::future::poll_fn(|cx| link::poll(links, watch, from, cx));
         let spin = crate::spin::turn(spinning);
         let woke = tokio::select! {
             _ = shared.notify.notified() => None,

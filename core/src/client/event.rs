@@ -79,3 +79,51 @@ impl DropReason {
         }
     }
 }
+
+/// Drops not yet reported to the host, by reason: at most one `Dropped` event per reason per
+/// interval (and all at close).
+#[derive(Default)]
+pub(super) struct DropTally {
+    pending: [u64; 3],
+    next_report: Option<tokio::time::Instant>,
+}
+
+impl DropTally {
+    /// Drop events are rate-limited to one per reason per this interval.
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn add(&mut self, reason: DropReason, count: u64) {
+        self.pending[reason as usize] += count;
+    }
+
+    /// When the next report is due, if one is waiting.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.pending
+            .iter()
+            .any(|&n| n > 0)
+            .then_some(self.next_report)
+            .flatten()
+    }
+
+    /// Appends the `Dropped` events due at `now` (all of them with `force`).
+    pub fn report(
+        &mut self,
+        now: tokio::time::Instant,
+        force: bool,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        if self.pending.iter().all(|&n| n == 0) {
+            return;
+        }
+        if !force && self.next_report.is_some_and(|t| now < t) {
+            return;
+        }
+        for reason in DropReason::ALL {
+            let count = std::mem::take(&mut self.pending[reason as usize]);
+            if count > 0 {
+                events.push(ClientEvent::Dropped { reason, count });
+            }
+        }
+        self.next_report = Some(now + Self::INTERVAL);
+    }
+}

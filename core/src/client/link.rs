@@ -8,14 +8,16 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
+use futures::StreamExt;
 use tokio::time::Instant;
 use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, ZmqError, ZmqMessage,
-    ZmqResult,
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketRecv, ZmqError,
+    ZmqMessage, ZmqResult,
 };
 
 use super::options::ClientOptions;
@@ -236,6 +238,148 @@ impl Link {
         message.push_back(Bytes::new());
         Some(!matches!(conn.writer.start(message), Some(Err(_))))
     }
+}
+
+/// What a link's goodbye (the close barrier) has come to.
+pub(super) enum Goodbye {
+    /// Nothing left to confirm on this link.
+    Done,
+    /// Written or waiting for the writer; the server's answer confirms what came before.
+    Waiting,
+    /// The connection failed while writing it.
+    Failed,
+}
+
+/// What a link's heartbeat found.
+pub(super) enum Beat {
+    Quiet,
+    /// The server never answered the hello: a plain ROUTER.
+    NoHello,
+    /// A zerowire server fell silent past the heartbeat timeout.
+    Silent,
+    /// The connection failed while writing a ping.
+    Failed,
+}
+
+impl Link {
+    /// While closing: says goodbye once the writer is free. A zerowire server (it acked our
+    /// hello) always gets a goodbye, so it reports the disconnect as one; a plain ROUTER only
+    /// when something awaits confirmation. The server reads in order, so any reply to the
+    /// goodbye means everything before it was read.
+    pub fn goodbye(&mut self, control_seq: &mut u32) -> Goodbye {
+        let Some(conn) = self.conn.as_ref() else {
+            // Nothing in flight on a connection.
+            return Goodbye::Done;
+        };
+        if conn.writer.busy() {
+            return Goodbye::Waiting;
+        }
+        let ready = self.server == ServerKind::Acks;
+        if !self.unconfirmed && (!ready || self.said_goodbye) {
+            return Goodbye::Done;
+        }
+        if self.barrier.is_none() {
+            *control_seq = control_seq.wrapping_add(1);
+            let corr = protocol::encode_control(protocol::CONTROL_GOODBYE, *control_seq);
+            self.barrier = Some(corr.clone());
+            self.said_goodbye = true;
+            if self.write_control(corr) == Some(false) {
+                return Goodbye::Failed;
+            }
+        }
+        Goodbye::Waiting
+    }
+
+    /// Takes a silent server for a plain ROUTER, pings a zerowire server, and finds one that
+    /// has been silent too long (hung or unreachable: the socket itself may stay open).
+    pub fn heartbeat(
+        &mut self,
+        now: Instant,
+        options: &ClientOptions,
+        control_seq: &mut u32,
+    ) -> Beat {
+        if self.server == ServerKind::Unknown && self.hello_deadline.is_some_and(|t| now >= t) {
+            return Beat::NoHello;
+        }
+        let Some(next) = self.next_ping else {
+            return Beat::Quiet;
+        };
+        if now.saturating_duration_since(self.last_heard) > options.heartbeat_timeout {
+            return Beat::Silent;
+        }
+        if now < next {
+            return Beat::Quiet;
+        }
+        // Traffic flowing out (a busy writer) leaves the ping for later.
+        let seq = control_seq.wrapping_add(1);
+        match self.write_control(protocol::encode_control(protocol::CONTROL_PING, seq)) {
+            None => Beat::Quiet,
+            Some(ok) => {
+                *control_seq = seq;
+                self.next_ping = Some(now + options.heartbeat_interval);
+                if ok {
+                    Beat::Quiet
+                } else {
+                    Beat::Failed
+                }
+            }
+        }
+    }
+}
+
+/// What woke the engine from one of its links or the directory watch.
+pub(super) enum Io {
+    Message(usize, ZmqResult<ZmqMessage>),
+    Monitor(usize, Option<SocketEvent>),
+    Connected(usize, ZmqResult<Connected>),
+    Written(usize, ZmqResult<()>),
+    Bound(Option<OsString>),
+    WatchFailed,
+}
+
+/// Polls the links from `from` on (so a busy one cannot starve the others), then the watch.
+pub(super) fn poll(
+    links: &mut [Link],
+    watch: &mut Option<Watch>,
+    from: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Io> {
+    let n = links.len();
+    for k in 0..n {
+        let i = (from + k) % n;
+        let link = &mut links[i];
+        if let Some(c) = link.connecting.as_mut() {
+            if let Poll::Ready(r) = c.as_mut().poll(cx) {
+                return Poll::Ready(Io::Connected(i, r));
+            }
+        }
+        let Some(conn) = link.conn.as_mut() else {
+            continue;
+        };
+        if conn.writer.busy() {
+            if let Poll::Ready(r) = conn.writer.poll_finish(cx) {
+                return Poll::Ready(Io::Written(i, r));
+            }
+        }
+        // The crate's recv only polls its stream: dropping it while pending loses
+        // nothing and leaves the waker registered.
+        let recv = conn.recv.recv();
+        let mut recv = std::pin::pin!(recv);
+        if let Poll::Ready(m) = recv.as_mut().poll(cx) {
+            return Poll::Ready(Io::Message(i, m));
+        }
+        if let Poll::Ready(e) = conn.monitor.poll_next_unpin(cx) {
+            return Poll::Ready(Io::Monitor(i, e));
+        }
+    }
+    if let Some(w) = watch.as_mut() {
+        match w.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(event))) => return Poll::Ready(Io::Bound(event.name)),
+            Poll::Ready(_) => return Poll::Ready(Io::WatchFailed),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
 }
 
 pub(super) type Watch = inotify::EventStream<[u8; 1024]>;

@@ -6,6 +6,7 @@
 //!   delivery accounting, the drain at close;
 //! - [`link`]    — one endpoint's connection: connect, backoff, the ipc directory watch,
 //!   hello / ping / goodbye;
+//! - [`requests`] — pending requests: deadlines, the connection each was written on, retries;
 //! - [`options`], [`event`], [`stats`] — what the host configures, hears and reads.
 //!
 //! Calls are cheap and never block: they validate, stage the message and return. The host
@@ -16,6 +17,7 @@ mod engine;
 pub mod event;
 mod link;
 pub mod options;
+mod requests;
 pub mod stats;
 
 use std::sync::Arc;
