@@ -6,17 +6,31 @@
 const { EventEmitter } = require('node:events')
 const native = require('./zerowire.node')
 
-const EV_REPLY = 0
-const EV_ERROR_REPLY = 1
-const EV_TIMEOUT = 2
-const EV_PUSH = 3
-const EV_CLOSED = 4
-const EV_READY = 5
-const EV_DISCONNECTED = 6
-const EV_RESET = 7
-const EV_DROP = 8
-const EV_SLOW = 9
-const EV_DRAIN = 10
+// Event kinds, numbered in Rust (src/client.rs, src/server.rs). A batch of events is
+// [numbers, values…]: numbers a Uint32Array of five per event, [kind, a, b, c, d], then each
+// event's strings or bodies in order (src/ffi/wakeup.rs, EventArray).
+const {
+  reply: EV_REPLY,
+  errorReply: EV_ERROR_REPLY,
+  timeout: EV_TIMEOUT,
+  reset: EV_RESET,
+  push: EV_PUSH,
+  ready: EV_READY,
+  disconnected: EV_DISCONNECTED,
+  slow: EV_SLOW,
+  dropped: EV_DROPPED,
+  drain: EV_DRAIN,
+  closed: EV_CLOSED,
+} = native.clientEventKinds()
+const {
+  connect: SV_CONNECT,
+  message: SV_MESSAGE,
+  disconnect: SV_DISCONNECT,
+  closed: SV_CLOSED,
+  packed: SV_PACKED,
+  pack: SV_PACK,
+  drain: SV_DRAIN,
+} = native.serverEventKinds()
 
 function codedError (Ctor, code, message, extra) {
   const err = new Ctor(message)
@@ -58,14 +72,50 @@ function track (client) {
   }
 }
 
-class Client extends EventEmitter {
+/**
+ * What a Client and a Server share: their native handle's close, started once and finished
+ * when the engine thread has ended, and the bounded drain at process exit.
+ */
+class NativeHandle extends EventEmitter {
+  constructor (close, closeSync) {
+    super()
+    this._nativeClose = close
+    this._nativeCloseSync = closeSync
+  }
+
+  close () {
+    if (this._closePromise) return this._closePromise
+    this._closePromise = new Promise((resolve) => { this._resolveClose = resolve })
+    this._nativeClose(this._h)
+    return this._closePromise
+  }
+
+  _startClose () {
+    this._nativeClose(this._h)
+  }
+
+  _closeSync () {
+    if (!this._closedDone) this._nativeCloseSync(this._h)
+  }
+
+  /** The engine thread has ended: close() resolves and 'close' is emitted. */
+  _finishClose () {
+    this._closedDone = true
+    open.delete(this)
+    if (this._resolveClose) this._resolveClose()
+    else this._closePromise = Promise.resolve()
+    this.emit('close')
+  }
+}
+
+class Client extends NativeHandle {
   /**
    * @param {string|string[]} endpoint ipc://path or tcp://host:port, or several: sends go
    *   round-robin over the connected ones and fail over when one goes down.
    * @param {object} [options]
    */
   constructor (endpoint, options) {
-    super()
+    super(native.clientClose, native.clientCloseSync)
     const endpoints = typeof endpoint === 'string' ? [endpoint] : endpoint
     if (!Array.isArray(endpoints) || endpoints.length === 0 ||
         !endpoints.every((e) => typeof e === 'string' && !e.includes('\n'))) {
@@ -82,9 +132,6 @@ class Client extends EventEmitter {
     this._pending = new Map()
     this._nextId = 1
     this._closed = false
-    this._closedDone = false
-    this._closePromise = null
-    this._resolveClose = null
     this._refd = false
     // One string for the binding; no endpoint can contain a newline.
     this._h = native.clientCreate(endpoints.join('\n'), opts, (batch) => this._onEvents(batch))
@@ -182,18 +229,9 @@ class Client extends EventEmitter {
   close () {
     if (this._closePromise) return this._closePromise
     this._closed = true
-    this._closePromise = new Promise((resolve) => { this._resolveClose = resolve })
-    native.clientClose(this._h)
+    const closing = super.close()
     this._updateRef()
-    return this._closePromise
-  }
-
-  _startClose () {
-    native.clientClose(this._h)
-  }
-
-  _closeSync () {
-    if (!this._closedDone) native.clientCloseSync(this._h)
+    return closing
   }
 
   _updateRef () {
@@ -215,41 +253,41 @@ class Client extends EventEmitter {
   }
 
   _onEvents (batch) {
+    const numbers = batch[0]
+    let next = 1
     let closed = false
-    for (let i = 0; i < batch.length; i += 3) {
-      const kind = batch[i]
-      const id = batch[i + 1]
+    for (let i = 0; i < numbers.length; i += 5) {
+      const kind = numbers[i]
+      const a = numbers[i + 1]
       if (kind === EV_REPLY) {
-        this._settle(id, true, batch[i + 2])
+        this._settle(a, true, batch[next++])
       } else if (kind === EV_ERROR_REPLY) {
-        this._settle(id, false, codedError(Error, 'EREMOTE', batch[i + 2]))
+        this._settle(a, false, codedError(Error, 'EREMOTE', batch[next++]))
       } else if (kind === EV_TIMEOUT) {
-        this._settle(id, false, codedError(Error, 'ETIMEDOUT', 'request timed out'))
+        this._settle(a, false, codedError(Error, 'ETIMEDOUT', 'request timed out'))
       } else if (kind === EV_RESET) {
-        this._settle(id, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
+        this._settle(a, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
       } else if (kind === EV_PUSH) {
-        this.emit('message', batch[i + 2])
+        this.emit('message', batch[next++])
       } else if (kind === EV_CLOSED) {
         closed = true
       } else if (kind === EV_READY) {
-        // "<endpoint index>:<client id>"
-        const info = batch[i + 2]
-        const colon = info.indexOf(':')
-        const link = Number(info.slice(0, colon))
-        this.clientId = info.slice(colon + 1)
-        this._readyLinks.add(link)
+        // a: the endpoint's index, b: the server's pid; the value: our client id.
+        this.clientId = batch[next++]
+        this._readyLinks.add(a)
         this.isReady = true
-        this.emit('ready', { clientId: this.clientId, serverPid: id, endpoint: this.endpoints[link] })
+        this.emit('ready', { clientId: this.clientId, serverPid: numbers[i + 2], endpoint: this.endpoints[a] })
       } else if (kind === EV_DISCONNECTED) {
-        this._readyLinks.delete(id)
+        this._readyLinks.delete(a)
         this.isReady = this._readyLinks.size > 0
-        this.emit('disconnect', { endpoint: this.endpoints[id] })
+        this.emit('disconnect', { endpoint: this.endpoints[a] })
       } else if (kind === EV_SLOW) {
         // Comes just before the reply's own event, so the request is still pending here.
-        const entry = this._pending.get(id)
-        this.emit('slow', { ms: Number(batch[i + 2]) / 1000, request: entry?.raw })
-      } else if (kind === EV_DROP) {
-        this.emit('drop', { reason: batch[i + 2], count: id })
+        const entry = this._pending.get(a)
+        const micros = numbers[i + 2] + numbers[i + 3] * 2 ** 32
+        this.emit('slow', { ms: micros / 1000, request: entry?.raw })
+      } else if (kind === EV_DROPPED) {
+        this.emit('drop', { reason: batch[next++], count: a + numbers[i + 2] * 2 ** 32 })
       } else if (kind === EV_DRAIN) {
         this.emit('drain')
       }
@@ -263,28 +301,17 @@ class Client extends EventEmitter {
     this._closed = true
     this.isReady = false
     this._readyLinks.clear()
-    open.delete(this)
     for (const id of [...this._pending.keys()]) {
       this._settle(id, false, codedError(Error, 'ECLOSED', 'client closed before the reply arrived'))
     }
     this._refd = false
-    if (this._resolveClose) this._resolveClose()
-    else this._closePromise = Promise.resolve()
-    this.emit('close')
+    this._finishClose()
   }
 }
 
-// A batch of server events is [numbers, strings and bodies…]: numbers a Uint32Array of
-// [kind, client, route, token, packed length] per event, then each event's strings or body in
-// order. Small Buffer bodies are packed end to end into shared Buffers, each in the slot of an
-// SV_PACK event before the SV_PACKED events cut from it (see src/server.rs).
-const SV_CONNECT = 0
-const SV_MESSAGE = 1
-const SV_DISCONNECT = 2
-const SV_CLOSED = 3
-const SV_PACKED = 4
-const SV_PACK = 5
-const SV_DRAIN = 6
+// Small Buffer bodies are packed end to end into shared Buffers, each in the slot of an
+// SV_PACK event before the SV_PACKED events cut from it (src/server.rs); a server event's
+// numbers are [kind, client, route, token, packed length].
 const NO_ROUTE = 0
 // How many string/body slots each kind of event takes in a batch (packed bodies take none;
 // an SV_PACK's one is taken where it is read).
@@ -339,7 +366,7 @@ class Context {
   }
 }
 
-class Server extends EventEmitter {
+class Server extends NativeHandle {
   /**
    * Binds now: a taken address (EADDRINUSE), an ipc path over the OS limit (ENAMETOOLONG) or a
    * bad option throws here.
@@ -347,7 +374,7 @@ class Server extends EventEmitter {
    * @param {object} [options]
    */
   constructor (endpoint, options) {
-    super()
+    super(native.serverClose, native.serverCloseSync)
     if (typeof endpoint !== 'string') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
@@ -426,18 +453,7 @@ class Server extends EventEmitter {
 
   /** Stops, writes what is queued (at most lingerMs), closes the socket and removes its file. */
   close () {
-    if (this._closePromise) return this._closePromise
-    this._closePromise = new Promise((resolve) => { this._resolveClose = resolve })
-    native.serverClose(this._h)
-    return this._closePromise
-  }
-
-  _startClose () {
-    native.serverClose(this._h)
-  }
-
-  _closeSync () {
-    if (!this._closedDone) native.serverCloseSync(this._h)
+    return super.close()
   }
 
   _onEvents (batch) {
@@ -492,11 +508,7 @@ class Server extends EventEmitter {
     } else if (kind === SV_DRAIN) {
       this.emit('drain')
     } else if (kind === SV_CLOSED) {
-      this._closedDone = true
-      open.delete(this)
-      if (this._resolveClose) this._resolveClose()
-      else this._closePromise = Promise.resolve()
-      this.emit('close')
+      this._finishClose()
     }
   }
 

@@ -21,11 +21,11 @@ function declared (name) {
 }
 
 test('every client option in index.d.ts is one Rust reads, and no other', () => {
-  assert.deepStrictEqual(declared('ClientOptions').sort(), native.clientOptionNames().split('\n').sort())
+  assert.deepStrictEqual(declared('ClientOptions').sort(), native.clientOptionNames().sort())
 })
 
 test('every server option in index.d.ts is one Rust reads, and no other', () => {
-  assert.deepStrictEqual(declared('ServerOptions').sort(), native.serverOptionNames().split('\n').sort())
+  assert.deepStrictEqual(declared('ServerOptions').sort(), native.serverOptionNames().sort())
 })
 
 test('each client option reaches Rust: a value of the wrong kind is refused, naming it', () => {

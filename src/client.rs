@@ -1,9 +1,11 @@
 //! The JS client's native half: creates the core [`Client`] and forwards calls to it. Safe
 //! code only; the raw N-API work is in `ffi`, what client and server share in `handle`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use napi::sys;
+use napi_derive::napi;
 use zerowire_core::client::{ClientControl, ClientEvent, ClientHost, ClientOut};
 use zerowire_core::{Client, ClientOptions};
 
@@ -21,52 +23,92 @@ impl Wing for Client {
         self
     }
 
-    /// The batch is `[kind, id, body, …]`, three slots per event (see index.js).
+    /// One batch of events (see `EventArray`): the kind, then per kind the request id, the
+    /// endpoint's index or a count, and at most one value.
     fn deliver(&self, batch: &mut EventArray) -> bool {
         let mut last = false;
-        let mut text;
         for event in self.take_events_max(ffi::MAX_BATCH) {
-            let (kind, id, body): (u32, u32, Option<&[u8]>) = match &event {
-                ClientEvent::Reply { id, body } => (0, *id, Some(body)),
-                ClientEvent::ErrorReply { id, message } => (1, *id, Some(message)),
-                ClientEvent::Timeout { id } => (2, *id, None),
-                ClientEvent::Push { body } => (3, 0, Some(body)),
-                ClientEvent::Closed => {
-                    last = true;
-                    (4, 0, None)
+            match event {
+                ClientEvent::Reply { id, body } => {
+                    batch.event([EV_REPLY, id, 0, 0, 0]);
+                    batch.str(&body);
+                }
+                ClientEvent::ErrorReply { id, message } => {
+                    batch.event([EV_ERROR_REPLY, id, 0, 0, 0]);
+                    batch.str(&message);
+                }
+                ClientEvent::Timeout { id } => batch.event([EV_TIMEOUT, id, 0, 0, 0]),
+                ClientEvent::Reset { id } => batch.event([EV_RESET, id, 0, 0, 0]),
+                ClientEvent::Push { body } => {
+                    batch.event([EV_PUSH, 0, 0, 0, 0]);
+                    batch.str(&body);
                 }
                 ClientEvent::Ready {
                     link,
                     client_id,
                     server_pid,
                 } => {
-                    text = format!("{link}:{client_id}");
-                    (5, *server_pid, Some(text.as_bytes()))
+                    batch.event([EV_READY, link, server_pid, 0, 0]);
+                    batch.str(client_id.as_bytes());
                 }
-                ClientEvent::Disconnected { link } => (6, *link, None),
-                ClientEvent::Reset { id } => (7, *id, None),
+                ClientEvent::Disconnected { link } => {
+                    batch.event([EV_DISCONNECTED, link, 0, 0, 0]);
+                }
                 ClientEvent::Slow { id, micros } => {
-                    text = micros.to_string();
-                    (9, *id, Some(text.as_bytes()))
+                    let (low, high) = split(micros);
+                    batch.event([EV_SLOW, id, low, high, 0]);
                 }
-                ClientEvent::Drain => (10, 0, None),
-                ClientEvent::Dropped { reason, count } => (
-                    8,
-                    u32::try_from(*count).unwrap_or(u32::MAX),
-                    Some(reason.as_str().as_bytes()),
-                ),
-            };
-            batch.u32(kind);
-            batch.u32(id);
-            match body {
-                Some(b) => batch.str(b),
-                None => {
-                    batch.skip();
+                ClientEvent::Dropped { reason, count } => {
+                    let (low, high) = split(count);
+                    batch.event([EV_DROPPED, low, high, 0, 0]);
+                    batch.str(reason.as_str().as_bytes());
+                }
+                ClientEvent::Drain => batch.event([EV_DRAIN, 0, 0, 0, 0]),
+                ClientEvent::Closed => {
+                    last = true;
+                    batch.event([EV_CLOSED, 0, 0, 0, 0]);
                 }
             }
         }
         last
     }
+}
+
+/// A u64 as two u32 slots, low first (JS: `low + high * 2 ** 32`).
+fn split(n: u64) -> (u32, u32) {
+    (n as u32, (n >> 32) as u32)
+}
+
+// The client's event kinds, exported to JS by name (`clientEventKinds()`).
+const EV_REPLY: u32 = 0;
+const EV_ERROR_REPLY: u32 = 1;
+const EV_TIMEOUT: u32 = 2;
+const EV_RESET: u32 = 3;
+const EV_PUSH: u32 = 4;
+const EV_READY: u32 = 5;
+const EV_DISCONNECTED: u32 = 6;
+const EV_SLOW: u32 = 7;
+const EV_DROPPED: u32 = 8;
+const EV_DRAIN: u32 = 9;
+const EV_CLOSED: u32 = 10;
+const EVENT_KINDS: &[(&str, u32)] = &[
+    ("reply", EV_REPLY),
+    ("errorReply", EV_ERROR_REPLY),
+    ("timeout", EV_TIMEOUT),
+    ("reset", EV_RESET),
+    ("push", EV_PUSH),
+    ("ready", EV_READY),
+    ("disconnected", EV_DISCONNECTED),
+    ("slow", EV_SLOW),
+    ("dropped", EV_DROPPED),
+    ("drain", EV_DRAIN),
+    ("closed", EV_CLOSED),
+];
+
+/// `{ reply: 0, … }`: the numbers a batch's events carry.
+#[napi(js_name = "clientEventKinds")]
+pub fn event_kinds() -> HashMap<&'static str, u32> {
+    EVENT_KINDS.iter().copied().collect()
 }
 
 /// clientCreate(endpoints, options, onEvents) → handle. `endpoints` is one string, several
@@ -91,10 +133,10 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     cx.result(r)
 }
 
-/// clientOptionNames() → the options `clientCreate` reads, one per line.
-pub extern "C" fn option_names(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    cx.str(&options::names(options::CLIENT))
+/// The options `clientCreate` reads.
+#[napi(js_name = "clientOptionNames")]
+pub fn option_names() -> Vec<&'static str> {
+    options::names(options::CLIENT)
 }
 
 /// clientSend(handle, raw) → 0 refused (full), 1 queued, 2 queued + schedule clientFlush.
@@ -148,7 +190,6 @@ pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("clientCreate", create),
-    ("clientOptionNames", option_names),
     ("clientSend", send),
     ("clientRequest", request),
     ("clientFlush", handle::flush::<Client>),

@@ -2,15 +2,25 @@
 //! limits live in the `zerowire-core` crate, which has no N-API types.
 //!
 //! Module map:
-//! - [`ffi`]     — every raw N-API call and `unsafe` block, behind a small safe API.
-//! - [`client`]  — the JS client's native functions (convert, then forward to the core).
-//! - [`server`]  — the JS server's native functions.
-//! - [`handle`]  — what both share: staging, wake-up, flush/close/ref functions.
+//! - [`ffi`]     — every raw N-API call and `unsafe` block, behind a small safe API: calls and
+//!   tagged externals (`mod.rs`), payloads (`payload.rs`), engine → JS delivery and the event
+//!   batch (`wakeup.rs`), the OS calls behind the core's hooks (`os.rs`).
+//! - [`client`]  — the client wing's native functions (convert, then forward to the core) and
+//!   how its events become a batch.
+//! - [`server`]  — the server wing's, its mirror.
+//! - [`handle`]  — what both share: the `Wing` trait, staging, wake-up, flush/close/ref.
 //! - [`options`] — the options by name: one table per wing, read from the JS object.
 //! - [`convert`] — stats to JS names (no N-API).
 //!
-//! The JS API (`index.js`) is a thin class over these free functions: a class method costs
-//! ≈ 250 ns more per call than a free function on the target machines.
+//! The JS API (`index.js`) is a thin class over these functions. The ones on a handle (every
+//! call on a client or server) are plain N-API callbacks: a class method costs more per call
+//! (bench/NOTES.md, "Free N-API functions"), and the handle is a tagged external that only
+//! `ffi` may open. Those without one (option names, event kinds) are `#[napi]` functions that
+//! napi-rs registers itself.
+
+// napi-derive registers `#[napi]` functions only outside test builds, where they would look
+// unused.
+#![cfg_attr(test, allow(dead_code))]
 
 mod client;
 mod convert;

@@ -166,9 +166,9 @@ pub fn read<T>(
     Ok(())
 }
 
-/// The names of a table, one per line (for the tests that hold the typings to it).
-pub fn names<T>(table: &[(&str, Apply<T>)]) -> String {
-    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("\n")
+/// The names of a table (for the tests that hold the typings to it).
+pub fn names<T>(table: &[(&'static str, Apply<T>)]) -> Vec<&'static str> {
+    table.iter().map(|(n, _)| *n).collect()
 }
 
 /// A non-negative integer option.

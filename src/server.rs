@@ -1,7 +1,10 @@
 //! The JS server's native half: binds the core [`Server`] and forwards calls to it. Safe code
 //! only; the raw N-API work is in `ffi`, what client and server share in `handle`.
 
+use std::collections::HashMap;
+
 use napi::sys;
+use napi_derive::napi;
 use zerowire_core::server::{Server, ServerControl, ServerEvent, ServerHost, ServerOut};
 use zerowire_core::{Error, Queued, ServerOptions, Staging};
 
@@ -11,8 +14,8 @@ use crate::handle::{self, with_handle, Handle, Wing};
 use crate::options::{self, ServerBuild};
 
 /// The core server plus how this JS server wants message bodies: strings (the default) or,
-/// with `encoding: 'buffer'`, Buffers, which spare the JS thread decoding UTF-8 (≈ 0.5 ms per
-/// MiB) when the handler only stores or forwards the bytes.
+/// with `encoding: 'buffer'`, Buffers, which spare the JS thread decoding UTF-8 (bench/NOTES.md,
+/// "Server `encoding: 'buffer'`") when the handler only stores or forwards the bytes.
 pub struct JsServer {
     core: Server,
     buffers: bool,
@@ -40,9 +43,8 @@ impl Wing for JsServer {
         Server::handled(self)
     }
 
-    /// The batch is `[numbers, strings and bodies…]` (see index.js): `numbers` a Uint32Array
-    /// of five per event `[kind, client, route, token, packed length]`, then, in event order,
-    /// each event's strings or Buffer. With `encoding: 'buffer'` small bodies are packed end to
+    /// One batch of events (see `EventArray`): `[kind, client, route, token, packed length]`,
+    /// then each event's strings or Buffer. With `encoding: 'buffer'` small bodies are packed end to
     /// end into shared Buffers of about PACKED_MAX bytes, each announced by an SV_PACK event
     /// whose slot holds it. Numbers in one typed array and small Buffers in few allocations:
     /// per element N-API calls and per-Buffer backing stores were most of the server's cost
@@ -52,14 +54,12 @@ impl Wing for JsServer {
         if events.is_empty() {
             return false;
         }
-        let mut numbers = Vec::with_capacity(events.len() * 5);
         let mut pack = Pack::default();
-        batch.skip();
         let mut last = false;
         for event in events {
             match event {
                 ServerEvent::Connect { client, id, info } => {
-                    numbers.extend([SV_CONNECT, client, 0, 0, 0]);
+                    batch.event([SV_CONNECT, client, 0, 0, 0]);
                     if info.is_empty() {
                         batch.skip();
                     } else {
@@ -77,15 +77,15 @@ impl Wing for JsServer {
                     if self.buffers && body.len() < ffi::ZERO_COPY_MIN {
                         if pack.full_for(body.len()) {
                             pack.fill(batch);
-                            numbers.extend([SV_PACK, 0, 0, 0, 0]);
+                            batch.event([SV_PACK, 0, 0, 0, 0]);
                             pack.slot = Some(batch.skip());
                         }
-                        numbers.extend([SV_PACKED, client, route, token, body.len() as u32]);
+                        batch.event([SV_PACKED, client, route, token, body.len() as u32]);
                         pack.len += body.len();
                         pack.bodies.push(body);
                         continue;
                     }
-                    numbers.extend([SV_MESSAGE, client, route, token, 0]);
+                    batch.event([SV_MESSAGE, client, route, token, 0]);
                     if self.buffers {
                         batch.bytes(body);
                     } else {
@@ -93,18 +93,17 @@ impl Wing for JsServer {
                     }
                 }
                 ServerEvent::Disconnect { client, reason } => {
-                    numbers.extend([SV_DISCONNECT, client, 0, 0, 0]);
+                    batch.event([SV_DISCONNECT, client, 0, 0, 0]);
                     batch.str(reason.as_str().as_bytes());
                 }
-                ServerEvent::Drain => numbers.extend([SV_DRAIN, 0, 0, 0, 0]),
+                ServerEvent::Drain => batch.event([SV_DRAIN, 0, 0, 0, 0]),
                 ServerEvent::Closed => {
                     last = true;
-                    numbers.extend([SV_CLOSED, 0, 0, 0, 0]);
+                    batch.event([SV_CLOSED, 0, 0, 0, 0]);
                 }
             }
         }
         pack.fill(batch);
-        batch.u32s_at(0, &numbers);
         last
     }
 }
@@ -141,7 +140,7 @@ impl Pack {
     }
 }
 
-// Event kinds, as index.js reads them.
+// The server's event kinds, exported to JS by name (`serverEventKinds()`).
 const SV_CONNECT: u32 = 0;
 const SV_MESSAGE: u32 = 1;
 const SV_DISCONNECT: u32 = 2;
@@ -152,10 +151,26 @@ const SV_PACKED: u32 = 4;
 const SV_PACK: u32 = 5;
 /// A refused reply or push can be retried (`'drain'`).
 const SV_DRAIN: u32 = 6;
+const EVENT_KINDS: &[(&str, u32)] = &[
+    ("connect", SV_CONNECT),
+    ("message", SV_MESSAGE),
+    ("disconnect", SV_DISCONNECT),
+    ("closed", SV_CLOSED),
+    ("packed", SV_PACKED),
+    ("pack", SV_PACK),
+    ("drain", SV_DRAIN),
+];
+
+/// `{ connect: 0, … }`: the numbers a batch's events carry.
+#[napi(js_name = "serverEventKinds")]
+pub fn event_kinds() -> HashMap<&'static str, u32> {
+    EVENT_KINDS.iter().copied().collect()
+}
+
 /// Small bodies share one Buffer up to about this size, so a handler that keeps one body keeps
 /// at most this much alive (as with Node's own Buffer pool, `Buffer.from(raw)` detaches it).
-/// Below glibc's mmap threshold (128 KiB), so the Buffers come from reused heap memory: at
-/// 256 KiB each was a fresh mapping, and page faults were ~20 % of the JS thread's profile.
+/// Below glibc's mmap threshold (128 KiB), so the Buffers come from reused heap memory rather
+/// than fresh mappings faulted in page by page (bench/NOTES.md, "shared Buffers of 64 KiB").
 const PACKED_MAX: usize = 64 * 1024;
 
 /// serverCreate(endpoint, options, onEvents) → handle; `options` is read by name
@@ -191,10 +206,10 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
     cx.result(r)
 }
 
-/// serverOptionNames() → the options `serverCreate` reads, one per line.
-pub extern "C" fn option_names(env: Env, info: sys::napi_callback_info) -> Value {
-    let cx = Cx::new(env, info);
-    cx.str(&options::names(options::SERVER))
+/// The options `serverCreate` reads.
+#[napi(js_name = "serverOptionNames")]
+pub fn option_names() -> Vec<&'static str> {
+    options::names(options::SERVER)
 }
 
 /// serverStart(handle): read messages from now on (the constructor's tick has registered the
@@ -301,7 +316,6 @@ fn open_sqlite(_: &Server, _: &str, _: &str, _: &str) -> Result<(), Error> {
 
 pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverCreate", create),
-    ("serverOptionNames", option_names),
     ("serverStart", start),
     ("serverEndpoint", endpoint),
     ("serverRoute", route),

@@ -231,7 +231,7 @@ unsafe extern "C" fn tsfn_call<T: Delivery>(
     let handle = &*(context as *const T);
     let mut batch = EventArray::new(env);
     let last = handle.deliver(env, &mut batch);
-    if batch.len > 0 {
+    if batch.finish() {
         let mut global = ptr::null_mut();
         sys::napi_get_global(env, &mut global);
         let mut argv = [batch.array];
@@ -254,11 +254,15 @@ unsafe extern "C" fn tsfn_call<T: Delivery>(
     }
 }
 
-/// A batch of events as one flat JS array of numbers and strings.
+/// A batch of events, for client and server alike: `[numbers, values…]`, where `numbers` is a
+/// Uint32Array of five per event (`[kind, a, b, c, d]`, what each slot means depends on the
+/// kind) and the values are the events' strings and bodies, in event order. One typed array
+/// for all numbers: per-element N-API calls were most of the cost of a small event.
 pub struct EventArray {
     env: Env,
     array: Value,
     len: u32,
+    numbers: Vec<u32>,
 }
 
 impl EventArray {
@@ -266,20 +270,34 @@ impl EventArray {
         let mut array = ptr::null_mut();
         // SAFETY: valid env.
         unsafe { sys::napi_create_array(env, &mut array) };
-        EventArray { env, array, len: 0 }
+        // Slot 0 is the numbers', filled by `finish`.
+        EventArray {
+            env,
+            array,
+            len: 1,
+            numbers: Vec::new(),
+        }
+    }
+
+    /// Appends an event's numbers; its values (if any) follow with `str`/`bytes`/`skip`.
+    pub fn event(&mut self, numbers: [u32; 5]) {
+        self.numbers.extend(numbers);
+    }
+
+    /// Puts the numbers in place; false when the batch holds no event.
+    fn finish(&mut self) -> bool {
+        if self.numbers.is_empty() {
+            return false;
+        }
+        let numbers = std::mem::take(&mut self.numbers);
+        self.u32s_at(0, &numbers);
+        true
     }
 
     fn set(&mut self, v: Value) {
         // SAFETY: valid env, array and value.
         unsafe { sys::napi_set_element(self.env, self.array, self.len, v) };
         self.len += 1;
-    }
-
-    pub fn u32(&mut self, n: u32) {
-        let mut v = ptr::null_mut();
-        // SAFETY: valid env.
-        unsafe { sys::napi_create_uint32(self.env, n, &mut v) };
-        self.set(v);
     }
 
     /// UTF-8 bytes as a JS string (invalid sequences become U+FFFD).
@@ -338,9 +356,8 @@ impl EventArray {
         }
     }
 
-    /// Fills the hole at `index` (left by `skip`) with a Uint32Array holding a copy of
-    /// `values`: one JS object for many numbers, where `u32` costs two N-API calls each.
-    pub fn u32s_at(&mut self, index: u32, values: &[u32]) {
+    /// Fills slot `index` with a Uint32Array holding a copy of `values`.
+    fn u32s_at(&mut self, index: u32, values: &[u32]) {
         let bytes = std::mem::size_of_val(values);
         let (mut data, mut buffer, mut array) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
         // SAFETY: valid env; the copy writes `bytes` bytes into the new ArrayBuffer of that
