@@ -1,7 +1,8 @@
 //! Polling instead of parking, right after request traffic, rationed across the process.
 //!
-//! On the target VMs a wake-up across cores costs ≈ 45 µs and a request round trip crosses
-//! threads four times; a reply (or the host's next request) usually comes sooner than that, so
+//! A wake-up across cores is costly on small VMs (bench/NOTES.md, "Poll 200 µs after request
+//! traffic") and a request round trip crosses threads four times; a reply (or the host's next
+//! request) usually comes sooner than a parked engine would wake for it, so
 //! an engine that just wrote a request or delivered one keeps polling for [`SPIN`]. Only as many
 //! engines as there are spare cores may do so at once: more would starve the JS threads they
 //! are waiting for.

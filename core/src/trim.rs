@@ -2,8 +2,8 @@
 //!
 //! A burst of sends (or of received messages) passes through the allocator: the queue holds up
 //! to the high-water marks, then it all is freed, and glibc keeps most of it in its arenas.
-//! After a flood of 1 KiB messages a client stayed at ~290 MiB RSS where zeromq.js's stayed at
-//! ~57 MiB. So once an engine has let go of [`AFTER`] bytes and then been quiet for [`QUIET`],
+//! After a flood a client kept far more RSS than zeromq.js's (bench/NOTES.md, "Client RSS stays
+//! high after a burst"). So once an engine has let go of [`AFTER`] bytes and then been quiet for [`QUIET`],
 //! it asks the host to return free memory to the OS (`hooks`; the binding calls glibc's
 //! `malloc_trim`).
 //! Only when quiet: trimming during a flood would hand back pages that are faulted in again

@@ -14,7 +14,8 @@
 //! - `os`: the hooks the core calls on engine threads (scheduling, returning free memory).
 //!
 //! The exported functions are plain N-API callbacks rather than `#[napi]` methods: a class
-//! method measured ≈ 250 ns more per call, and a `String` argument would be an extra copy.
+//! method costs more per call (bench/NOTES.md, "Free N-API functions"), and a `String`
+//! argument would be an extra copy.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void, CString};

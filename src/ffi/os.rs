@@ -14,9 +14,9 @@ extern "C" {
 /// Lowers a client engine thread's priority below the JS thread's. When the two compete for a
 /// core (two cores, a JS thread sending flat out, its engine writing, a local peer reading),
 /// the scheduler then runs the JS thread first instead of leaving it waiting for a time slice:
-/// the event loop's delay p99 at the highest send rate went from ~2-3.5x an idle loop's to
-/// within 10 % of it (bench/NOTES.md). It costs request round trips (p50 ~13 % here), and as
-/// much again on the server side, so server engines keep the JS thread's priority: their work
+/// the event loop's delay at the highest send rate came close to an idle loop's (bench/NOTES.md,
+/// "Engine threads at nice +10"). It costs request round trips, and as much again on the server
+/// side ("… client engines only"), so server engines keep the JS thread's priority: their work
 /// is the JS thread's input, and a server answers requests. Linux only: elsewhere nice() is
 /// per process.
 pub fn set_engine_priority(kind: EngineKind) {

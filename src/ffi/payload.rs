@@ -153,7 +153,8 @@ enum Short {
 }
 
 /// Encodes `v` into the arena's current chunk without asking its type or length first: two
-/// N-API calls fewer per `send()` (~10 % of a 1 KiB one), for the common case of a string that
+/// N-API calls fewer per `send()` (bench/NOTES.md, "Strings encoded into the arena before
+/// asking their type or length"), for the common case of a string that
 /// fits. V8 stops before a character that does not fit (4 bytes at most) and keeps a byte for
 /// the NUL, so a string that left 5 bytes of the room unused is complete.
 unsafe fn short_string(env: Env, v: Value) -> Short {
@@ -223,8 +224,8 @@ pub(super) unsafe fn payload(
         } else {
             // One pass: V8 encodes straight into room for 3 bytes per unit (a pooled buffer, so
             // its pages are warm). Measuring first (V8's Utf8Length, then a Latin-1 copy when
-            // all ASCII) was two passes: Utf8Length alone is ~120 µs per MiB of ASCII on
-            // Node 20, encoding ~90 µs (bench/NOTES.md).
+            // all ASCII) was two passes, and Utf8Length alone cost more than encoding
+            // (bench/NOTES.md, "Long strings in one pass").
             let room = units * 3 + 1;
             let mut out = pooled(room);
             let mut written = 0usize;

@@ -18,8 +18,8 @@ pub(crate) struct EngineThread {
 }
 
 impl EngineThread {
-    /// Runs `run` on a new thread with a current-thread tokio runtime (a multi-thread runtime
-    /// tripled round-trip latency on the target machines), then publishes `closed`: also when
+    /// Runs `run` on a new thread with a current-thread tokio runtime (a multi-thread
+    /// runtime's hand-offs between its workers cost round trips), then publishes `closed`: also when
     /// no runtime could be built, so nothing waits forever.
     pub(crate) fn spawn<E: Send + 'static>(
         kind: EngineKind,
