@@ -24,11 +24,14 @@ export interface ClientOptions {
   reconnectIntervalMs?: number
   /** Longest delay between connection attempts. Default 5000. */
   reconnectMaxIntervalMs?: number
-  /** Announced to the server in the hello; shown in its 'connect' event. */
+  /** Announced to the server in the hello; shown in its 'connect' event. At most 1024 bytes. */
   name?: string
-  /** How often a zerowire server is pinged. Default 1000. */
+  /** How often a zerowire server is pinged. Default 1000; at least 1. */
   heartbeatIntervalMs?: number
-  /** Silence after which the connection is dropped and re-made. Default 3 × the interval. */
+  /**
+   * Silence after which the connection is dropped and re-made. Default 3 × the interval; at
+   * least the interval.
+   */
   heartbeatTimeoutMs?: number
   /**
    * What `send()` does when a high-water mark is reached: 'refuse' (return false; default) or
@@ -233,7 +236,14 @@ export interface ServerStats {
   connects: number
   disconnects: number
   clients: number
+  /** Replies and pushes refused because a high-water mark was reached. */
   refused: number
+  /**
+   * Replies and pushes refused for being larger than `maxMessageBytes`. A handler's reply that
+   * is too large becomes an error reply (the client's request rejects with EREMOTE and the
+   * reason); `ctx.reply()` throws EMSGSIZE and leaves the request unanswered, to answer again.
+   */
+  tooLarge: number
   queued: number
   queuedBytes: number
   /** Messages handed to sink routes (route(name).toSqlite), and what the writers did. */

@@ -351,11 +351,16 @@ class Context {
   _answer (raw, isError) {
     const token = this._token
     if (token === 0) return false
-    this._token = 0
     // After close() a reply can no longer go out: say so (false) rather than throw from
     // inside a handler, where the error would abandon the rest of the batch.
-    if (this._server._closePromise) return false
+    if (this._server._closePromise) {
+      this._token = 0
+      return false
+    }
+    // A reply the native side refuses (too large, not a payload) throws before the request
+    // is spent: the caller may still answer it.
     const r = native.serverReply(this._server._h, token, raw, isError)
+    this._token = 0
     if (r === 2) queueMicrotask(this._server._flush)
     return r !== 0
   }
@@ -407,6 +412,7 @@ class Server extends NativeHandle {
     if (typeof name !== 'string' || name === '') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the route name must be a non-empty string')
     }
+    if (this._closePromise) throw codedError(Error, 'ECLOSED', 'closed: close() was called')
     if (handler === undefined) return new Route(this, name)
     if (typeof handler !== 'function') {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the handler must be a function')
@@ -543,8 +549,17 @@ class Server extends NativeHandle {
 
   _answer (value, ctx) {
     if (value === undefined || ctx._token === 0) return
-    if (isPayload(value)) ctx._answer(value, false)
-    else ctx._fail(new TypeError(`the handler returned ${typeof value}; a reply must be a string or a Buffer`))
+    if (!isPayload(value)) {
+      ctx._fail(new TypeError(`the handler returned ${typeof value}; a reply must be a string or a Buffer`))
+      return
+    }
+    try {
+      ctx._answer(value, false)
+    } catch (err) {
+      // Too large to send (EMSGSIZE, counted as tooLarge): the client gets the reason as an
+      // error reply (EREMOTE) instead of waiting out its timeout, and the process lives.
+      ctx._fail(err)
+    }
   }
 
   _handlerFailed (err, ctx) {

@@ -155,8 +155,8 @@ pub extern "C" fn request(env: Env, info: sys::napi_callback_info) -> Value {
         let body = h.payload(cx, 2)?;
         let timeout = cx
             .number(3)
-            .filter(|t| *t >= 1.0 && t.is_finite())
-            .map(|t| Duration::from_micros((t * 1000.0) as u64));
+            .filter(|t| *t > 0.0 && t.is_finite())
+            .map(|t| Duration::from_micros((t * 1000.0).ceil() as u64));
         // Range-checked by the JS wrapper; absent means none.
         let retries = cx.u32(4);
         let queued = h

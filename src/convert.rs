@@ -35,7 +35,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 26] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 18] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 19] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -49,6 +49,7 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 18] {
         ("disconnects", s.disconnects),
         ("clients", s.clients),
         ("refused", s.refused),
+        ("tooLarge", s.too_large),
         ("queued", s.queued),
         ("queuedBytes", s.queued_bytes),
         ("sunk", s.sunk),

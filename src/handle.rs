@@ -14,7 +14,9 @@ use zerowire_core::host::{Host, Orders};
 use zerowire_core::latency::Summary;
 use zerowire_core::Queued;
 
-use crate::ffi::{BufferRefs, Cx, Delivery, Env, EventArray, Gate, Tagged, Thrown, Value, Wakeup};
+use crate::ffi::{
+    BufferRefs, Cx, Delivery, Env, EventArray, Gate, Limit, Tagged, Thrown, Value, Wakeup,
+};
 
 /// A wing of the core (client or server) as the binding drives it: its generic host handle,
 /// and how its events become a batch for JS.
@@ -88,7 +90,12 @@ impl<W: Wing> Handle<W> {
     /// The payload argument `i` of a call on this handle.
     pub fn payload(&self, cx: &Cx, i: usize) -> Result<Bytes, Thrown> {
         self.refs.release(cx.env());
-        cx.payload(i, self.core.host().max_message_bytes(), &self.refs)
+        let host = self.core.host();
+        let limit = Limit {
+            max: host.max_message_bytes(),
+            refuse: &|size| host.too_large(size),
+        };
+        cx.payload(i, &limit, &self.refs)
     }
 
     /// 0 refused, 1 queued, 2 queued and the caller must schedule the flush function for the

@@ -175,13 +175,14 @@ pub fn names<T>(table: &[(&'static str, Apply<T>)]) -> Vec<&'static str> {
 fn whole(name: &str, v: Given) -> Result<u64, Thrown> {
     let Given::Number(v) = v else {
         return Err(Thrown::arg_type(&format!(
-            "options.{name} must be a finite number"
+            "options.{name} must be a number"
         )));
     };
     if !v.is_finite() {
-        return Err(Thrown::arg_type(&format!(
-            "options.{name} must be a finite number"
-        )));
+        return Err(Error::InvalidOption(format!(
+            "options.{name} must be a finite number, got {v}"
+        ))
+        .into());
     }
     if v < 0.0 || v.fract() != 0.0 || v > (1u64 << 53) as f64 {
         return Err(Error::InvalidOption(format!(

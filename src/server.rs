@@ -244,7 +244,7 @@ pub extern "C" fn route(env: Env, info: sys::napi_callback_info) -> Value {
         let name = cx
             .string(1)
             .ok_or_else(|| Thrown::arg_type("the route name must be a string"))?;
-        h.core.route(&name, cx.u32(2));
+        h.core.route(&name, cx.u32(2))?;
         Ok(cx.undefined())
     })
 }
@@ -295,6 +295,10 @@ pub extern "C" fn sink_sqlite(env: Env, info: sys::napi_callback_info) -> Value 
         else {
             return Err(Thrown::arg_type("name, path and table must be strings"));
         };
+        // Before opening: a closed server must not create the file.
+        if h.core.is_closing() {
+            return Err(Error::Closed.into());
+        }
         open_sqlite(&h.core, &name, &path, &table)?;
         Ok(cx.undefined())
     })

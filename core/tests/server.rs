@@ -122,8 +122,8 @@ impl C {
 fn hello_ack_routing_replies_and_goodbye() {
     let ep = endpoint("basic");
     let s = S::new(&ep);
-    s.server.route("log", 1);
-    s.server.route("time_request", 2);
+    s.server.route("log", 1).unwrap();
+    s.server.route("time_request", 2).unwrap();
     let c = C::new(&ep, "web-1");
 
     // The hello makes the client known, with its pid and name, and the client ready.
@@ -337,7 +337,7 @@ fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
 fn latency_histograms_count_what_went_through_the_host() {
     let ep = endpoint("latency");
     let s = S::new(&ep);
-    s.server.route("time_request", 1);
+    s.server.route("time_request", 1).unwrap();
     let c = C::new(&ep, "lat");
     assert_eq!(s.events(1).len(), 1);
     for id in 1..=3 {
@@ -369,7 +369,7 @@ fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
     let writer = zerowire_core::sqlite::open(&db, "logs").unwrap();
     let sink = Sink::spawn("log", s.server.sink_counters(), writer).unwrap();
     s.server.route_to_sink("log", sink).unwrap();
-    s.server.route("other", 1);
+    s.server.route("other", 1).unwrap();
     let c = C::new(&ep, "sinker");
     let ev = s.events(1);
     let ServerEvent::Connect { id, .. } = &ev[0] else {

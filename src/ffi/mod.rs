@@ -35,7 +35,7 @@ mod wakeup;
 
 pub use os::{return_free_memory, set_engine_priority};
 use payload::payload;
-pub use payload::{BufferRefs, ZERO_COPY_MIN};
+pub use payload::{BufferRefs, Limit, ZERO_COPY_MIN};
 pub use wakeup::{Delivery, EventArray, Gate, GateWaker, Wakeup};
 
 pub type Env = sys::napi_env;
@@ -286,10 +286,15 @@ impl Cx {
         out
     }
 
-    /// The payload argument `i`: a string, Buffer or Uint8Array, at most `max` bytes.
-    pub fn payload(&self, i: usize, max: usize, refs: &Arc<BufferRefs>) -> Result<Bytes, Thrown> {
+    /// The payload argument `i`: a string, Buffer or Uint8Array.
+    pub fn payload(
+        &self,
+        i: usize,
+        limit: &Limit,
+        refs: &Arc<BufferRefs>,
+    ) -> Result<Bytes, Thrown> {
         // SAFETY: valid env and value; see `payload`.
-        unsafe { payload(self.env, self.argv[i], max, refs) }
+        unsafe { payload(self.env, self.argv[i], limit, refs) }
     }
 }
 

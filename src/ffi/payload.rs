@@ -182,15 +182,23 @@ unsafe fn short_string(env: Env, v: Value) -> Short {
     })
 }
 
+/// How large a payload may be, and how one that is certainly larger is refused before it is
+/// encoded or copied (the core counts the refusal). The exact check is the core's, on what
+/// it is handed.
+pub struct Limit<'a> {
+    pub max: usize,
+    pub refuse: &'a dyn Fn(usize) -> Error,
+}
+
 pub(super) unsafe fn payload(
     env: Env,
     v: Value,
-    max: usize,
+    limit: &Limit,
     refs: &Arc<BufferRefs>,
 ) -> Result<Bytes, Thrown> {
     match short_string(env, v) {
-        Short::Done(bytes) => return at_most(bytes, max),
-        Short::NotAString => return typed_payload(env, v, max, refs),
+        Short::Done(bytes) => return Ok(bytes),
+        Short::NotAString => return typed_payload(env, v, limit, refs),
         Short::Unknown => {}
     }
     let mut ty = sys::ValueType::napi_undefined;
@@ -199,8 +207,8 @@ pub(super) unsafe fn payload(
         let mut units = 0usize;
         sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut units);
         // Every UTF-16 unit is at least one UTF-8 byte: refuse before encoding anything.
-        if units > max {
-            return Err(Error::MessageTooLarge { size: units, max }.into());
+        if units > limit.max {
+            return Err((limit.refuse)(units).into());
         }
         // At most 3 UTF-8 bytes per UTF-16 unit (a surrogate pair: 4 bytes for 2 units).
         let bytes = if units <= ARENA_UNITS {
@@ -234,28 +242,16 @@ pub(super) unsafe fn payload(
             out.buf.set_len(written);
             Bytes::from_owner(out)
         };
-        return at_most(bytes, max);
+        return Ok(bytes);
     }
-    typed_payload(env, v, max, refs)
-}
-
-/// An encoded string, unless it came out longer than `max` bytes.
-fn at_most(bytes: Bytes, max: usize) -> Result<Bytes, Thrown> {
-    if bytes.len() > max {
-        return Err(Error::MessageTooLarge {
-            size: bytes.len(),
-            max,
-        }
-        .into());
-    }
-    Ok(bytes)
+    typed_payload(env, v, limit, refs)
 }
 
 /// A Buffer or Uint8Array payload (anything else is a type error).
 unsafe fn typed_payload(
     env: Env,
     v: Value,
-    max: usize,
+    limit: &Limit,
     refs: &Arc<BufferRefs>,
 ) -> Result<Bytes, Thrown> {
     let mut is_typed = false;
@@ -274,8 +270,8 @@ unsafe fn typed_payload(
             ptr::null_mut(),
         );
         if kind == sys::TypedarrayType::uint8_array {
-            if len > max {
-                return Err(Error::MessageTooLarge { size: len, max }.into());
+            if len > limit.max {
+                return Err((limit.refuse)(len).into());
             }
             if len < ZERO_COPY_MIN || data.is_null() {
                 let slice = if len == 0 {

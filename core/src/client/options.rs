@@ -54,6 +54,11 @@ impl Default for ClientOptions {
     }
 }
 
+/// The longest `name` a client announces. Its hello must fit what any zerowire server reads
+/// whatever its `maxMessageBytes` (the inbound slack of `protocol::socket_options`); a longer
+/// one was dropped by the server at every attempt, a silent reconnect loop.
+pub const MAX_NAME_BYTES: usize = 1024;
+
 impl ClientOptions {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what: String| Err(Error::InvalidOption(what));
@@ -64,6 +69,21 @@ impl ClientOptions {
         )?;
         if self.request_timeout.is_zero() {
             return bad("requestTimeoutMs must be at least 1".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout < self.heartbeat_interval {
+            // A timeout below the interval drops a healthy connection between two pings.
+            return bad(
+                "heartbeatIntervalMs must be ≥ 1 and at most heartbeatTimeoutMs (3× by default)"
+                    .into(),
+            );
+        }
+        if let Some(name) = &self.name {
+            if name.len() > MAX_NAME_BYTES {
+                return bad(format!(
+                    "name must be at most {MAX_NAME_BYTES} bytes of UTF-8, got {}",
+                    name.len()
+                ));
+            }
         }
         if self.reconnect_interval.is_zero()
             || self.reconnect_max_interval < self.reconnect_interval
@@ -88,6 +108,19 @@ mod tests {
         assert!(o.validate().is_err());
         let o = ClientOptions {
             reconnect_max_interval: Duration::from_millis(1),
+            ..Default::default()
+        };
+        assert!(o.validate().is_err());
+        for (interval, timeout) in [(0, 3000), (1000, 0), (1000, 999)] {
+            let o = ClientOptions {
+                heartbeat_interval: Duration::from_millis(interval),
+                heartbeat_timeout: Duration::from_millis(timeout),
+                ..Default::default()
+            };
+            assert!(o.validate().is_err(), "{interval} {timeout}");
+        }
+        let o = ClientOptions {
+            name: Some("x".repeat(MAX_NAME_BYTES + 1)),
             ..Default::default()
         };
         assert!(o.validate().is_err());

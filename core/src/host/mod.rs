@@ -22,6 +22,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use zeromq::{SocketRecv, ZmqMessage, ZmqResult};
 
+use crate::counter::bump;
 use crate::error::Error;
 use crate::hooks::EngineKind;
 use crate::spin::Spin;
@@ -143,15 +144,22 @@ impl<O: Weighed + Send + 'static, C: Orders, E: Send + 'static> Host<O, C, E> {
         }
         let size = out.bytes() as usize;
         if size > self.max_message_bytes {
-            return Err(Error::MessageTooLarge {
-                size,
-                max: self.max_message_bytes,
-            });
+            return Err(self.too_large(size));
         }
         match self.producer.push(&self.shared, staging, out) {
             Ok(()) => Ok(Queued::Yes),
             Err(Refusal::Full) => Ok(Queued::Refused),
             Err(Refusal::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// Refuses a payload of `size` bytes, over `maxMessageBytes`, and counts it. Also for a
+    /// host that can tell before building the payload (a string's length bounds its bytes).
+    pub fn too_large(&self, size: usize) -> Error {
+        bump(&self.shared.host.too_large, 1);
+        Error::MessageTooLarge {
+            size,
+            max: self.max_message_bytes,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Pushed {
     /// Messages ever pushed, and their bytes.
     pub pushed: AtomicU64,
     pub pushed_bytes: AtomicU64,
+    /// Payloads refused for being larger than `maxMessageBytes`.
+    pub too_large: AtomicU64,
 }
 
 /// What the engine has taken out of the queue: written by the engine thread only.

@@ -177,11 +177,12 @@ impl Server {
         &self.endpoint
     }
 
-    pub fn route(&self, name: &str, index: u32) {
-        self.host.order(ServerControl::Route {
-            name: name.as_bytes().to_vec(),
-            index,
-        });
+    pub fn route(&self, name: &str, index: u32) -> Result<(), Error> {
+        let name = name.as_bytes().to_vec();
+        if self.host.is_closing() || !self.host.order(ServerControl::Route { name, index }) {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// Messages of type `name` go to `sink` from now on (replacing a handler route of that

@@ -42,6 +42,7 @@ pub struct ServerStats {
     pub disconnects: u64,
     pub clients: u64,
     pub refused: u64,
+    pub too_large: u64,
     pub queued: u64,
     pub queued_bytes: u64,
     /// Messages handed to sinks, and what their writers made of them.
@@ -76,6 +77,7 @@ impl ServerStats {
             disconnects: r(&c.disconnects),
             clients: r(&c.clients),
             refused: r(&c.refused),
+            too_large: r(&host.too_large),
             queued: r(&host.pushed).saturating_sub(r(&engine.released)),
             queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
             sunk: r(&c.sunk),
