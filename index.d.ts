@@ -141,8 +141,10 @@ export declare class Client extends EventEmitter {
    * Queues a fire-and-forget message and returns at once: true if queued, false if refused
    * because a high-water mark is reached (counted in `stats().refused`; `'drain'` is emitted
    * once the queue is down to half its high-water marks). Never waits, never
-   * throws because of load or a missing server. A Buffer of 16 KiB or more is sent without a
-   * copy: do not modify it afterwards.
+   * throws because of load or a missing server. A Buffer or Uint8Array is copied during the
+   * call (its ArrayBuffer may be detached or shrunk afterwards without harm); only a view of
+   * a SharedArrayBuffer, from 16 KiB up, is sent without a copy, so its bytes are read when
+   * the engine writes them.
    * @throws TypeError (ERR_INVALID_ARG_TYPE), RangeError (EMSGSIZE), Error (ECLOSED)
    */
   send(raw: Payload): boolean

@@ -146,7 +146,8 @@ class Client extends NativeHandle {
    * Queues `raw` for the server and returns at once: true if queued, false if refused
    * because a high-water mark is reached (counted in stats().refused; 'drain' follows once
    * the queue is down to half its marks). Never waits.
-   * A Buffer of 16 KiB or more is sent without a copy: do not modify it afterwards.
+   * A Buffer is copied during the call; a view of a SharedArrayBuffer of 16 KiB or more is
+   * sent without a copy (its bytes are read when the engine writes them).
    */
   send (raw) {
     const r = native.clientSend(this._h, raw)

@@ -6,8 +6,8 @@
 //!   externals (an `Rc<T>` handed to JS as an opaque handle and checked on the way back);
 //!   registering the exported functions;
 //! - `payload`: [`Cx::payload`], a string (UTF-8 encoded once, straight into the buffer we
-//!   send) or a Uint8Array/Buffer (copied when small, referenced without a copy from
-//!   [`ZERO_COPY_MIN`] up), and the pool of long strings' buffers;
+//!   send) or a Uint8Array/Buffer (copied, unless a large view of a SharedArrayBuffer), and
+//!   the pool of long payloads' buffers;
 //! - `wakeup`: [`Wakeup`], one long-lived threadsafe function per handle that the engine
 //!   thread calls to have a batch delivered on the JS thread, and [`EventArray`], what a batch
 //!   is delivered as;

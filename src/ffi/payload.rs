@@ -1,12 +1,14 @@
 //! Payloads: what `send()` and friends hand the engine. A string is UTF-8 encoded once,
-//! straight into the buffer that is sent (an arena chunk, or a pooled buffer for long ones); a
-//! Uint8Array/Buffer is copied when small and referenced without a copy from
-//! [`ZERO_COPY_MIN`] up, the reference deleted on the JS thread once the engine is done.
+//! straight into the buffer that is sent (an arena chunk, or a pooled buffer for long ones). A
+//! Uint8Array/Buffer over an ArrayBuffer is copied (large ones into a pooled buffer): its
+//! memory can be detached or shrunk under the engine. A view of a SharedArrayBuffer of
+//! [`ZERO_COPY_MIN`] bytes or more is referenced without a copy, the reference deleted on the
+//! JS thread once the engine is done.
 
 use super::*;
 
-/// Buffers at least this large are sent without a copy (a reference is cheaper than memcpy),
-/// and received ones handed to JS without one.
+/// SharedArrayBuffer views at least this large are sent without a copy (a reference is
+/// cheaper than memcpy), and received bodies handed to JS without one.
 pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones into a buffer of their own, pooled from 64 KiB up.
@@ -247,6 +249,16 @@ pub(super) unsafe fn payload(
     typed_payload(env, v, limit, refs)
 }
 
+/// A copy of a Buffer's bytes: large ones into a pooled buffer, whose pages are warm.
+fn copied(bytes: &[u8]) -> Bytes {
+    if bytes.len() < POOL_MIN {
+        return Bytes::copy_from_slice(bytes);
+    }
+    let mut out = pooled(bytes.len());
+    out.buf.extend_from_slice(bytes);
+    Bytes::from_owner(out)
+}
+
 /// A Buffer or Uint8Array payload (anything else is a type error).
 unsafe fn typed_payload(
     env: Env,
@@ -260,26 +272,33 @@ unsafe fn typed_payload(
         let mut kind = sys::TypedarrayType::int8_array;
         let mut len = 0usize;
         let mut data: *mut c_void = ptr::null_mut();
+        let mut buffer = ptr::null_mut();
         sys::napi_get_typedarray_info(
             env,
             v,
             &mut kind,
             &mut len,
             &mut data,
-            ptr::null_mut(),
+            &mut buffer,
             ptr::null_mut(),
         );
         if kind == sys::TypedarrayType::uint8_array {
             if len > limit.max {
                 return Err((limit.refuse)(len).into());
             }
-            if len < ZERO_COPY_MIN || data.is_null() {
-                let slice = if len == 0 {
-                    &[][..]
-                } else {
-                    std::slice::from_raw_parts(data as *const u8, len)
-                };
-                return Ok(Bytes::copy_from_slice(slice));
+            let slice = if len == 0 || data.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(data as *const u8, len)
+            };
+            // An ArrayBuffer can be detached (transferred, posted to a worker) or shrunk
+            // (resizable) the moment send() returns, and its memory freed while the engine
+            // has yet to write it: its bytes are copied now. A SharedArrayBuffer can be
+            // neither, and a reference keeps it alive: large views of one go without a copy.
+            let mut plain = true;
+            sys::napi_is_arraybuffer(env, buffer, &mut plain);
+            if plain || len < ZERO_COPY_MIN {
+                return Ok(copied(slice));
             }
             let mut reference = ptr::null_mut();
             sys::napi_create_reference(env, v, 1, &mut reference);
