@@ -196,6 +196,7 @@ pub mod __bench {
     }
 }
 
+pub use crate::backend::{QueuedStats, TrySendError};
 pub use crate::dealer::*;
 pub use crate::endpoint::{Endpoint, Host, Transport, TryIntoEndpoint};
 pub use crate::error::{ZmqError, ZmqResult};
@@ -354,7 +355,17 @@ pub struct SocketOptions {
     pub(crate) read_buffer_short_reads: usize,
     // zerowire patch: see `max_message_size`.
     pub(crate) max_message_size: Option<usize>,
+    // zerowire patch: see `peer_send_high_water_mark`, `drop_full_peer_after`.
+    pub(crate) peer_send_hwm_messages: usize,
+    pub(crate) peer_send_hwm_bytes: usize,
+    pub(crate) peer_send_grace: Option<Duration>,
 }
+
+/// zerowire patch: default bound of each peer's outbound queue, in messages (upstream's
+/// fixed queue capacity).
+pub const DEFAULT_PEER_SEND_HWM_MESSAGES: usize = 100_000;
+/// zerowire patch: default bound of each peer's outbound queue, in bytes of message frames.
+pub const DEFAULT_PEER_SEND_HWM_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for SocketOptions {
     fn default() -> Self {
@@ -365,6 +376,9 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_message_size: None,
+            peer_send_hwm_messages: DEFAULT_PEER_SEND_HWM_MESSAGES,
+            peer_send_hwm_bytes: DEFAULT_PEER_SEND_HWM_BYTES,
+            peer_send_grace: None,
         }
     }
 }
@@ -431,6 +445,32 @@ impl SocketOptions {
         self
     }
 
+    /// zerowire patch. Bounds each peer's outbound queue: at most `messages` messages and
+    /// `bytes` bytes of frames wait for one peer's connection (a single message larger than
+    /// `bytes` is still queued when the queue is empty). A ROUTER's sends to a peer whose
+    /// queue is at a bound are refused at once (`RouterSocket::try_send_to` returns
+    /// `TrySendError::Full`; `send` an error), never waited on, so a peer that does not read
+    /// only delays its own messages. Round-robin sends (DEALER, PUSH) wait for room in
+    /// messages, as upstream. Defaults: 100 000 messages, 64 MiB.
+    ///
+    /// # Panics
+    /// Panics if either bound is zero.
+    pub fn peer_send_high_water_mark(&mut self, messages: usize, bytes: usize) -> &mut Self {
+        assert!(messages > 0, "peer send high water mark must be positive");
+        assert!(bytes > 0, "peer send high water mark must be positive");
+        self.peer_send_hwm_messages = messages;
+        self.peer_send_hwm_bytes = bytes;
+        self
+    }
+
+    /// zerowire patch. A peer whose outbound queue has refused every send for `grace` (from
+    /// the first refusal, reset by any accepted send) is disconnected by the next refused
+    /// send, its queued messages dropped. Off by default: a full peer is only refused.
+    pub fn drop_full_peer_after(&mut self, grace: Duration) -> &mut Self {
+        self.peer_send_grace = Some(grace);
+        self
+    }
+
     pub fn peer_identity(&mut self, peer_id: PeerIdentity) -> &mut Self {
         self.peer_id = Some(peer_id);
         self
@@ -451,7 +491,11 @@ impl SocketOptions {
 pub trait MultiPeerBackend: SocketBackend {
     /// This should not be public..
     /// Find a better way of doing this
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo);
+    ///
+    /// zerowire patch: an error (a ROUTER's routing id already in use) refuses the
+    /// connection; `io` is dropped, closing it.
+    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo)
+        -> ZmqResult<()>;
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity);
 }
@@ -624,9 +668,8 @@ pub trait Socket: Sized + Send {
             Ok((socket, endpoint, peer_id))
         })
         .await?;
-        backend.peer_connected(&peer_id, socket).await;
-
-        if let Some(monitor) = self.backend().monitor().lock().as_mut() {
+        backend.clone().peer_connected(&peer_id, socket).await?;
+        if let Some(monitor) = backend.monitor().lock().as_mut() {
             let _ = monitor.try_send(SocketEvent::Connected(endpoint, peer_id));
         }
         Ok(())

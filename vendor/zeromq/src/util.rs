@@ -192,7 +192,7 @@ pub(crate) async fn peer_connected(
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
     let peer_id = peer_handshake(&mut raw_socket, backend.clone()).await?;
-    backend.peer_connected(&peer_id, raw_socket).await;
+    backend.peer_connected(&peer_id, raw_socket).await?;
     Ok(peer_id)
 }
 

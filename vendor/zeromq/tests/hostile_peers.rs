@@ -1,0 +1,310 @@
+//! Misbehaving peers against a ROUTER, over real loopback TCP and Unix sockets. The peers
+//! speak ZMTP by hand (`raw`), so each can stop reading, stall or lie exactly where a test
+//! needs it to. Every wait is bounded.
+
+mod raw;
+
+use raw::{RawPeer, PROMPT};
+use std::time::Duration;
+use zeromq::prelude::*;
+use zeromq::util::PeerIdentity;
+use zeromq::{RouterSocket, SocketEvent, SocketOptions, TrySendError, ZmqMessage};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+fn routed(identity: &str, body: &[u8]) -> ZmqMessage {
+    let mut m = ZmqMessage::from(body.to_vec());
+    m.push_front(identity.as_bytes().to_vec().into());
+    m
+}
+
+async fn bound_router(router: &mut RouterSocket) -> String {
+    router
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .to_string()
+}
+
+/// A peer that never reads its replies must not hold up replies to anyone else: the
+/// ROUTER's sends to it come back at once (refused) rather than wait for its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_only_hurts_itself() {
+    let mut router = RouterSocket::new();
+    let endpoint = bound_router(&mut router).await;
+    let mut stuck = RawPeer::connect(&endpoint, Some(b"stuck")).await;
+    stuck.send(&[b"hi"]).await;
+    let mut honest = RawPeer::connect(&endpoint, Some(b"honest")).await;
+    honest.send(&[b"hello"]).await;
+    for _ in 0..2 {
+        tokio::time::timeout(PROMPT, router.recv())
+            .await
+            .expect("both peers heard")
+            .expect("recv");
+    }
+
+    let body = vec![7u8; 256];
+    let flood = async {
+        let mut refused = 0u64;
+        for _ in 0..400_000u32 {
+            if router.send(routed("stuck", &body)).await.is_err() {
+                refused += 1;
+            }
+        }
+        refused
+    };
+    let refused = tokio::time::timeout(BOUND, flood)
+        .await
+        .expect("sends to a peer that does not read never wait on it");
+    assert!(refused > 0, "the stuck peer's queue is bounded");
+
+    tokio::time::timeout(PROMPT, router.send(routed("honest", b"reply")))
+        .await
+        .expect("send to the honest peer is not held up")
+        .expect("honest peer is reachable");
+    let got = honest.recv_message(PROMPT).await.expect("honest reply");
+    assert_eq!(got, vec![b"reply".to_vec()]);
+}
+
+fn router_with(configure: impl FnOnce(&mut SocketOptions)) -> RouterSocket {
+    let mut options = SocketOptions::default();
+    configure(&mut options);
+    RouterSocket::with_options(options)
+}
+
+/// Connects a peer that greets and then reads nothing, and waits until the ROUTER knows it.
+async fn stuck_peer(router: &mut RouterSocket, endpoint: &str, id: &[u8]) -> RawPeer {
+    let mut peer = RawPeer::connect(endpoint, Some(id)).await;
+    peer.send(&[b"hi"]).await;
+    let m = tokio::time::timeout(PROMPT, router.recv())
+        .await
+        .expect("peer heard")
+        .expect("recv");
+    assert_eq!(m.get(0).unwrap().as_ref(), id);
+    peer
+}
+
+/// Sends to `id` until its queue refuses; returns the refused message.
+fn fill(router: &RouterSocket, id: &PeerIdentity, body: &[u8]) -> ZmqMessage {
+    for _ in 0..10_000_000u32 {
+        match router.try_send_to(id, ZmqMessage::from(body.to_vec())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => return m,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    panic!("the queue never filled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_bound_in_messages_refuses_at_once_and_gives_the_message_back() {
+    let mut router = router_with(|o| {
+        o.peer_send_high_water_mark(10, 1 << 30);
+    });
+    let endpoint = bound_router(&mut router).await;
+    let _stuck = stuck_peer(&mut router, &endpoint, b"stuck").await;
+    let id: PeerIdentity = "stuck".parse().unwrap();
+    let refused = fill(&router, &id, &[9u8; 100]);
+    assert_eq!(refused.get(0).unwrap().as_ref(), &[9u8; 100][..]);
+    let queued = router.peer_queued(&id).expect("connected");
+    assert!(queued.messages <= 10, "{queued:?}");
+    assert!(router.queued().messages <= 10);
+    // Refused again while it stays full, and the message still comes back.
+    match router.try_send_to(&id, ZmqMessage::from(b"again".to_vec())) {
+        Err(TrySendError::Full(m)) => assert_eq!(m.get(0).unwrap().as_ref(), b"again"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_bound_in_bytes_refuses_before_the_message_bound() {
+    const BYTES: usize = 64 * 1024;
+    let mut router = router_with(|o| {
+        o.peer_send_high_water_mark(1_000_000, BYTES);
+    });
+    let endpoint = bound_router(&mut router).await;
+    let _stuck = stuck_peer(&mut router, &endpoint, b"stuck").await;
+    let id: PeerIdentity = "stuck".parse().unwrap();
+    fill(&router, &id, &[1u8; 16 * 1024]);
+    let queued = router.peer_queued(&id).expect("connected");
+    assert!(queued.bytes <= BYTES, "{queued:?}");
+    assert!(queued.messages <= BYTES / (16 * 1024), "{queued:?}");
+    assert!(router.queued().bytes <= BYTES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_an_unknown_peer_comes_back_at_once() {
+    let mut router = RouterSocket::new();
+    let _ = bound_router(&mut router).await;
+    let id: PeerIdentity = "nobody".parse().unwrap();
+    match router.try_send_to(&id, ZmqMessage::from(b"x".to_vec())) {
+        Err(TrySendError::UnknownPeer(m)) => assert_eq!(m.get(0).unwrap().as_ref(), b"x"),
+        other => panic!("expected UnknownPeer, got {other:?}"),
+    }
+    match router.try_send(routed("nobody", b"y")) {
+        Err(TrySendError::UnknownPeer(_)) => {}
+        other => panic!("expected UnknownPeer, got {other:?}"),
+    }
+    match router.try_send(ZmqMessage::from(b"no id".to_vec())) {
+        Err(TrySendError::NotRoutable(_)) => {}
+        other => panic!("expected NotRoutable, got {other:?}"),
+    }
+    assert!(router.peer_queued(&id).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_full_past_the_grace_is_dropped_and_its_queue_released() {
+    let mut router = router_with(|o| {
+        o.peer_send_high_water_mark(100, 1 << 30);
+        o.drop_full_peer_after(Duration::from_millis(200));
+    });
+    let mut monitor = router.monitor();
+    let endpoint = bound_router(&mut router).await;
+    let stuck = stuck_peer(&mut router, &endpoint, b"stuck").await;
+    let mut honest = stuck_peer(&mut router, &endpoint, b"honest").await;
+    let id: PeerIdentity = "stuck".parse().unwrap();
+    fill(&router, &id, &[5u8; 64 * 1024]);
+    assert_eq!(router.peer_count(), 2);
+    // Keep offering it messages, as a server would; the kernel's buffers take some more
+    // before the queue stays full for the whole grace.
+    let started = std::time::Instant::now();
+    let dropped = loop {
+        assert!(started.elapsed() < BOUND, "the full peer was never dropped");
+        match router.try_send_to(&id, ZmqMessage::from(vec![6u8; 64 * 1024])) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(TrySendError::PeerDropped(m)) => break m,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    };
+    assert_eq!(dropped.get(0).unwrap().len(), 64 * 1024);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "not dropped before the grace"
+    );
+    assert_eq!(router.peer_count(), 1);
+    assert!(router.peer_queued(&id).is_none());
+    // Its connection is closed (after whatever was already in the kernel's buffers).
+    assert!(
+        stuck.read_to_end(BOUND).await.is_some(),
+        "stuck peer closed"
+    );
+    let gone = async {
+        loop {
+            if let Some(SocketEvent::Disconnected(p)) = monitor.next().await {
+                return p;
+            }
+        }
+    };
+    assert_eq!(tokio::time::timeout(PROMPT, gone).await.unwrap(), id);
+    let released = async {
+        while router.queued().messages != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PROMPT, released)
+        .await
+        .expect("the dropped peer's queue is released");
+    // The other peer is untouched.
+    router
+        .try_send(routed("honest", b"fine"))
+        .expect("honest send");
+    assert_eq!(
+        honest.recv_message(PROMPT).await.unwrap(),
+        vec![b"fine".to_vec()]
+    );
+}
+
+/// The ROUTER's engine runs on one thread here. Before, a send waiting on the stuck peer's
+/// full queue held the peer map's entry (and its shard), and the disconnect of any peer in
+/// that shard then took the lock synchronously on the same thread: the runtime never ran
+/// again, for any peer.
+#[test]
+fn peers_leaving_while_a_stuck_peer_is_flooded_do_not_wedge_the_socket() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut router = RouterSocket::new();
+            let endpoint = bound_router(&mut router).await;
+            let addr = endpoint.trim_start_matches("tcp://").to_string();
+            // The peers live on their own thread so that they can act while this runtime
+            // is busy (or wedged).
+            let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let stuck = raw::blocking_peer(&addr, b"stuck");
+                let leavers: Vec<_> = (0..8)
+                    .map(|i| raw::blocking_peer(&addr, format!("leaver-{i}").as_bytes()))
+                    .collect();
+                ready_tx.send(()).unwrap();
+                let _ = leave_rx.recv();
+                drop(leavers);
+                let _ = leave_rx.recv();
+                drop(stuck);
+            });
+            ready_rx.await.unwrap();
+            for _ in 0..9 {
+                tokio::time::timeout(PROMPT, router.recv())
+                    .await
+                    .expect("peer heard")
+                    .expect("recv");
+            }
+            let (mut send, mut recv) = router.split();
+            let body = vec![1u8; 256];
+            let flood = tokio::spawn(async move {
+                for _ in 0..400_000u32 {
+                    let _ = send.send(routed("stuck", &body)).await;
+                }
+                send
+            });
+            // Let the flood fill the stuck peer's queue, then have the others go.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            leave_tx.send(()).unwrap();
+            let mut honest = RawPeer::connect(&endpoint, Some(b"honest")).await;
+            honest.send(&[b"ping"]).await;
+            let read = async {
+                loop {
+                    let m = recv.recv().await.expect("recv");
+                    if m.get(0).unwrap().as_ref() == b"honest" {
+                        return m;
+                    }
+                }
+            };
+            let m = tokio::time::timeout(BOUND, read)
+                .await
+                .expect("the honest peer is read");
+            assert_eq!(m.get(1).unwrap().as_ref(), b"ping");
+            let mut send = tokio::time::timeout(BOUND, flood)
+                .await
+                .expect("the flood ends")
+                .unwrap();
+            send.send(routed("honest", b"pong")).await.expect("reply");
+            let got = honest.recv_message(PROMPT).await.expect("pong");
+            assert_eq!(got, vec![b"pong".to_vec()]);
+            let _ = leave_tx.send(());
+        });
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(BOUND * 2)
+        .expect("the socket's runtime kept running");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "zeromq-hostile-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+use futures::StreamExt;
