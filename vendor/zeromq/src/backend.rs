@@ -623,7 +623,19 @@ impl MultiPeerBackend for GenericSocketBackend {
             full_since: AtomicU64::new(0),
             kill: Some(kill_sender),
         };
-        self.peers.upsert_sync(peer_id.clone(), peer);
+        if self.socket_type == SocketType::ROUTER {
+            // zerowire patch: as libzmq's ROUTER without ZMQ_ROUTER_HANDOVER, a connection
+            // announcing a routing id in use does not take it over. libzmq keeps such a
+            // connection open and reads nothing from it; we close it (dropping `io`), so it
+            // holds no descriptor either. The first peer keeps its id and its messages.
+            if self.peers.insert_sync(peer_id.clone(), peer).is_err() {
+                return Err(ZmqError::Other(
+                    "Routing id already in use by a connected peer",
+                ));
+            }
+        } else {
+            self.peers.upsert_sync(peer_id.clone(), peer);
+        }
         self.refresh_single_peer_cache();
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();

@@ -294,6 +294,48 @@ fn peers_leaving_while_a_stuck_peer_is_flooded_do_not_wedge_the_socket() {
         .expect("the socket's runtime kept running");
 }
 
+/// libzmq's ROUTER (ZMQ_ROUTER_HANDOVER off) ignores a second connection that announces
+/// a routing id already in use: the first peer keeps its id and all its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_with_a_taken_routing_id_is_refused() {
+    let mut router = RouterSocket::new();
+    let endpoint = bound_router(&mut router).await;
+    let mut victim = RawPeer::connect(&endpoint, Some(b"dup")).await;
+    victim.send(&[b"victim"]).await;
+    let m = tokio::time::timeout(PROMPT, router.recv())
+        .await
+        .expect("victim heard")
+        .expect("recv");
+    assert_eq!(m.get(0).unwrap().as_ref(), b"dup");
+
+    let mut thief = RawPeer::connect(&endpoint, Some(b"dup")).await;
+    thief.send_nowait(&[b"thief"]).await;
+    // Whatever becomes of the thief, everything addressed to "dup" goes to the victim.
+    let thief_end = thief.read_to_end(PROMPT);
+    for i in 0..10u8 {
+        router.send(routed("dup", &[i])).await.expect("send");
+    }
+    for i in 0..10u8 {
+        let got = victim
+            .recv_message(PROMPT)
+            .await
+            .expect("victim keeps its messages");
+        assert_eq!(got, vec![vec![i]]);
+    }
+    let thief_got = thief_end.await;
+    assert_eq!(
+        thief_got,
+        Some(0),
+        "the thief's connection is closed without a message"
+    );
+    victim.send(&[b"still here"]).await;
+    let m = tokio::time::timeout(PROMPT, router.recv())
+        .await
+        .expect("victim still heard")
+        .expect("recv");
+    assert_eq!(m.get(1).unwrap().as_ref(), b"still here");
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "zeromq-hostile-{}-{}",
