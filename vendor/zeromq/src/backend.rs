@@ -557,13 +557,26 @@ impl GenericSocketBackend {
         if let Some(inner) = &self.fair_queue_inner {
             inner.lock().remove(peer_id);
         }
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        send_lifecycle_event(self.monitor(), SocketEvent::Disconnected(peer_id.clone()));
         if let Some(mut notifier) = self.disconnect_notifiers.lock().remove(peer_id) {
             let _ = notifier.try_send(peer_id.clone());
         }
         true
+    }
+}
+
+/// zerowire patch: peer lifecycle events (connected, accepted, disconnected) always reach
+/// the monitor: its owner keeps per-peer state on them, and a lost `Disconnected` leaves a
+/// ghost peer for good. A fresh clone of a `futures` sender has a slot of its own whatever
+/// the channel's fill, so the event is queued even when the monitor's 1 024 are taken.
+/// Undelivered events are then bounded by connections made since the owner last read
+/// (two each); other events stay best-effort.
+pub(crate) fn send_lifecycle_event(
+    monitor: &Mutex<Option<mpsc::Sender<SocketEvent>>>,
+    event: SocketEvent,
+) {
+    if let Some(monitor) = monitor.lock().as_ref() {
+        let _ = monitor.clone().try_send(event);
     }
 }
 

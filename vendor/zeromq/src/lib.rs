@@ -555,9 +555,10 @@ where
 
             match result {
                 Ok((endpoint, peer_id)) => {
-                    if let Some(monitor) = backend.monitor().lock().as_mut() {
-                        let _ = monitor.try_send(SocketEvent::Accepted(endpoint, peer_id));
-                    }
+                    backend::send_lifecycle_event(
+                        backend.monitor(),
+                        SocketEvent::Accepted(endpoint, peer_id),
+                    );
                 }
                 Err(error) => {
                     if let Some(monitor) = backend.monitor().lock().as_mut() {
@@ -669,9 +670,7 @@ pub trait Socket: Sized + Send {
         })
         .await?;
         backend.clone().peer_connected(&peer_id, socket).await?;
-        if let Some(monitor) = backend.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Connected(endpoint, peer_id));
-        }
+        backend::send_lifecycle_event(backend.monitor(), SocketEvent::Connected(endpoint, peer_id));
         Ok(())
     }
 

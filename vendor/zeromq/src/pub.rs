@@ -272,9 +272,10 @@ impl MultiPeerBackend for PubSocketBackend {
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
         log::info!("Client disconnected {:?}", peer_id);
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
         if self.subscribers.remove_sync(peer_id).is_some() {
             self.subscriber_count.fetch_sub(1, Ordering::Relaxed);
         }

@@ -106,9 +106,10 @@ impl MultiPeerBackend for RepSocketBackend {
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
         self.peers.remove_sync(peer_id);
     }
 }

@@ -309,9 +309,10 @@ impl MultiPeerBackend for SubSocketBackend {
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
 
         self.peers.remove_sync(peer_id);
         if let Some(inner) = &self.fair_queue_inner {
@@ -359,9 +360,10 @@ pub(crate) async fn connect_with_reconnect(
     backend.clone().peer_connected(&peer_id, socket).await?;
 
     // Emit Connected event
-    if let Some(monitor) = backend.monitor().lock().as_mut() {
-        let _ = monitor.try_send(SocketEvent::Connected(resolved_endpoint, peer_id.clone()));
-    }
+    crate::backend::send_lifecycle_event(
+        backend.monitor(),
+        SocketEvent::Connected(resolved_endpoint, peer_id.clone()),
+    );
 
     // Create a closure that registers disconnect notifiers with the backend
     let backend_for_closure = backend.clone();

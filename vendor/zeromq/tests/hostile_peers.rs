@@ -336,6 +336,67 @@ async fn a_second_connection_with_a_taken_routing_id_is_refused() {
     assert_eq!(m.get(1).unwrap().as_ref(), b"still here");
 }
 
+/// Thousands of peers that connect, send one message and leave: the owner sees every one
+/// of them go, even when it reads its monitor late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_disconnect_reaches_the_monitor() {
+    const PEERS: usize = 3_000;
+    let dir = tempdir();
+    let path = dir.join("ghosts.sock");
+    let endpoint = format!("ipc://{}", path.display());
+    let mut router = RouterSocket::new();
+    let mut monitor = router.monitor();
+    router.bind(&endpoint).await.expect("bind");
+    let clients = tokio::spawn({
+        let endpoint = endpoint.clone();
+        async move {
+            for i in 0..PEERS {
+                let id = format!("ghost-{i}");
+                let mut peer = RawPeer::connect(&endpoint, Some(id.as_bytes())).await;
+                peer.send(&[b"boo"]).await;
+                peer.close().await;
+            }
+        }
+    });
+    let mut seen = std::collections::HashSet::new();
+    let read = async {
+        while seen.len() < PEERS {
+            let m = router.recv().await.expect("recv");
+            seen.insert(m.get(0).unwrap().clone());
+        }
+    };
+    tokio::time::timeout(BOUND * 3, read)
+        .await
+        .expect("every ghost's message");
+    clients.await.unwrap();
+    // Keep reading (the socket notices closed connections as it reads) without looking at
+    // the monitor for a while, as a busy owner would.
+    let (_send, mut recv) = router.split();
+    let reader = tokio::spawn(async move {
+        loop {
+            if recv.recv().await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut gone = std::collections::HashSet::new();
+    let drain = async {
+        while gone.len() < PEERS {
+            match monitor.next().await {
+                Some(SocketEvent::Disconnected(id)) => {
+                    gone.insert(id);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BOUND, drain).await;
+    reader.abort();
+    assert_eq!(gone.len(), PEERS, "disconnects seen by the owner");
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "zeromq-hostile-{}-{}",
