@@ -359,7 +359,12 @@ pub struct SocketOptions {
     pub(crate) peer_send_hwm_messages: usize,
     pub(crate) peer_send_hwm_bytes: usize,
     pub(crate) peer_send_grace: Option<Duration>,
+    // zerowire patch: see `handshake_timeout`.
+    pub(crate) handshake_timeout: Option<Duration>,
 }
+
+/// zerowire patch: libzmq's `ZMQ_HANDSHAKE_IVL` default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// zerowire patch: default bound of each peer's outbound queue, in messages (upstream's
 /// fixed queue capacity).
@@ -379,6 +384,7 @@ impl Default for SocketOptions {
             peer_send_hwm_messages: DEFAULT_PEER_SEND_HWM_MESSAGES,
             peer_send_hwm_bytes: DEFAULT_PEER_SEND_HWM_BYTES,
             peer_send_grace: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -468,6 +474,22 @@ impl SocketOptions {
     /// send, its queued messages dropped. Off by default: a full peer is only refused.
     pub fn drop_full_peer_after(&mut self, grace: Duration) -> &mut Self {
         self.peer_send_grace = Some(grace);
+        self
+    }
+
+    /// zerowire patch. How long an accepted (or reconnected) connection has to complete the
+    /// ZMTP handshake (greeting and READY) before it is closed, as libzmq's
+    /// `ZMQ_HANDSHAKE_IVL`; 30 s by default, as there. Without it a peer that sends part of
+    /// a greeting holds its connection (a descriptor and a task) for good. Outgoing
+    /// `connect` is bounded by `connect_timeout` as before.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// zerowire patch. No bound on the handshake (upstream's behaviour).
+    pub fn no_handshake_timeout(&mut self) -> &mut Self {
+        self.handshake_timeout = None;
         self
     }
 

@@ -397,6 +397,52 @@ async fn every_disconnect_reaches_the_monitor() {
     assert_eq!(gone.len(), PEERS, "disconnects seen by the owner");
 }
 
+/// libzmq's ZMQ_HANDSHAKE_IVL: a connection that sends part of a greeting and stalls is
+/// closed once the handshake timeout passes; meanwhile other peers connect as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_closed_after_the_timeout() {
+    let dir = tempdir();
+    let ipc = format!("ipc://{}", dir.join("stall.sock").display());
+    let mut router = router_with(|o| {
+        o.handshake_timeout(Duration::from_millis(300));
+    });
+    let tcp = bound_router(&mut router).await;
+    router.bind(&ipc).await.expect("bind ipc");
+    let mut stalled = Vec::new();
+    for endpoint in [&tcp, &ipc] {
+        for _ in 0..10 {
+            let mut io = RawPeer::open(endpoint).await;
+            io.write_all(&raw::greeting()[..10]).await.unwrap();
+            stalled.push(io);
+        }
+    }
+    // The accept loop is not held by them.
+    for (endpoint, id) in [(&tcp, b"prompt-tcp"), (&ipc, b"prompt-ipc")] {
+        let mut peer = RawPeer::connect(endpoint, Some(id)).await;
+        peer.send(&[b"here"]).await;
+        let m = tokio::time::timeout(PROMPT, router.recv())
+            .await
+            .expect("a full peer is heard while others stall")
+            .expect("recv");
+        assert_eq!(m.get(1).unwrap().as_ref(), b"here");
+        peer.close().await;
+    }
+    for mut io in stalled {
+        let closed = async {
+            let mut buf = [0u8; 128];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(BOUND, closed)
+            .await
+            .expect("the stalled connection is closed");
+    }
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "zeromq-hostile-{}-{}",
@@ -411,3 +457,4 @@ fn tempdir() -> std::path::PathBuf {
 }
 
 use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
