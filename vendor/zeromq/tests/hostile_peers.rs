@@ -443,6 +443,161 @@ async fn a_stalled_handshake_is_closed_after_the_timeout() {
     }
 }
 
+const EMFILE_CHILD: &str = "ZEROMQ_TEST_EMFILE_CHILD";
+
+/// At the descriptor limit accept fails (EMFILE) while the listener stays readable: the
+/// accept loop must pause rather than retry at once (it spun a core at 100 %), and accept
+/// again once descriptors are freed. The ROUTER runs in a child process (this test binary
+/// again) whose RLIMIT_NOFILE is lowered; this process holds connections open to it.
+#[test]
+fn accept_errors_back_off_and_recover_when_descriptors_free_up() {
+    use std::io::BufRead;
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        return emfile_child();
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "accept_errors_back_off_and_recover_when_descriptors_free_up",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EMFILE_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let expect_line = |prefix: &str| -> String {
+        let deadline = std::time::Instant::now() + BOUND;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                // The harness may print its "test … " on the same line first.
+                Ok(line) if line.contains(prefix) => {
+                    return line[line.find(prefix).unwrap()..].to_string()
+                }
+                Ok(_) => {}
+                Err(_) => panic!("child never printed {prefix}"),
+            }
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let port = expect_line("PORT ");
+        let addr = format!("127.0.0.1:{}", port.trim_start_matches("PORT "));
+        // More connections than the child has descriptors left; they send nothing, so
+        // those accepted sit in their handshake.
+        let held: Vec<_> = (0..64)
+            .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+            .collect();
+        let window = expect_line("WINDOW ");
+        let fields: Vec<u64> = window
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let (errors, cpu_ms, window_ms) = (fields[0], fields[1], fields[2]);
+        eprintln!("at the descriptor limit: {window} (failed accepts, CPU ms, window ms)");
+        assert!(errors > 0, "the child reached its descriptor limit");
+        // Paused accepts fail a few times a second; spinning, they failed many thousand times.
+        assert!(
+            errors < 50,
+            "{errors} failed accepts in {window_ms} ms: the accept loop does not back off"
+        );
+        assert!(
+            cpu_ms * 4 < window_ms,
+            "{cpu_ms} ms of CPU in {window_ms} ms at the descriptor limit"
+        );
+        drop(held);
+        let _back = raw::blocking_peer(&addr, b"back");
+        expect_line("RECOVERED");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn emfile_child() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut router = RouterSocket::new();
+        let mut monitor = router.monitor();
+        let endpoint = bound_router(&mut router).await;
+        // Room for a handful of connections from here on.
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let limit = libc::rlimit {
+            rlim_cur: open + 8,
+            rlim_max: open + 8,
+        };
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        println!("PORT {}", endpoint.rsplit(':').next().unwrap());
+        let failed = async {
+            loop {
+                if let Some(SocketEvent::AcceptFailed(_)) = monitor.next().await {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(BOUND, failed)
+            .await
+            .expect("accept failed at the limit");
+        let window = Duration::from_millis(1500);
+        let cpu_before = cpu_time();
+        let started = std::time::Instant::now();
+        let mut errors = 0u64;
+        let count = async {
+            loop {
+                if let Some(SocketEvent::AcceptFailed(_)) = monitor.next().await {
+                    errors += 1;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(window, count).await;
+        let elapsed = started.elapsed().as_millis();
+        let cpu = cpu_time() - cpu_before;
+        println!("WINDOW {errors} {} {elapsed}", cpu.as_millis());
+        let back = async {
+            loop {
+                let m = router.recv().await.expect("recv");
+                if m.get(0).unwrap().as_ref() == b"back" {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(BOUND, back)
+            .await
+            .expect("accepting again once descriptors are free");
+        println!("RECOVERED");
+    });
+}
+
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) },
+        0
+    );
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "zeromq-hostile-{}-{}",
