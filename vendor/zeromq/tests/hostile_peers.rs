@@ -336,6 +336,54 @@ async fn a_second_connection_with_a_taken_routing_id_is_refused() {
     assert_eq!(m.get(1).unwrap().as_ref(), b"still here");
 }
 
+/// The same with libzmq's own DEALERs (pyzmq): the thief keeps retrying (libzmq
+/// reconnects), and the victim still gets every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_libzmq_dealer_with_a_taken_routing_id_gets_nothing() {
+    use tokio::io::AsyncBufReadExt;
+    let mut router = RouterSocket::new();
+    let endpoint = bound_router(&mut router).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../__test__/peers/pyzmq_same_routing_id.py");
+    let mut child =
+        tokio::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(&script)
+            .arg(&endpoint)
+            .arg("dup")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with pyzmq (python3 -m pip install pyzmq==27.3.0)");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let m = tokio::time::timeout(PROMPT, router.recv())
+        .await
+        .expect("victim heard")
+        .expect("recv");
+    assert_eq!(m.get(0).unwrap().as_ref(), b"dup");
+    assert_eq!(m.get(1).unwrap().as_ref(), b"victim");
+    router.send(routed("dup", b"go")).await.expect("send");
+    let thief = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .expect("thief connected")
+        .unwrap();
+    assert_eq!(thief.as_deref(), Some("THIEF"));
+    for i in 0..20u8 {
+        router.send(routed("dup", &[b'm', i])).await.expect("send");
+    }
+    router.send(routed("dup", b"end")).await.expect("send");
+    let counts = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .expect("counts")
+        .unwrap()
+        .expect("a line of counts");
+    assert_eq!(counts, r#"{"victim": 20, "thief": 0}"#);
+    // Nothing the thief sent was taken as the victim's.
+    if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), router.recv()).await {
+        assert_ne!(m.get(1).unwrap().as_ref(), b"thief");
+    }
+    let _ = child.wait().await;
+}
+
 /// Thousands of peers that connect, send one message and leave: the owner sees every one
 /// of them go, even when it reads its monitor late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
