@@ -129,8 +129,14 @@ pub struct QueuedStats {
     pub bytes: usize,
 }
 
+/// zerowire patch: how many messages may wait in a peer's urgent lane (see
+/// `try_send_urgent_to_peer`), apart from its queue's bounds.
+pub const URGENT_LANE_MESSAGES: usize = 64;
+
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
+    /// Written before `send_queue` by the peer's writer task.
+    urgent: mpsc::Sender<Message>,
     pub(crate) queue: Arc<QueueCounters>,
     /// Tells this connection from a later one with the same routing id.
     serial: u64,
@@ -146,6 +152,7 @@ impl Peer {
     pub(crate) fn new(send_queue: mpsc::Sender<Message>) -> Self {
         Self {
             send_queue,
+            urgent: mpsc::channel(0).0,
             queue: Arc::default(),
             serial: 0,
             full_since: AtomicU64::new(0),
@@ -418,6 +425,48 @@ impl GenericSocketBackend {
         }
     }
 
+    /// zerowire patch: queues `message` in `peer_id`'s urgent lane, which its writer empties
+    /// before taking anything from its queue: control replies (acks, pongs) then never wait
+    /// behind data already queued for that peer. The lane holds `URGENT_LANE_MESSAGES`; the
+    /// queue's bounds do not apply to it (what it holds is still counted in `peer_queued`).
+    pub(crate) fn try_send_urgent_to_peer(
+        &self,
+        peer_id: &PeerIdentity,
+        message: ZmqMessage,
+    ) -> Result<(), TrySendError> {
+        let size: usize = message.iter().map(|f| f.len()).sum();
+        let mut closed = None;
+        let result = match self.peers.get_sync(peer_id) {
+            None => Err(TrySendError::UnknownPeer(message)),
+            Some(mut entry) => {
+                let peer = entry.get_mut();
+                peer.queue.add(size);
+                self.queued.add(size);
+                match peer.urgent.try_send(Message::Message(message)) {
+                    Ok(()) => Ok(()),
+                    Err(error) => {
+                        peer.queue.sub(1, size);
+                        self.queued.sub(1, size);
+                        let is_full = error.is_full();
+                        let Message::Message(message) = error.into_inner() else {
+                            unreachable!("a message was queued")
+                        };
+                        if is_full {
+                            Err(TrySendError::Full(message))
+                        } else {
+                            closed = Some(peer.serial);
+                            Err(TrySendError::UnknownPeer(message))
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(serial) = closed {
+            self.remove_peer(peer_id, Some(serial), false);
+        }
+        result
+    }
+
     /// zerowire patch: what waits in `peer_id`'s outbound queue, if it is connected.
     pub(crate) fn peer_queued(&self, peer_id: &PeerIdentity) -> Option<QueuedStats> {
         self.peers.read_sync(peer_id, |_, peer| {
@@ -626,11 +675,14 @@ impl MultiPeerBackend for GenericSocketBackend {
         let (recv_queue, send_queue) = io.into_parts();
         let options = &*self.socket_options;
         let (queue_sender, queue_receiver) = mpsc::channel(options.peer_send_hwm_messages);
+        // One slot is the sender's own (`futures` channels give each sender one).
+        let (urgent_sender, urgent_receiver) = mpsc::channel(URGENT_LANE_MESSAGES - 1);
         let (kill_sender, kill_receiver) = oneshot::channel::<()>();
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(QueueCounters::default());
         let peer = Peer {
             send_queue: queue_sender,
+            urgent: urgent_sender,
             queue: queue.clone(),
             serial,
             full_since: AtomicU64::new(0),
@@ -659,7 +711,12 @@ impl MultiPeerBackend for GenericSocketBackend {
                 queue.sub(1, size);
                 totals.sub(1, size);
             };
-            let write = write_message_queue_with(queue_receiver, send_queue, taken).fuse();
+            let lanes = futures::stream::select_with_strategy(
+                urgent_receiver,
+                queue_receiver,
+                |_: &mut ()| futures::stream::PollNext::Left,
+            );
+            let write = write_message_queue_with(lanes, send_queue, taken).fuse();
             // Dropped without a word (the peer removed as usual, or the socket closing), the
             // writer goes on draining its queue; told to, it stops at once.
             let killed = async {

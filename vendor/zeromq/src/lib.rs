@@ -196,7 +196,7 @@ pub mod __bench {
     }
 }
 
-pub use crate::backend::{QueuedStats, TrySendError};
+pub use crate::backend::{QueuedStats, TrySendError, URGENT_LANE_MESSAGES};
 pub use crate::dealer::*;
 pub use crate::endpoint::{Endpoint, Host, Transport, TryIntoEndpoint};
 pub use crate::error::{ZmqError, ZmqResult};

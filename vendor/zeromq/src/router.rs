@@ -118,7 +118,13 @@ fn check_routable(message: &ZmqMessage) -> ZmqResult<()> {
     Ok(())
 }
 
-fn try_send(backend: &GenericSocketBackend, mut message: ZmqMessage) -> Result<(), TrySendError> {
+fn try_send(backend: &GenericSocketBackend, message: ZmqMessage) -> Result<(), TrySendError> {
+    let (peer_id, message) = split_routing_id(message)?;
+    backend.try_send_to_peer(&peer_id, message)
+}
+
+/// The routing id (first frame) and the rest; the whole message back if it cannot be routed.
+fn split_routing_id(mut message: ZmqMessage) -> Result<(PeerIdentity, ZmqMessage), TrySendError> {
     if message.len() <= 1 {
         return Err(TrySendError::NotRoutable(message));
     }
@@ -129,7 +135,7 @@ fn try_send(backend: &GenericSocketBackend, mut message: ZmqMessage) -> Result<(
         return Err(TrySendError::UnknownPeer(message));
     }
     let peer_id = PeerIdentity::try_from(id).expect("length checked");
-    backend.try_send_to_peer(&peer_id, message)
+    Ok((peer_id, message))
 }
 
 /// zerowire patch: the non-blocking sends and the per-peer queue figures, on the socket and
@@ -157,6 +163,25 @@ macro_rules! router_send_api {
                 message: ZmqMessage,
             ) -> Result<(), TrySendError> {
                 $backend.try_send_to_peer(peer_id, message)
+            }
+
+            /// As [`Self::try_send_to`], through the peer's urgent lane: its writer sends
+            /// what is there before anything from its queue, so a control reply (an ack, a
+            /// pong) never waits behind data queued for that peer. The lane holds
+            /// [`crate::URGENT_LANE_MESSAGES`] (then `Full`); the queue's bounds do not
+            /// apply to it. Messages in the lane may overtake earlier ones in the queue.
+            pub fn try_send_urgent_to(
+                &$self,
+                peer_id: &PeerIdentity,
+                message: ZmqMessage,
+            ) -> Result<(), TrySendError> {
+                $backend.try_send_urgent_to_peer(peer_id, message)
+            }
+
+            /// As [`Self::try_send`] (routing id first), through the peer's urgent lane.
+            pub fn try_send_urgent(&$self, message: ZmqMessage) -> Result<(), TrySendError> {
+                let (peer_id, message) = split_routing_id(message)?;
+                $backend.try_send_urgent_to_peer(&peer_id, message)
             }
 
             /// What waits in the peer's outbound queue (not yet taken by its writer), or

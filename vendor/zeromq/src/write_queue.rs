@@ -1,7 +1,7 @@
 use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
 const WRITE_BATCH_LIMIT: usize = 128;
 
@@ -14,25 +14,31 @@ pub(crate) async fn write_message_queue(
     write_message_queue_with(queue_receiver, send_queue, |_| {}).await
 }
 
-/// As [`write_message_queue`], calling `taken` with each message as it leaves the queue.
+/// As [`write_message_queue`], from any stream of messages, calling `taken` with each
+/// message as it leaves the queue.
 ///
 /// zerowire patch: the ROUTER's per-peer queue bounds count what is waiting here; a message
 /// stops counting when this task takes it (at most one batch is then in the framed writer).
+/// The stream may merge a peer's urgent lane ahead of its queue.
 #[inline]
-pub(crate) async fn write_message_queue_with<F: FnMut(&Message)>(
-    mut queue_receiver: mpsc::Receiver<Message>,
+pub(crate) async fn write_message_queue_with<S, F>(
+    mut queue_receiver: S,
     mut send_queue: ZmqFramedWrite,
     mut taken: F,
-) -> CodecResult<()> {
+) -> CodecResult<()>
+where
+    S: Stream<Item = Message> + Unpin,
+    F: FnMut(&Message),
+{
     while let Some(message) = queue_receiver.next().await {
         taken(&message);
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
         for _ in 1..WRITE_BATCH_LIMIT {
-            let message = match queue_receiver.try_recv() {
-                Ok(message) => message,
-                Err(_) => break,
+            let message = match queue_receiver.next().now_or_never() {
+                Some(Some(message)) => message,
+                _ => break,
             };
             taken(&message);
             send_queue.feed(message).await?;

@@ -215,6 +215,67 @@ async fn a_peer_full_past_the_grace_is_dropped_and_its_queue_released() {
     );
 }
 
+/// A control reply (an ack, a pong) sent through the urgent lane goes out before the data
+/// already queued for the same peer, and is accepted while that queue is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_reply_overtakes_data_queued_for_the_same_peer() {
+    const BODY: usize = 16 * 1024;
+    let mut router = router_with(|o| {
+        o.peer_send_high_water_mark(10, 1 << 30);
+    });
+    let endpoint = bound_router(&mut router).await;
+    let mut slow = stuck_peer(&mut router, &endpoint, b"slow").await;
+    let id: PeerIdentity = "slow".parse().unwrap();
+    // Fill the kernel's buffers and the queue, until the queue stays full: the peer's
+    // writer is then parked on the socket.
+    let mut sent = 0u64;
+    let mut unchanged_since = std::time::Instant::now();
+    let mut last = None;
+    while unchanged_since.elapsed() < Duration::from_millis(300) {
+        let mut body = vec![0u8; BODY];
+        body[..8].copy_from_slice(&sent.to_be_bytes());
+        match router.try_send_to(&id, ZmqMessage::from(body)) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        let now = (sent, router.peer_queued(&id).unwrap().messages);
+        if last != Some(now) {
+            last = Some(now);
+            unchanged_since = std::time::Instant::now();
+        }
+    }
+    let waiting = router.peer_queued(&id).unwrap().messages as u64;
+    assert_eq!(waiting, 10, "the queue is full");
+    assert!(matches!(
+        router.try_send_to(&id, ZmqMessage::from(b"data".to_vec())),
+        Err(TrySendError::Full(_))
+    ));
+    router
+        .try_send_urgent(routed("slow", b"pong"))
+        .expect("the urgent lane takes it while the queue is full");
+    // Now the peer reads: the pong comes before every message that was still queued.
+    let first_queued = sent - waiting;
+    let mut seen = 0u64;
+    loop {
+        let m = slow.recv_message(BOUND).await.expect("a message");
+        if m[0] == b"pong" {
+            break;
+        }
+        let seq = u64::from_be_bytes(m[0][..8].try_into().unwrap());
+        assert!(seq < first_queued, "data {seq} went before the pong");
+        seen += 1;
+    }
+    assert_eq!(
+        seen, first_queued,
+        "everything before was delivered in order"
+    );
+    for seq in first_queued..sent {
+        let m = slow.recv_message(BOUND).await.expect("queued data follows");
+        assert_eq!(u64::from_be_bytes(m[0][..8].try_into().unwrap()), seq);
+    }
+}
+
 /// The ROUTER's engine runs on one thread here. Before, a send waiting on the stuck peer's
 /// full queue held the peer map's entry (and its shard), and the disconnect of any peer in
 /// that shard then took the lock synchronously on the same thread: the runtime never ran
