@@ -51,6 +51,15 @@ impl QueueCounters {
             });
     }
 
+    /// Counts a message out as the writer takes it. Plain subtractions: it was counted in
+    /// before it entered the queue, and only the writer takes it.
+    #[inline]
+    pub(crate) fn taken(&self, message: &Message) {
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_sub(message_bytes(message), Ordering::Relaxed);
+    }
+
     pub(crate) fn get(&self) -> (usize, usize) {
         (
             self.messages.load(Ordering::Relaxed),
@@ -201,9 +210,9 @@ pub(crate) struct GenericSocketBackend {
     peer_count: AtomicUsize,
     /// Notifiers for reconnection tasks - keyed by `peer_id`
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
-    // zerowire patch: all peers' queues together; connection serials; the clock of
-    // `Peer::full_since`.
-    queued: Arc<QueueCounters>,
+    // zerowire patch: whether sends are counted against the per-peer bounds (the ROUTER's
+    // non-blocking sends); connection serials; the clock of `Peer::full_since`.
+    counted: bool,
     next_serial: AtomicU64,
     epoch: Instant,
 }
@@ -224,7 +233,7 @@ impl GenericSocketBackend {
             single_peer: Mutex::new(None),
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
-            queued: Arc::default(),
+            counted: socket_type == SocketType::ROUTER,
             next_serial: AtomicU64::new(1),
             epoch: Instant::now(),
         }
@@ -336,13 +345,14 @@ impl GenericSocketBackend {
         queue: &QueueCounters,
         message: Message,
     ) -> Result<(), mpsc::SendError> {
+        if !self.counted {
+            return send_to_peer_queue(&mut send_queue, message).await;
+        }
         let size = message_bytes(&message);
         queue.add(size);
-        self.queued.add(size);
         let result = send_to_peer_queue(&mut send_queue, message).await;
         if result.is_err() {
             queue.sub(1, size);
-            self.queued.sub(1, size);
         }
         result
     }
@@ -388,12 +398,10 @@ impl GenericSocketBackend {
                 } else {
                     peer.full_since.store(0, Ordering::Relaxed);
                     peer.queue.add(size);
-                    self.queued.add(size);
                     match peer.send_queue.try_send(Message::Message(message)) {
                         Ok(()) => Ok(()),
                         Err(error) => {
                             peer.queue.sub(1, size);
-                            self.queued.sub(1, size);
                             let is_full = error.is_full();
                             let Message::Message(message) = error.into_inner() else {
                                 unreachable!("a message was queued")
@@ -441,12 +449,10 @@ impl GenericSocketBackend {
             Some(mut entry) => {
                 let peer = entry.get_mut();
                 peer.queue.add(size);
-                self.queued.add(size);
                 match peer.urgent.try_send(Message::Message(message)) {
                     Ok(()) => Ok(()),
                     Err(error) => {
                         peer.queue.sub(1, size);
-                        self.queued.sub(1, size);
                         let is_full = error.is_full();
                         let Message::Message(message) = error.into_inner() else {
                             unreachable!("a message was queued")
@@ -475,10 +481,17 @@ impl GenericSocketBackend {
         })
     }
 
-    /// zerowire patch: what waits in all peers' outbound queues together.
+    /// zerowire patch: what waits in all peers' outbound queues together (O(peers)).
     pub(crate) fn queued(&self) -> QueuedStats {
-        let (messages, bytes) = self.queued.get();
-        QueuedStats { messages, bytes }
+        // Summed when asked (stats are read rarely) rather than kept on every send.
+        let mut total = QueuedStats::default();
+        self.peers.iter_sync(|_, peer| {
+            let (messages, bytes) = peer.queue.get();
+            total.messages += messages;
+            total.bytes += bytes;
+            true
+        });
+        total
     }
 
     pub(crate) fn connected_peers(&self) -> usize {
@@ -510,15 +523,23 @@ impl GenericSocketBackend {
             }
         }
 
-        let size = message_bytes(&message);
-        single_peer.queue.add(size);
-        self.queued.add(size);
+        let size = if self.counted {
+            let size = message_bytes(&message);
+            single_peer.queue.add(size);
+            size
+        } else {
+            0
+        };
+        let uncount = |queue: &QueueCounters| {
+            if self.counted {
+                queue.sub(1, size);
+            }
+        };
         match single_peer.send_queue.try_send(message) {
             Ok(()) => CachedSend::Sent,
             Err(error) if error.is_full() => {
                 // Counted again by `send_counted`.
-                single_peer.queue.sub(1, size);
-                self.queued.sub(1, size);
+                uncount(&single_peer.queue);
                 CachedSend::Full {
                     peer_id: single_peer.peer_id.clone(),
                     send_queue: single_peer.send_queue.clone(),
@@ -526,8 +547,7 @@ impl GenericSocketBackend {
                 }
             }
             Err(error) => {
-                single_peer.queue.sub(1, size);
-                self.queued.sub(1, size);
+                uncount(&single_peer.queue);
                 CachedSend::Disconnected {
                     peer_id: single_peer.peer_id.clone(),
                     error: error.into_send_error(),
@@ -611,6 +631,45 @@ impl GenericSocketBackend {
             let _ = notifier.try_send(peer_id.clone());
         }
         true
+    }
+}
+
+/// Writes one peer's messages until its queue ends or the connection fails (then the peer
+/// is removed), or until told to stop (`kill`): then what is queued is dropped at once.
+async fn run_writer<S>(
+    backend: Arc<GenericSocketBackend>,
+    peer_id: PeerIdentity,
+    serial: u64,
+    queue: S,
+    send_queue: crate::codec::ZmqFramedWrite,
+    counters: Option<Arc<QueueCounters>>,
+    kill: oneshot::Receiver<()>,
+) where
+    S: futures::Stream<Item = Message> + Unpin,
+{
+    let write = write_message_queue_with(queue, send_queue, counters.as_deref()).fuse();
+    // Dropped without a word (the peer removed as usual, or the socket closing), the writer
+    // goes on draining its queue; told to, it stops at once.
+    let killed = async {
+        if kill.await.is_err() {
+            futures::future::pending::<()>().await;
+        }
+    }
+    .fuse();
+    futures::pin_mut!(write, killed);
+    let failed = futures::select! {
+        result = write => result.err(),
+        _ = killed => None,
+    };
+    if let Some(error) = failed {
+        log::debug!("Error sending message to peer {:?}: {:?}", peer_id, error);
+        backend.remove_peer(&peer_id, Some(serial), false);
+    }
+    drop(write);
+    // What was still queued is dropped with the queue.
+    if let Some(counters) = &counters {
+        let (messages, bytes) = counters.get();
+        counters.sub(messages, bytes);
     }
 }
 
@@ -702,47 +761,34 @@ impl MultiPeerBackend for GenericSocketBackend {
             self.peers.upsert_sync(peer_id.clone(), peer);
         }
         self.refresh_single_peer_cache();
-        let writer_backend = self.clone();
-        let writer_peer_id = peer_id.clone();
-        let totals = self.queued.clone();
-        async_rt::task::spawn(async move {
-            let taken = |message: &Message| {
-                let size = message_bytes(message);
-                queue.sub(1, size);
-                totals.sub(1, size);
-            };
+        if self.counted {
+            // The urgent lane first, then the queue.
             let lanes = futures::stream::select_with_strategy(
                 urgent_receiver,
                 queue_receiver,
                 |_: &mut ()| futures::stream::PollNext::Left,
             );
-            let write = write_message_queue_with(lanes, send_queue, taken).fuse();
-            // Dropped without a word (the peer removed as usual, or the socket closing), the
-            // writer goes on draining its queue; told to, it stops at once.
-            let killed = async {
-                if kill_receiver.await.is_err() {
-                    futures::future::pending::<()>().await;
-                }
-            }
-            .fuse();
-            futures::pin_mut!(write, killed);
-            let failed = futures::select! {
-                result = write => result.err(),
-                _ = killed => None,
-            };
-            if let Some(error) = failed {
-                log::debug!(
-                    "Error sending message to peer {:?}: {:?}",
-                    writer_peer_id,
-                    error
-                );
-                writer_backend.remove_peer(&writer_peer_id, Some(serial), false);
-            }
-            // What was still queued is dropped with the queue.
-            let (messages, bytes) = queue.get();
-            queue.sub(messages, bytes);
-            writer_backend.queued.sub(messages, bytes);
-        });
+            let counters = Some(queue);
+            async_rt::task::spawn(run_writer(
+                self.clone(),
+                peer_id.clone(),
+                serial,
+                lanes,
+                send_queue,
+                counters,
+                kill_receiver,
+            ));
+        } else {
+            async_rt::task::spawn(run_writer(
+                self.clone(),
+                peer_id.clone(),
+                serial,
+                queue_receiver,
+                send_queue,
+                None,
+                kill_receiver,
+            ));
+        }
         self.round_robin.push(peer_id.clone());
         match &self.fair_queue_inner {
             None => {}

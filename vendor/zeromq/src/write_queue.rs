@@ -1,3 +1,4 @@
+use crate::backend::QueueCounters;
 use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 
 use futures::channel::mpsc;
@@ -11,27 +12,28 @@ pub(crate) async fn write_message_queue(
     queue_receiver: mpsc::Receiver<Message>,
     send_queue: ZmqFramedWrite,
 ) -> CodecResult<()> {
-    write_message_queue_with(queue_receiver, send_queue, |_| {}).await
+    write_message_queue_with(queue_receiver, send_queue, None).await
 }
 
-/// As [`write_message_queue`], from any stream of messages, calling `taken` with each
-/// message as it leaves the queue.
+/// As [`write_message_queue`], from any stream of messages, counting each message out of
+/// `taken` as it leaves the queue.
 ///
 /// zerowire patch: the ROUTER's per-peer queue bounds count what is waiting here; a message
 /// stops counting when this task takes it (at most one batch is then in the framed writer).
 /// The stream may merge a peer's urgent lane ahead of its queue.
 #[inline]
-pub(crate) async fn write_message_queue_with<S, F>(
+pub(crate) async fn write_message_queue_with<S>(
     mut queue_receiver: S,
     mut send_queue: ZmqFramedWrite,
-    mut taken: F,
+    taken: Option<&QueueCounters>,
 ) -> CodecResult<()>
 where
     S: Stream<Item = Message> + Unpin,
-    F: FnMut(&Message),
 {
     while let Some(message) = queue_receiver.next().await {
-        taken(&message);
+        if let Some(taken) = taken {
+            taken.taken(&message);
+        }
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
@@ -40,7 +42,9 @@ where
                 Some(Some(message)) => message,
                 _ => break,
             };
-            taken(&message);
+            if let Some(taken) = taken {
+                taken.taken(&message);
+            }
             send_queue.feed(message).await?;
         }
 
