@@ -647,25 +647,26 @@ async fn run_writer<S>(
 ) where
     S: futures::Stream<Item = Message> + Unpin,
 {
-    let write = write_message_queue_with(queue, send_queue, counters.as_deref()).fuse();
-    // Dropped without a word (the peer removed as usual, or the socket closing), the writer
-    // goes on draining its queue; told to, it stops at once.
-    let killed = async {
-        if kill.await.is_err() {
-            futures::future::pending::<()>().await;
+    let failed = {
+        let write = write_message_queue_with(queue, send_queue, counters.as_deref()).fuse();
+        // Dropped without a word (the peer removed as usual, or the socket closing), the
+        // writer goes on draining its queue; told to, it stops at once.
+        let killed = async {
+            if kill.await.is_err() {
+                futures::future::pending::<()>().await;
+            }
         }
-    }
-    .fuse();
-    futures::pin_mut!(write, killed);
-    let failed = futures::select! {
-        result = write => result.err(),
-        _ = killed => None,
+        .fuse();
+        futures::pin_mut!(write, killed);
+        futures::select! {
+            result = write => result.err(),
+            _ = killed => None,
+        }
     };
     if let Some(error) = failed {
         log::debug!("Error sending message to peer {:?}: {:?}", peer_id, error);
         backend.remove_peer(&peer_id, Some(serial), false);
     }
-    drop(write);
     // What was still queued is dropped with the queue.
     if let Some(counters) = &counters {
         let (messages, bytes) = counters.get();
