@@ -51,6 +51,9 @@ pub enum ZmqError {
     UnsupportedVersion(ZmtpVersion),
     #[error("Connect timed out after {0:?}")]
     ConnectTimeout(Duration),
+    /// zerowire patch: the peer did not complete the ZMTP handshake in time.
+    #[error("Handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

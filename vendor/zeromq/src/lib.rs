@@ -71,7 +71,7 @@ pub mod __bench {
                 let (send_queue, recv_queue) = mpsc::channel(queue_capacity);
                 backend
                     .peers
-                    .upsert_async(peer_id.clone(), Peer { send_queue })
+                    .upsert_async(peer_id.clone(), Peer::new(send_queue))
                     .await;
                 backend.round_robin.push(peer_id);
                 receivers.push(recv_queue);
@@ -196,6 +196,7 @@ pub mod __bench {
     }
 }
 
+pub use crate::backend::{QueuedStats, TrySendError, URGENT_LANE_MESSAGES};
 pub use crate::dealer::*;
 pub use crate::endpoint::{Endpoint, Host, Transport, TryIntoEndpoint};
 pub use crate::error::{ZmqError, ZmqResult};
@@ -354,7 +355,22 @@ pub struct SocketOptions {
     pub(crate) read_buffer_short_reads: usize,
     // zerowire patch: see `max_message_size`.
     pub(crate) max_message_size: Option<usize>,
+    // zerowire patch: see `peer_send_high_water_mark`, `drop_full_peer_after`.
+    pub(crate) peer_send_hwm_messages: usize,
+    pub(crate) peer_send_hwm_bytes: usize,
+    pub(crate) peer_send_grace: Option<Duration>,
+    // zerowire patch: see `handshake_timeout`.
+    pub(crate) handshake_timeout: Option<Duration>,
 }
+
+/// zerowire patch: libzmq's `ZMQ_HANDSHAKE_IVL` default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// zerowire patch: default bound of each peer's outbound queue, in messages (upstream's
+/// fixed queue capacity).
+pub const DEFAULT_PEER_SEND_HWM_MESSAGES: usize = 100_000;
+/// zerowire patch: default bound of each peer's outbound queue, in bytes of message frames.
+pub const DEFAULT_PEER_SEND_HWM_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for SocketOptions {
     fn default() -> Self {
@@ -365,6 +381,10 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_message_size: None,
+            peer_send_hwm_messages: DEFAULT_PEER_SEND_HWM_MESSAGES,
+            peer_send_hwm_bytes: DEFAULT_PEER_SEND_HWM_BYTES,
+            peer_send_grace: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
         }
     }
 }
@@ -431,6 +451,48 @@ impl SocketOptions {
         self
     }
 
+    /// zerowire patch. Bounds each peer's outbound queue: at most `messages` messages and
+    /// `bytes` bytes of frames wait for one peer's connection (a single message larger than
+    /// `bytes` is still queued when the queue is empty). A ROUTER's sends to a peer whose
+    /// queue is at a bound are refused at once (`RouterSocket::try_send_to` returns
+    /// `TrySendError::Full`; `send` an error), never waited on, so a peer that does not read
+    /// only delays its own messages. Round-robin sends (DEALER, PUSH) wait for room in
+    /// messages, as upstream. Defaults: 100 000 messages, 64 MiB.
+    ///
+    /// # Panics
+    /// Panics if either bound is zero.
+    pub fn peer_send_high_water_mark(&mut self, messages: usize, bytes: usize) -> &mut Self {
+        assert!(messages > 0, "peer send high water mark must be positive");
+        assert!(bytes > 0, "peer send high water mark must be positive");
+        self.peer_send_hwm_messages = messages;
+        self.peer_send_hwm_bytes = bytes;
+        self
+    }
+
+    /// zerowire patch. A peer whose outbound queue has refused every send for `grace` (from
+    /// the first refusal, reset by any accepted send) is disconnected by the next refused
+    /// send, its queued messages dropped. Off by default: a full peer is only refused.
+    pub fn drop_full_peer_after(&mut self, grace: Duration) -> &mut Self {
+        self.peer_send_grace = Some(grace);
+        self
+    }
+
+    /// zerowire patch. How long an accepted (or reconnected) connection has to complete the
+    /// ZMTP handshake (greeting and READY) before it is closed, as libzmq's
+    /// `ZMQ_HANDSHAKE_IVL`; 30 s by default, as there. Without it a peer that sends part of
+    /// a greeting holds its connection (a descriptor and a task) for good. Outgoing
+    /// `connect` is bounded by `connect_timeout` as before.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// zerowire patch. No bound on the handshake (upstream's behaviour).
+    pub fn no_handshake_timeout(&mut self) -> &mut Self {
+        self.handshake_timeout = None;
+        self
+    }
+
     pub fn peer_identity(&mut self, peer_id: PeerIdentity) -> &mut Self {
         self.peer_id = Some(peer_id);
         self
@@ -451,7 +513,11 @@ impl SocketOptions {
 pub trait MultiPeerBackend: SocketBackend {
     /// This should not be public..
     /// Find a better way of doing this
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo);
+    ///
+    /// zerowire patch: an error (a ROUTER's routing id already in use) refuses the
+    /// connection; `io` is dropped, closing it.
+    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo)
+        -> ZmqResult<()>;
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity);
 }
@@ -511,9 +577,10 @@ where
 
             match result {
                 Ok((endpoint, peer_id)) => {
-                    if let Some(monitor) = backend.monitor().lock().as_mut() {
-                        let _ = monitor.try_send(SocketEvent::Accepted(endpoint, peer_id));
-                    }
+                    backend::send_lifecycle_event(
+                        backend.monitor(),
+                        SocketEvent::Accepted(endpoint, peer_id),
+                    );
                 }
                 Err(error) => {
                     if let Some(monitor) = backend.monitor().lock().as_mut() {
@@ -624,11 +691,8 @@ pub trait Socket: Sized + Send {
             Ok((socket, endpoint, peer_id))
         })
         .await?;
-        backend.peer_connected(&peer_id, socket).await;
-
-        if let Some(monitor) = self.backend().monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Connected(endpoint, peer_id));
-        }
+        backend.clone().peer_connected(&peer_id, socket).await?;
+        backend::send_lifecycle_event(backend.monitor(), SocketEvent::Connected(endpoint, peer_id));
         Ok(())
     }
 

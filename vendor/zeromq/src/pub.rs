@@ -134,13 +134,14 @@ impl PubSocketBackend {
             None => return,
         };
 
-        let mut iter = self.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        // zerowire patch: visited synchronously; an entry held across `next_async().await`
+        // is a shard lock held across an await.
+        self.subscribers.iter_sync(|_, subscriber| {
             if subscription_matches(&subscriber.subscriptions, first_frame) {
                 send_to_subscriber(subscriber.send_queue.clone(), &message);
             }
-            iter = subscriber.next_async().await;
-        }
+            true
+        });
     }
 
     fn message_received(&self, peer_id: &PeerIdentity, message: Message) {
@@ -204,7 +205,11 @@ impl SocketBackend for PubSocketBackend {
 
 #[async_trait]
 impl MultiPeerBackend for PubSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> ZmqResult<()> {
         let (mut recv_queue, send_queue) = io.into_parts();
         // TODO provide handling for recv_queue
         let (queue_sender, queue_receiver) = mpsc::channel(PUB_SEND_QUEUE_CAPACITY);
@@ -262,13 +267,15 @@ impl MultiPeerBackend for PubSocketBackend {
                 }
             }
         });
+        Ok(())
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
         log::info!("Client disconnected {:?}", peer_id);
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
         if self.subscribers.remove_sync(peer_id).is_some() {
             self.subscriber_count.fetch_sub(1, Ordering::Relaxed);
         }

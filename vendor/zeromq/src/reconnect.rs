@@ -223,23 +223,28 @@ async fn try_reconnect(
     let (mut raw_socket, resolved_endpoint) =
         transport::connect(endpoint, Arc::clone(backend.socket_options())).await?;
 
-    // Perform ZMTP handshake
-    greet_exchange(&mut raw_socket).await?;
+    // zerowire patch: the handshake is bounded as an accepted one is.
+    let timeout = backend.socket_options().handshake_timeout;
+    let peer_id = crate::util::handshake_within(timeout, async {
+        // Perform ZMTP handshake
+        greet_exchange(&mut raw_socket).await?;
 
-    // Build properties for ready exchange (include identity if configured)
-    let mut props = None;
-    if let Some(identity) = &backend.socket_options().peer_id {
-        let mut connect_ops = std::collections::HashMap::new();
-        connect_ops.insert("Identity".to_string(), identity.clone().into());
-        props = Some(connect_ops);
-    }
+        // Build properties for ready exchange (include identity if configured)
+        let mut props = None;
+        if let Some(identity) = &backend.socket_options().peer_id {
+            let mut connect_ops = std::collections::HashMap::new();
+            connect_ops.insert("Identity".to_string(), identity.clone().into());
+            props = Some(connect_ops);
+        }
 
-    // Exchange ready commands
-    let peer_id = ready_exchange(&mut raw_socket, backend.socket_type(), props).await?;
+        // Exchange ready commands
+        ready_exchange(&mut raw_socket, backend.socket_type(), props).await
+    })
+    .await?;
 
     // Register the peer with the backend
     // This triggers subscription resync for SUB sockets
-    backend.peer_connected(&peer_id, raw_socket).await;
+    backend.peer_connected(&peer_id, raw_socket).await?;
 
     Ok((peer_id, resolved_endpoint))
 }

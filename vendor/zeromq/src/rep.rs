@@ -83,7 +83,11 @@ impl Socket for RepSocket {
 
 #[async_trait]
 impl MultiPeerBackend for RepSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> ZmqResult<()> {
         let (recv_queue, send_queue) = io.into_parts();
 
         self.peers
@@ -98,12 +102,14 @@ impl MultiPeerBackend for RepSocketBackend {
         self.fair_queue_inner
             .lock()
             .insert(peer_id.clone(), recv_queue);
+        Ok(())
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
         self.peers.remove_sync(peer_id);
     }
 }
@@ -131,11 +137,17 @@ impl SocketSend for RepSocket {
     async fn send(&mut self, mut message: ZmqMessage) -> ZmqResult<()> {
         match self.current_request.take() {
             Some(peer_id) => {
-                if let Some(mut peer) = self.backend.peers.get_async(&peer_id).await {
+                // zerowire patch: the peer is taken out of the map for the write and put
+                // back, so no map entry (a shard lock) is held across the `.await`.
+                if let Some((peer_id, mut peer)) = self.backend.peers.remove_sync(&peer_id) {
                     if let Some(envelope) = self.envelope.take() {
                         message.prepend(&envelope);
                     }
-                    peer.send_queue.send(Message::Message(message)).await?;
+                    let sent = peer.send_queue.send(Message::Message(message)).await;
+                    if sent.is_ok() {
+                        let _ = self.backend.peers.insert_sync(peer_id, peer);
+                    }
+                    sent?;
                     Ok(())
                 } else {
                     Err(ZmqError::ReturnToSender {

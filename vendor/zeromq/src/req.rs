@@ -57,10 +57,14 @@ impl SocketSend for ReqSocket {
                     })
                 }
             };
-            if let Some(mut peer) = self.backend.peers.get_async(&next_peer_id).await {
+            // zerowire patch: the peer is taken out of the map for the write and put back,
+            // so no map entry (a shard lock) is held across the `.await`.
+            if let Some((peer_id, mut peer)) = self.backend.peers.remove_sync(&next_peer_id) {
                 self.backend.round_robin.push(next_peer_id.clone());
                 message.push_front(Bytes::new());
-                peer.send_queue.send(Message::Message(message)).await?;
+                let sent = peer.send_queue.send(Message::Message(message)).await;
+                let _ = self.backend.peers.insert_sync(peer_id, peer);
+                sent?;
                 self.current_request = Some(next_peer_id);
                 return Ok(());
             }
@@ -76,12 +80,17 @@ impl SocketRecv for ReqSocket {
             None => return Err(ZmqError::Other("Unable to recv. No request in progress")),
         };
 
-        let Some(mut peer) = self.backend.peers.get_async(&peer_id).await else {
+        // zerowire patch: taken out of the map while reading, as in `send`.
+        let Some((peer_id, mut peer)) = self.backend.peers.remove_sync(&peer_id) else {
             self.current_request = None;
             return Err(ZmqError::Other("Server disconnected"));
         };
 
-        let result = match peer.recv_queue.next().await {
+        let received = peer.recv_queue.next().await;
+        if !matches!(received, None | Some(Err(_))) {
+            let _ = self.backend.peers.insert_sync(peer_id, peer);
+        }
+        let result = match received {
             Some(Ok(Message::Message(mut m))) => {
                 if m.len() < 2 {
                     Err(ZmqError::Other("Invalid message format: too few frames"))
@@ -136,7 +145,11 @@ impl Socket for ReqSocket {
 
 #[async_trait]
 impl MultiPeerBackend for ReqSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> ZmqResult<()> {
         let (recv_queue, send_queue) = io.into_parts();
         self.peers
             .upsert_async(
@@ -149,6 +162,7 @@ impl MultiPeerBackend for ReqSocketBackend {
             )
             .await;
         self.round_robin.push(peer_id.clone());
+        Ok(())
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {

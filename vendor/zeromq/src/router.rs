@@ -7,6 +7,7 @@ use crate::message::*;
 use crate::transport::AcceptStopHandle;
 use crate::util::PeerIdentity;
 use crate::{MultiPeerBackend, SocketEvent, SocketOptions, SocketRecv, SocketSend, SocketType};
+use crate::{QueuedStats, TrySendError};
 use crate::{Socket, SocketBackend};
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 
 use std::collections::HashMap;
-use std::convert::TryInto;
+use std::convert::TryFrom;
 use std::sync::Arc;
 
 pub struct RouterSocket {
@@ -98,18 +99,118 @@ impl SocketRecv for RouterSocket {
 
 #[async_trait]
 impl SocketSend for RouterSocket {
-    async fn send(&mut self, mut message: ZmqMessage) -> ZmqResult<()> {
-        if message.len() <= 1 {
-            return Err(ZmqError::Socket(
-                "ROUTER send requires at least 2 frames: identity frame + message",
-            ));
-        }
-        let peer_id: PeerIdentity = message.pop_front().unwrap().try_into()?;
-        self.backend
-            .send_to_peer(&peer_id, Message::Message(message))
-            .await
+    /// zerowire patch: never waits on the peer. A message for a peer whose queue is full
+    /// (or an unknown peer) comes back at once in `ZmqError::ReturnToSender`, as libzmq's
+    /// ROUTER drops it at the high water mark (or fails with `EAGAIN` under
+    /// `ZMQ_ROUTER_MANDATORY`). See [`RouterSocket::try_send`].
+    async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        check_routable(&message)?;
+        try_send(&self.backend, message).map_err(Into::into)
     }
 }
+
+fn check_routable(message: &ZmqMessage) -> ZmqResult<()> {
+    if message.len() <= 1 {
+        return Err(ZmqError::Socket(
+            "ROUTER send requires at least 2 frames: identity frame + message",
+        ));
+    }
+    Ok(())
+}
+
+fn try_send(backend: &GenericSocketBackend, message: ZmqMessage) -> Result<(), TrySendError> {
+    let (peer_id, message) = split_routing_id(message)?;
+    backend.try_send_to_peer(&peer_id, message)
+}
+
+/// The routing id (first frame) and the rest; the whole message back if it cannot be routed.
+fn split_routing_id(mut message: ZmqMessage) -> Result<(PeerIdentity, ZmqMessage), TrySendError> {
+    if message.len() <= 1 {
+        return Err(TrySendError::NotRoutable(message));
+    }
+    let id = message.pop_front().expect("two frames or more");
+    // An empty id would stand for a fresh random one: no peer has it.
+    if id.is_empty() || id.len() > PeerIdentity::MAX_LENGTH {
+        message.push_front(id);
+        return Err(TrySendError::UnknownPeer(message));
+    }
+    let peer_id = PeerIdentity::try_from(id).expect("length checked");
+    Ok((peer_id, message))
+}
+
+/// zerowire patch: the non-blocking sends and the per-peer queue figures, on the socket and
+/// on its send half alike.
+macro_rules! router_send_api {
+    ($ty:ty, $self:ident => $backend:expr) => {
+        impl $ty {
+            /// Queues `message` for the peer named by its first frame (the routing id, as
+            /// `send`), and returns at once: `Err(TrySendError::Full(message))` if that
+            /// peer's queue is at its message or byte bound
+            /// ([`SocketOptions::peer_send_high_water_mark`]), `UnknownPeer` if no
+            /// connected peer has that id, `PeerDropped` if the peer's queue had stayed
+            /// full past [`SocketOptions::drop_full_peer_after`] and the peer was dropped
+            /// now. The message comes back in every error. Never waits, never takes a lock
+            /// that is held across an `.await`; callable from any thread.
+            pub fn try_send(&$self, message: ZmqMessage) -> Result<(), TrySendError> {
+                try_send(&$backend, message)
+            }
+
+            /// As [`Self::try_send`], with the routing id given apart: `message` holds only
+            /// the frames the peer receives.
+            pub fn try_send_to(
+                &$self,
+                peer_id: &PeerIdentity,
+                message: ZmqMessage,
+            ) -> Result<(), TrySendError> {
+                $backend.try_send_to_peer(peer_id, message)
+            }
+
+            /// As [`Self::try_send_to`], through the peer's urgent lane: its writer sends
+            /// what is there before anything from its queue, so a control reply (an ack, a
+            /// pong) never waits behind data queued for that peer. The lane holds
+            /// [`crate::URGENT_LANE_MESSAGES`] (then `Full`); the queue's bounds do not
+            /// apply to it. Messages in the lane may overtake earlier ones in the queue.
+            pub fn try_send_urgent_to(
+                &$self,
+                peer_id: &PeerIdentity,
+                message: ZmqMessage,
+            ) -> Result<(), TrySendError> {
+                $backend.try_send_urgent_to_peer(peer_id, message)
+            }
+
+            /// As [`Self::try_send`] (routing id first), through the peer's urgent lane.
+            pub fn try_send_urgent(&$self, message: ZmqMessage) -> Result<(), TrySendError> {
+                let (peer_id, message) = split_routing_id(message)?;
+                $backend.try_send_urgent_to_peer(&peer_id, message)
+            }
+
+            /// What waits in the peer's outbound queue (not yet taken by its writer), or
+            /// `None` if no connected peer has that id.
+            pub fn peer_queued(&$self, peer_id: &PeerIdentity) -> Option<QueuedStats> {
+                $backend.peer_queued(peer_id)
+            }
+
+            /// What waits in all peers' outbound queues together.
+            pub fn queued(&$self) -> QueuedStats {
+                $backend.queued()
+            }
+
+            /// Connected peers (handshake done, not yet seen to leave).
+            pub fn peer_count(&$self) -> usize {
+                $backend.connected_peers()
+            }
+
+            /// Closes the peer's connection now, dropping what is queued for it; a
+            /// `Disconnected` event follows. False if no connected peer has that id.
+            pub fn disconnect_peer(&$self, peer_id: &PeerIdentity) -> bool {
+                $backend.disconnect_peer(peer_id)
+            }
+        }
+    };
+}
+
+router_send_api!(RouterSocket, self => self.backend);
+router_send_api!(RouterSendHalf, self => self.inner.backend);
 
 impl RouterSocket {
     /// Splits the socket into separate send and recv halves, allowing concurrent
@@ -169,17 +270,10 @@ pub struct RouterRecvHalf {
 
 #[async_trait]
 impl SocketSend for RouterSendHalf {
-    async fn send(&mut self, mut message: ZmqMessage) -> ZmqResult<()> {
-        if message.len() <= 1 {
-            return Err(ZmqError::Socket(
-                "ROUTER send requires at least 2 frames: identity frame + message",
-            ));
-        }
-        let peer_id: PeerIdentity = message.pop_front().unwrap().try_into()?;
-        self.inner
-            .backend
-            .send_to_peer(&peer_id, Message::Message(message))
-            .await
+    /// zerowire patch: never waits on the peer, as `RouterSocket`'s.
+    async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
+        check_routable(&message)?;
+        try_send(&self.inner.backend, message).map_err(Into::into)
     }
 }
 

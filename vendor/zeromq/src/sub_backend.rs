@@ -157,11 +157,11 @@ impl SubSocketBackend {
         }
 
         let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
+        // zerowire patch: collected synchronously (no shard lock held across an await).
+        self.peers.iter_sync(|peer_id, peer| {
+            targets.push((peer_id.clone(), peer.send_queue.clone()));
+            true
+        });
 
         let mut dead_peers = Vec::new();
         for (peer_id, send_queue) in targets {
@@ -209,11 +209,11 @@ impl SubSocketBackend {
     /// Reliably send a message to every connected peer using async send.
     async fn broadcast_control_message(&self, message: ZmqMessage) -> ZmqResult<()> {
         let mut targets = Vec::new();
-        let mut iter = self.peers.begin_async().await;
-        while let Some(peer) = iter {
-            targets.push((peer.key().clone(), peer.send_queue.clone()));
-            iter = peer.next_async().await;
-        }
+        // zerowire patch: collected synchronously (no shard lock held across an await).
+        self.peers.iter_sync(|peer_id, peer| {
+            targets.push((peer_id.clone(), peer.send_queue.clone()));
+            true
+        });
 
         let mut dead_peers = Vec::new();
         let mut first_error = None;
@@ -279,13 +279,17 @@ impl SocketBackend for SubSocketBackend {
 
 #[async_trait]
 impl MultiPeerBackend for SubSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> ZmqResult<()> {
         let (recv_queue, mut send_queue) = io.into_parts();
 
         for message in self.subscription_messages() {
             if let Err(e) = send_queue.send(Message::Message(message)).await {
                 log::error!("Failed to send subscription to peer {:?}: {:?}", peer_id, e);
-                return;
+                return Ok(());
             }
         }
 
@@ -301,12 +305,14 @@ impl MultiPeerBackend for SubSocketBackend {
         if let Some(inner) = &self.fair_queue_inner {
             inner.lock().insert(peer_id.clone(), recv_queue);
         }
+        Ok(())
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
-        if let Some(monitor) = self.monitor().lock().as_mut() {
-            let _ = monitor.try_send(SocketEvent::Disconnected(peer_id.clone()));
-        }
+        crate::backend::send_lifecycle_event(
+            self.monitor(),
+            SocketEvent::Disconnected(peer_id.clone()),
+        );
 
         self.peers.remove_sync(peer_id);
         if let Some(inner) = &self.fair_queue_inner {
@@ -351,12 +357,13 @@ pub(crate) async fn connect_with_reconnect(
             Ok((socket, resolved_endpoint, peer_id))
         })
         .await?;
-    backend.clone().peer_connected(&peer_id, socket).await;
+    backend.clone().peer_connected(&peer_id, socket).await?;
 
     // Emit Connected event
-    if let Some(monitor) = backend.monitor().lock().as_mut() {
-        let _ = monitor.try_send(SocketEvent::Connected(resolved_endpoint, peer_id.clone()));
-    }
+    crate::backend::send_lifecycle_event(
+        backend.monitor(),
+        SocketEvent::Connected(resolved_endpoint, peer_id.clone()),
+    );
 
     // Create a closure that registers disconnect notifiers with the backend
     let backend_for_closure = backend.clone();

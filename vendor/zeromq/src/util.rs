@@ -191,8 +191,10 @@ pub(crate) async fn peer_connected(
     mut raw_socket: FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    let peer_id = peer_handshake(&mut raw_socket, backend.clone()).await?;
-    backend.peer_connected(&peer_id, raw_socket).await;
+    let timeout = backend.socket_options().handshake_timeout;
+    let peer_id =
+        handshake_within(timeout, peer_handshake(&mut raw_socket, backend.clone())).await?;
+    backend.peer_connected(&peer_id, raw_socket).await?;
     Ok(peer_id)
 }
 
@@ -208,6 +210,21 @@ pub(crate) async fn peer_handshake(
         props = Some(connect_ops);
     }
     ready_exchange(raw_socket, backend.socket_type(), props).await
+}
+
+/// zerowire patch: bounds a handshake by the socket's `handshake_timeout`. Dropping the
+/// future on expiry lets the caller drop (close) the connection.
+pub(crate) async fn handshake_within<T, F>(duration: Option<Duration>, future: F) -> ZmqResult<T>
+where
+    F: Future<Output = ZmqResult<T>>,
+{
+    match duration {
+        Some(duration) => match async_rt::task::timeout(duration, future).await {
+            Ok(result) => result,
+            Err(_) => Err(ZmqError::HandshakeTimeout(duration)),
+        },
+        None => future.await,
+    }
 }
 
 pub(crate) async fn run_with_timeout<T, F>(duration: Option<Duration>, future: F) -> ZmqResult<T>

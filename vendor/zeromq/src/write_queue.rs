@@ -1,25 +1,50 @@
+use crate::backend::QueueCounters;
 use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 
 const WRITE_BATCH_LIMIT: usize = 128;
 
 /// Writes queued socket messages into the underlying framed sink in small batches.
 #[inline]
 pub(crate) async fn write_message_queue(
-    mut queue_receiver: mpsc::Receiver<Message>,
-    mut send_queue: ZmqFramedWrite,
+    queue_receiver: mpsc::Receiver<Message>,
+    send_queue: ZmqFramedWrite,
 ) -> CodecResult<()> {
+    write_message_queue_with(queue_receiver, send_queue, None).await
+}
+
+/// As [`write_message_queue`], from any stream of messages, counting each message out of
+/// `taken` as it leaves the queue.
+///
+/// zerowire patch: the ROUTER's per-peer queue bounds count what is waiting here; a message
+/// stops counting when this task takes it (at most one batch is then in the framed writer).
+/// The stream may merge a peer's urgent lane ahead of its queue.
+#[inline]
+pub(crate) async fn write_message_queue_with<S>(
+    mut queue_receiver: S,
+    mut send_queue: ZmqFramedWrite,
+    taken: Option<&QueueCounters>,
+) -> CodecResult<()>
+where
+    S: Stream<Item = Message> + Unpin,
+{
     while let Some(message) = queue_receiver.next().await {
+        if let Some(taken) = taken {
+            taken.taken(&message);
+        }
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
         for _ in 1..WRITE_BATCH_LIMIT {
-            let message = match queue_receiver.try_recv() {
-                Ok(message) => message,
-                Err(_) => break,
+            let message = match queue_receiver.next().now_or_never() {
+                Some(Some(message)) => message,
+                _ => break,
             };
+            if let Some(taken) = taken {
+                taken.taken(&message);
+            }
             send_queue.feed(message).await?;
         }
 

@@ -91,7 +91,11 @@ impl SocketBackend for XPubSocketBackend {
 
 #[async_trait]
 impl MultiPeerBackend for XPubSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> ZmqResult<()> {
         let (recv_queue, send_queue) = io.into_parts();
 
         self.subscribers
@@ -107,6 +111,7 @@ impl MultiPeerBackend for XPubSocketBackend {
         self.fair_queue_inner
             .lock()
             .insert(peer_id.clone(), recv_queue);
+        Ok(())
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
@@ -136,16 +141,16 @@ impl SocketSend for XPubSocket {
             None => return Ok(()), // Empty message, nothing to publish
         };
         let mut targets = Vec::new();
-        let mut iter = self.backend.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        // zerowire patch: collected synchronously (no shard lock held across an await).
+        self.backend.subscribers.iter_sync(|peer_id, subscriber| {
             if subscriber.subscriptions.iter().any(|sub_filter| {
                 sub_filter.len() <= first_frame.len()
                     && sub_filter.as_slice() == &first_frame[0..sub_filter.len()]
             }) {
-                targets.push((subscriber.key().clone(), subscriber.send_queue.clone()));
+                targets.push((peer_id.clone(), subscriber.send_queue.clone()));
             }
-            iter = subscriber.next_async().await;
-        }
+            true
+        });
 
         let mut dead_peers = Vec::new();
         for (peer_id, send_queue) in targets {

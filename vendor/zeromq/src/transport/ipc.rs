@@ -18,7 +18,7 @@ use windows::{UnixListener, UnixStream};
 
 #[cfg(target_family = "unix")]
 use super::make_framed;
-use super::AcceptStopHandle;
+use super::{AcceptBackoff, AcceptStopHandle};
 use crate::async_rt;
 use crate::codec::FramedIo;
 use crate::endpoint::Endpoint;
@@ -143,9 +143,15 @@ where
     let (stop_channel, stop_callback) = oneshot::channel::<()>();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
+        let mut backoff = AcceptBackoff::new();
         loop {
+            let mut pause = None;
             select! {
                 incoming = listener.accept().fuse() => {
+                    match &incoming {
+                        Ok(_) => backoff.accepted(),
+                        Err(error) => pause = backoff.failed(error),
+                    }
                     let maybe_accepted: Result<_, _> = incoming.map(|(raw_socket, peer_addr)| {
                         #[cfg(target_family = "unix")]
                         let peer_addr = pathname_from_unix_addr(peer_addr);
@@ -161,6 +167,12 @@ where
                 _ = stop_callback => {
                     log::debug!("Accept task received stop signal. {:?}", listener_addr);
                     break
+                }
+            }
+            if let Some(pause) = pause {
+                select! {
+                    _ = async_rt::task::sleep(pause).fuse() => {}
+                    _ = stop_callback => break,
                 }
             }
         }

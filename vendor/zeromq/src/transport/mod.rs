@@ -79,6 +79,41 @@ pub(crate) async fn connect(
 
 pub struct AcceptStopHandle(pub(crate) TaskHandle<()>);
 
+/// zerowire patch: how long the accept loop pauses after a failed accept. At the descriptor
+/// limit (EMFILE, ENFILE) or short of memory the listener stays readable, so retrying at once
+/// spun a core at 100 % and starved the tasks that would free descriptors. The pause doubles
+/// from 5 ms to 500 ms while accepts keep failing and resets on a success; errors that only
+/// concern the one connection (aborted or reset before it was accepted) retry at once.
+pub(crate) struct AcceptBackoff {
+    next: std::time::Duration,
+}
+
+impl AcceptBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(5);
+    const MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+    pub(crate) fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    pub(crate) fn accepted(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    pub(crate) fn failed(&mut self, error: &std::io::Error) -> Option<std::time::Duration> {
+        use std::io::ErrorKind::*;
+        if matches!(
+            error.kind(),
+            ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+        ) {
+            return None;
+        }
+        let pause = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(pause)
+    }
+}
+
 /// Spawns an async task that listens for connections at the provided endpoint.
 ///
 /// `cback` will be invoked when a connection is accepted. If the result was

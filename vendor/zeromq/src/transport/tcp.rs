@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use async_std::net::{TcpListener, TcpStream};
 
 use super::make_framed;
-use super::AcceptStopHandle;
+use super::{AcceptBackoff, AcceptStopHandle};
 use crate::async_rt;
 use crate::codec::FramedIo;
 use crate::endpoint::{Endpoint, Host, Port};
@@ -91,9 +91,15 @@ where
     let (stop_channel, stop_callback) = futures::channel::oneshot::channel::<()>();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
+        let mut backoff = AcceptBackoff::new();
         loop {
+            let mut pause = None;
             select! {
                 incoming = listener.accept().fuse() => {
+                    match &incoming {
+                        Ok(_) => backoff.accepted(),
+                        Err(error) => pause = backoff.failed(error),
+                    }
                     let maybe_accepted: Result<_, _> = incoming
                         .and_then(|(raw_socket, remote_addr)| {
                             raw_socket
@@ -114,6 +120,12 @@ where
                 }
                 _ = stop_callback => {
                     break
+                }
+            }
+            if let Some(pause) = pause {
+                select! {
+                    _ = async_rt::task::sleep(pause).fuse() => {}
+                    _ = stop_callback => break,
                 }
             }
         }

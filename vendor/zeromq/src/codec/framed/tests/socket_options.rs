@@ -34,8 +34,13 @@ impl SocketBackend for RecordingBackend {
 
 #[async_trait]
 impl MultiPeerBackend for RecordingBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+    async fn peer_connected(
+        self: Arc<Self>,
+        peer_id: &PeerIdentity,
+        io: FramedIo,
+    ) -> crate::ZmqResult<()> {
         assert!(self.peers.unbounded_send((peer_id.clone(), io)).is_ok());
+        Ok(())
     }
     fn peer_disconnected(&self, _peer_id: &PeerIdentity) {}
 }
