@@ -7,6 +7,8 @@
 //! commands as RFC 26/27 and libzmq lay them out and checks what comes back.
 
 #[cfg(test)]
+mod interop;
+#[cfg(test)]
 mod tests;
 pub(crate) mod z85;
 

@@ -92,6 +92,23 @@ async fn assert_nothing_received(socket: &mut impl SocketRecv) {
     }
 }
 
+/// Receives (a ROUTER reads its peers, and so rejects their bad frames, only while someone
+/// receives) until one rejection is counted; any message arriving meanwhile fails the test.
+async fn receive_nothing_until_rejected(socket: &mut RouterSocket, stats: &CurveStats) {
+    let deadline = Instant::now() + WAIT;
+    while stats.rejected_messages() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the rejection"
+        );
+        if let Ok(message) = tokio::time::timeout(Duration::from_millis(20), socket.recv()).await {
+            panic!("nothing should have arrived, got {message:?}");
+        }
+    }
+    assert_eq!(stats.rejected_messages(), 1);
+    assert_nothing_received(socket).await;
+}
+
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !condition() {
@@ -323,9 +340,7 @@ async fn tampered_message_closes_only_that_connection() {
     .await;
     client.send(message(&[b"tampered"])).await.unwrap();
 
-    // The ROUTER reads (and so rejects) while someone receives from it.
-    assert_nothing_received(&mut server.socket).await;
-    assert_eq!(server.stats.rejected_messages(), 1);
+    receive_nothing_until_rejected(&mut server.socket, &server.stats).await;
     let disconnected = async {
         while let Some(event) = futures::StreamExt::next(&mut monitor).await {
             if let crate::SocketEvent::Disconnected(_) = event {
@@ -362,8 +377,7 @@ async fn replayed_message_is_refused() {
 
     // The original arrives; its copy is refused and ends the connection.
     assert_eq!(frames(&recv(&mut server.socket).await)[1], b"once");
-    assert_nothing_received(&mut server.socket).await;
-    assert_eq!(server.stats.rejected_messages(), 1);
+    receive_nothing_until_rejected(&mut server.socket, &server.stats).await;
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
