@@ -107,8 +107,8 @@ impl ZmqCommand {
     }
 }
 
-/// ZMTP metadata (`name-len name value-len value`...), as in READY and in CURVE's INITIATE and
-/// READY boxes.
+/// zerowire patch: READY's property parser, on its own so that CURVE reads the same metadata
+/// (`name-len name value-len value`...) out of its INITIATE and READY boxes.
 pub(crate) fn parse_properties(mut buf: Bytes) -> Result<HashMap<String, Bytes>, CodecError> {
     let mut properties = HashMap::new();
     while !buf.is_empty() {
@@ -149,6 +149,7 @@ pub(crate) fn put_properties(properties: &HashMap<String, Bytes>, bytes: &mut By
 
 impl From<ZmqCommand> for BytesMut {
     fn from(command: ZmqCommand) -> Self {
+        // zerowire patch: a mechanism's command goes out as it was given.
         if let ZmqCommandName::MECHANISM = command.name {
             let mut bytes = BytesMut::with_capacity(command.body.len() + 9);
             if command.body.len() > 255 {
