@@ -442,3 +442,133 @@ fn keys_read_and_write_z85() {
     assert!(CurvePublicKey::from_z85(&format!("{public}12345")).is_err());
     assert!(CurvePublicKey::from_z85(&public.replace(&public[..1], "\"")).is_err());
 }
+
+/// Opens a TCP connection that greets as a CURVE client and then does what a test says.
+async fn raw_curve_peer(endpoint: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(endpoint.trim_start_matches("tcp://"))
+        .await
+        .unwrap();
+    let greeting = crate::codec::ZmqGreeting {
+        mechanism: crate::codec::mechanism::ZmqMechanism::CURVE,
+        ..Default::default()
+    };
+    stream.write_all(&BytesMut::from(greeting)).await.unwrap();
+    let mut theirs = [0u8; 64];
+    stream.read_exact(&mut theirs).await.unwrap();
+    assert_eq!(&theirs[12..17], b"CURVE");
+    assert_eq!(theirs[32], 1, "the server side sets as-server");
+    stream
+}
+
+async fn assert_closed_by_peer(stream: &mut TcpStream) {
+    let mut sink = [0u8; 256];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept a misbehaving connection open"),
+        }
+    }
+}
+
+fn command_frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x04, body.len() as u8];
+    frame.extend_from_slice(body);
+    frame
+}
+
+fn hello(version: [u8; 2], len: usize) -> Vec<u8> {
+    let mut body = b"\x05HELLO".to_vec();
+    body.extend_from_slice(&version);
+    body.resize(len, 0);
+    command_frame(&body)
+}
+
+#[tokio::test]
+async fn malformed_handshakes_close_only_their_connection() {
+    let mut server = curve_server(|_| true).await;
+    let mut welcome = b"\x07WELCOME".to_vec();
+    welcome.resize(168, 0);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a message frame before HELLO",
+            vec![0x00, 5, b'h', b'e', b'l', b'l', b'o'],
+        ),
+        ("an empty command", vec![0x04, 0]),
+        (
+            "a command name longer than its frame",
+            vec![0x04, 2, 9, b'H'],
+        ),
+        ("WELCOME sent to a server", command_frame(&welcome)),
+        ("a HELLO one byte short", hello([1, 0], 199)),
+        ("a HELLO of CurveZMQ 2.0", hello([2, 0], 200)),
+        ("a HELLO whose box does not open", hello([1, 0], 200)),
+    ];
+    for (i, (case, bytes)) in cases.iter().enumerate() {
+        let mut stream = raw_curve_peer(&server.endpoint).await;
+        stream.write_all(bytes).await.unwrap();
+        assert_closed_by_peer(&mut stream).await;
+        let failures = i as u64 + 1;
+        wait_until(case, || server.stats.handshake_failures() == failures).await;
+    }
+
+    let mut client = curve_client(
+        &server.endpoint,
+        server.keys.public_key,
+        CurveKeyPair::generate(),
+    )
+    .await;
+    client.send(message(&[b"still served"])).await.unwrap();
+    assert_eq!(frames(&recv(&mut server.socket).await)[1], b"still served");
+    assert!(server.seen.lock().len() == 1);
+}
+
+#[tokio::test]
+async fn a_subscriber_reconnects_through_the_curve_handshake() {
+    let keys = CurveKeyPair::generate();
+    let publisher = |keys: &CurveKeyPair| {
+        let mut options = SocketOptions::default();
+        options.curve_server(keys.secret_key.clone());
+        let stats = options.curve_stats();
+        (crate::PubSocket::with_options(options), stats)
+    };
+    let (mut first, _) = publisher(&keys);
+    let endpoint = first.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+
+    let mut subscriber =
+        crate::SubSocket::with_options(client_options(keys.public_key, CurveKeyPair::generate()));
+    subscriber.connect(&endpoint).await.unwrap();
+    subscriber.subscribe("").await.unwrap();
+
+    // A PUB drops what it sends before the subscription reaches it: publish until heard.
+    async fn publish_until_heard(
+        publisher: &mut crate::PubSocket,
+        subscriber: &mut crate::SubSocket,
+        body: &[u8],
+    ) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "the subscriber never heard");
+            publisher.send(message(&[body])).await.unwrap();
+            if let Ok(heard) =
+                tokio::time::timeout(Duration::from_millis(50), subscriber.recv()).await
+            {
+                assert_eq!(frames(&heard.unwrap())[0], body);
+                return;
+            }
+        }
+    }
+    publish_until_heard(&mut first, &mut subscriber, b"before").await;
+
+    // The publisher goes away and a new one takes its port, with the same key.
+    first.close().await;
+    let (mut second, stats) = publisher(&keys);
+    let deadline = Instant::now() + WAIT;
+    while let Err(error) = second.bind(&endpoint).await {
+        assert!(Instant::now() < deadline, "port not free again: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publish_until_heard(&mut second, &mut subscriber, b"after").await;
+    assert!(stats.handshakes() >= 1);
+    assert_eq!(stats.handshake_failures(), 0);
+}
