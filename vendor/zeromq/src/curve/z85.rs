@@ -21,7 +21,7 @@ const DECODE: [u8; 128] = {
 
 /// Encodes `data`, whose length must be a multiple of 4.
 pub fn encode(data: &[u8]) -> Option<String> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return None;
     }
     let mut out = String::with_capacity(data.len() / 4 * 5);
@@ -41,7 +41,7 @@ pub fn encode(data: &[u8]) -> Option<String> {
 /// Decodes `text`, whose length must be a multiple of 5.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let text = text.as_bytes();
-    if text.len() % 5 != 0 {
+    if !text.len().is_multiple_of(5) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 5 * 4);
