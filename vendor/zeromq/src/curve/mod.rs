@@ -287,6 +287,15 @@ impl CurveOptions {
 
 const UNAUTHORIZED: &str = "CURVE: client key not authorized";
 
+impl ZmqError {
+    /// Whether this is the security handshake refusing the peer or being refused by it: a
+    /// peer of another mechanism, a key that does not match, a failed box, a refusal by the
+    /// authorizer. Retrying with the same keys will not help.
+    pub fn is_mechanism_failure(&self) -> bool {
+        matches!(self, ZmqError::Codec(CodecError::Mechanism(_)))
+    }
+}
+
 fn fail(reason: &'static str) -> ZmqError {
     ZmqError::Codec(CodecError::Mechanism(reason))
 }
