@@ -3,6 +3,8 @@
 mod async_rt;
 mod backend;
 mod codec;
+// zerowire patch: the CURVE security mechanism (CURVE.md).
+mod curve;
 mod dealer;
 mod endpoint;
 mod error;
@@ -197,6 +199,10 @@ pub mod __bench {
 }
 
 pub use crate::backend::{QueuedStats, TrySendError, URGENT_LANE_MESSAGES};
+pub use crate::curve::{
+    CurveAuthorizer, CurveKeyError, CurveKeyPair, CurvePeer, CurvePublicKey, CurveSecretKey,
+    CurveStats,
+};
 pub use crate::dealer::*;
 pub use crate::endpoint::{Endpoint, Host, Transport, TryIntoEndpoint};
 pub use crate::error::{ZmqError, ZmqResult};
@@ -361,6 +367,8 @@ pub struct SocketOptions {
     pub(crate) peer_send_grace: Option<Duration>,
     // zerowire patch: see `handshake_timeout`.
     pub(crate) handshake_timeout: Option<Duration>,
+    // zerowire patch: see `curve_server` and `curve_client`.
+    pub(crate) curve: curve::CurveOptions,
 }
 
 /// zerowire patch: libzmq's `ZMQ_HANDSHAKE_IVL` default.
@@ -385,6 +393,7 @@ impl Default for SocketOptions {
             peer_send_hwm_bytes: DEFAULT_PEER_SEND_HWM_BYTES,
             peer_send_grace: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            curve: curve::CurveOptions::default(),
         }
     }
 }
@@ -491,6 +500,47 @@ impl SocketOptions {
     pub fn no_handshake_timeout(&mut self) -> &mut Self {
         self.handshake_timeout = None;
         self
+    }
+
+    /// zerowire patch. Makes this socket a CURVE server (RFC 26/27, as libzmq's
+    /// `ZMQ_CURVE_SERVER` with `ZMQ_CURVE_SECRETKEY`): every connection, accepted or made,
+    /// must complete the CURVE handshake with a client that knows this key's public half, and
+    /// all traffic after it is encrypted and authenticated. Peers of another mechanism
+    /// (plaintext NULL) are refused. Any client key is accepted unless `curve_authorizer` says
+    /// otherwise.
+    pub fn curve_server(&mut self, secret_key: CurveSecretKey) -> &mut Self {
+        self.curve.set_server(secret_key);
+        self
+    }
+
+    /// zerowire patch. Makes this socket a CURVE client of the server whose long-term public
+    /// key is `server_key`, proving `keys` as its own long-term identity (libzmq's
+    /// `ZMQ_CURVE_SERVERKEY`, `ZMQ_CURVE_PUBLICKEY`, `ZMQ_CURVE_SECRETKEY`). A server that
+    /// does not hold the secret of `server_key` cannot complete the handshake, so nothing is
+    /// ever sent to it. Use `CurveKeyPair::generate()` for a client without a lasting identity.
+    pub fn curve_client(&mut self, server_key: CurvePublicKey, keys: CurveKeyPair) -> &mut Self {
+        self.curve.set_client(server_key, keys);
+        self
+    }
+
+    /// zerowire patch. On a CURVE server, asked once per connection, after the client proved
+    /// its long-term key and before it joins the socket, whether it may connect; `false`
+    /// closes that connection (an ERROR is sent first, as libzmq's ZAP refusal does). The
+    /// peer's identity is the one the socket routes it by, so this is also where the owner
+    /// learns which key stands behind which identity. Keep it quick: it runs on the
+    /// connection's task.
+    pub fn curve_authorizer(
+        &mut self,
+        authorizer: impl Fn(&CurvePeer) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.curve.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// zerowire patch. The counters of this socket's CURVE handshakes and of the connections
+    /// closed for what they sent; shared, so read them while the socket runs.
+    pub fn curve_stats(&self) -> Arc<CurveStats> {
+        Arc::clone(&self.curve.stats)
     }
 
     pub fn peer_identity(&mut self, peer_id: PeerIdentity) -> &mut Self {

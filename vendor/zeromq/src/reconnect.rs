@@ -8,7 +8,7 @@ use crate::async_rt::task::{spawn, JoinHandle};
 use crate::backend::DisconnectNotifier;
 use crate::endpoint::Endpoint;
 use crate::transport;
-use crate::util::{greet_exchange, ready_exchange, PeerIdentity};
+use crate::util::PeerIdentity;
 use crate::MultiPeerBackend;
 
 use futures::channel::{mpsc, oneshot};
@@ -223,23 +223,13 @@ async fn try_reconnect(
     let (mut raw_socket, resolved_endpoint) =
         transport::connect(endpoint, Arc::clone(backend.socket_options())).await?;
 
-    // zerowire patch: the handshake is bounded as an accepted one is.
+    // zerowire patch: the same handshake as a first connect (so CURVE applies here too),
+    // bounded as an accepted one is.
     let timeout = backend.socket_options().handshake_timeout;
-    let peer_id = crate::util::handshake_within(timeout, async {
-        // Perform ZMTP handshake
-        greet_exchange(&mut raw_socket).await?;
-
-        // Build properties for ready exchange (include identity if configured)
-        let mut props = None;
-        if let Some(identity) = &backend.socket_options().peer_id {
-            let mut connect_ops = std::collections::HashMap::new();
-            connect_ops.insert("Identity".to_string(), identity.clone().into());
-            props = Some(connect_ops);
-        }
-
-        // Exchange ready commands
-        ready_exchange(&mut raw_socket, backend.socket_type(), props).await
-    })
+    let peer_id = crate::util::handshake_within(
+        timeout,
+        crate::util::peer_handshake(&mut raw_socket, backend.clone()),
+    )
     .await?;
 
     // Register the peer with the backend

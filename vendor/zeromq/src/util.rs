@@ -1,4 +1,5 @@
-use crate::codec::{CodecResult, FramedIo, ZmqFramedRead};
+use crate::codec::mechanism::ZmqMechanism;
+use crate::codec::{CodecError, CodecResult, FramedIo, ZmqFramedRead};
 use crate::*;
 
 use bytes::Bytes;
@@ -132,17 +133,62 @@ fn negotiate_version(greeting: Message) -> ZmqResult<ZmtpVersion> {
     }
 }
 
-pub(crate) async fn greet_exchange(raw_socket: &mut FramedIo) -> ZmqResult<ZmtpVersion> {
-    raw_socket
-        .write_half
-        .send(Message::Greeting(ZmqGreeting::default()))
-        .await?;
+pub(crate) async fn greet_exchange(
+    raw_socket: &mut FramedIo,
+    options: &SocketOptions,
+) -> ZmqResult<ZmtpVersion> {
+    // zerowire patch: the greeting names this socket's mechanism (CURVE when configured, with
+    // the as-server bit on its server side), and a peer that names another is refused: a
+    // CURVE socket never talks in plaintext, a NULL socket never half-speaks CURVE.
+    let mine = ZmqGreeting {
+        mechanism: if options.curve.enabled() {
+            ZmqMechanism::CURVE
+        } else {
+            ZmqMechanism::NULL
+        },
+        as_server: options.curve.is_server(),
+        ..ZmqGreeting::default()
+    };
+    raw_socket.write_half.send(Message::Greeting(mine)).await?;
 
     let greeting = match raw_socket.read_half.next().await {
         Some(message) => message?,
         None => return Err(ZmqError::Other("Failed Greeting exchange")),
     };
+    if let Message::Greeting(peer) = &greeting {
+        if peer.mechanism.as_str() != mine.mechanism.as_str() {
+            return Err(ZmqError::Codec(CodecError::Mechanism(
+                "Peer uses another security mechanism",
+            )));
+        }
+    }
     negotiate_version(greeting)
+}
+
+/// zerowire patch: the peer's identity from its READY metadata (NULL, or CURVE's boxed one),
+/// once its socket type is known to fit ours.
+pub(crate) fn peer_from_properties(
+    socket_type: SocketType,
+    properties: &HashMap<String, Bytes>,
+) -> ZmqResult<PeerIdentity> {
+    let other_sock_type = match properties.get("Socket-Type") {
+        Some(s) => SocketType::try_from(&s[..])?,
+        None => Err(ZmqError::Other("Failed to parse other socket type"))?,
+    };
+
+    let peer_id = properties
+        .get("Identity")
+        .map(|x| x.clone().try_into())
+        .transpose()?
+        .unwrap_or_default();
+
+    if socket_type.compatible(other_sock_type) {
+        Ok(peer_id)
+    } else {
+        Err(ZmqError::Other(
+            "Provided sockets combination is not compatible",
+        ))
+    }
 }
 
 pub(crate) async fn ready_exchange(
@@ -159,27 +205,8 @@ pub(crate) async fn ready_exchange(
     let ready_repl: Option<CodecResult<Message>> = raw_socket.read_half.next().await;
     match ready_repl {
         Some(Ok(Message::Command(command))) => match command.name {
-            ZmqCommandName::READY => {
-                let other_sock_type = match command.properties.get("Socket-Type") {
-                    Some(s) => SocketType::try_from(&s[..])?,
-                    None => Err(ZmqError::Other("Failed to parse other socket type"))?,
-                };
-
-                let peer_id = command
-                    .properties
-                    .get("Identity")
-                    .map(|x| x.clone().try_into())
-                    .transpose()?
-                    .unwrap_or_default();
-
-                if socket_type.compatible(other_sock_type) {
-                    Ok(peer_id)
-                } else {
-                    Err(ZmqError::Other(
-                        "Provided sockets combination is not compatible",
-                    ))
-                }
-            }
+            ZmqCommandName::READY => peer_from_properties(socket_type, &command.properties),
+            _ => Err(ZmqError::Other("Failed to confirm ready state")),
         },
         Some(Ok(_)) => Err(ZmqError::Other("Failed to confirm ready state")),
         Some(Err(e)) => Err(e.into()),
@@ -202,14 +229,24 @@ pub(crate) async fn peer_handshake(
     raw_socket: &mut FramedIo,
     backend: Arc<dyn MultiPeerBackend>,
 ) -> ZmqResult<PeerIdentity> {
-    greet_exchange(raw_socket).await?;
-    let mut props = None;
-    if let Some(identity) = &backend.socket_options().peer_id {
-        let mut connect_ops = HashMap::new();
-        connect_ops.insert("Identity".to_string(), identity.clone().into());
-        props = Some(connect_ops);
+    let options = backend.socket_options();
+    let mut props = HashMap::new();
+    if let Some(identity) = &options.peer_id {
+        props.insert("Identity".to_string(), identity.clone().into());
     }
-    ready_exchange(raw_socket, backend.socket_type(), props).await
+    let result = async {
+        greet_exchange(raw_socket, options).await?;
+        // zerowire patch: CURVE in place of NULL's READY exchange when configured.
+        if options.curve.enabled() {
+            crate::curve::handshake(raw_socket, &options.curve, backend.socket_type(), props).await
+        } else {
+            let props = (!props.is_empty()).then_some(props);
+            ready_exchange(raw_socket, backend.socket_type(), props).await
+        }
+    }
+    .await;
+    options.curve.count(&result);
+    result
 }
 
 /// zerowire patch: bounds a handshake by the socket's `handshake_timeout`. Dropping the
@@ -279,7 +316,6 @@ pub(crate) async fn connect_forever(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::codec::mechanism::ZmqMechanism;
 
     pub async fn test_bind_to_unspecified_interface_helper(
         any: std::net::IpAddr,

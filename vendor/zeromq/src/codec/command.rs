@@ -11,12 +11,16 @@ use std::fmt::Display;
 #[derive(Debug, Copy, Clone)]
 pub enum ZmqCommandName {
     READY,
+    /// zerowire patch: a security mechanism's handshake command (CURVE's HELLO, WELCOME,
+    /// INITIATE, READY, ERROR), kept whole in `ZmqCommand::body` for the mechanism to read.
+    MECHANISM,
 }
 
 impl ZmqCommandName {
     pub const fn as_str(&self) -> &'static str {
         match self {
             ZmqCommandName::READY => "READY",
+            ZmqCommandName::MECHANISM => "MECHANISM",
         }
     }
 }
@@ -31,6 +35,8 @@ impl Display for ZmqCommandName {
 pub struct ZmqCommand {
     pub name: ZmqCommandName,
     pub properties: HashMap<String, Bytes>,
+    /// zerowire patch: the whole frame body of a `MECHANISM` command; empty otherwise.
+    pub body: Bytes,
 }
 
 impl ZmqCommand {
@@ -40,6 +46,16 @@ impl ZmqCommand {
         Self {
             name: ZmqCommandName::READY,
             properties,
+            body: Bytes::new(),
+        }
+    }
+
+    /// zerowire patch: a mechanism's command, sent as `body` (name included) in a command frame.
+    pub fn mechanism(body: Bytes) -> Self {
+        Self {
+            name: ZmqCommandName::MECHANISM,
+            properties: HashMap::new(),
+            body,
         }
     }
 
@@ -73,41 +89,79 @@ impl TryFrom<Bytes> for ZmqCommand {
             _ => return Err(CodecError::Command("Unknown command received")),
         };
         buf.advance(command_len);
-        let mut properties = HashMap::new();
-
-        while !buf.is_empty() {
-            // Collect command properties
-            let prop_len = buf.get_u8() as usize;
-            if buf.len() < prop_len {
-                return Err(CodecError::Decode("Property name exceeds frame length"));
-            }
-
-            let property = match String::from_utf8(buf.split_to(prop_len).to_vec()) {
-                Ok(p) => p,
-                Err(_) => return Err(CodecError::Decode("Invalid property identifier")),
-            };
-
-            if buf.len() < 4 {
-                return Err(CodecError::Decode("Missing property value length"));
-            }
-
-            let prop_val_len = buf.get_u32() as usize;
-            if buf.len() < prop_val_len {
-                return Err(CodecError::Decode("Property value exceeds frame length"));
-            }
-
-            let prop_value = buf.split_to(prop_val_len);
-            properties.insert(property, prop_value);
-        }
         Ok(Self {
             name: command,
-            properties,
+            properties: parse_properties(buf)?,
+            body: Bytes::new(),
         })
+    }
+}
+
+impl ZmqCommand {
+    /// zerowire patch: a command frame of a security mechanism, not parsed here.
+    pub(crate) fn mechanism_from_frame(body: Bytes) -> Result<Self, CodecError> {
+        if body.is_empty() || body.len() <= usize::from(body[0]) {
+            return Err(CodecError::Decode("Command name exceeds frame length"));
+        }
+        Ok(Self::mechanism(body))
+    }
+}
+
+/// zerowire patch: READY's property parser, on its own so that CURVE reads the same metadata
+/// (`name-len name value-len value`...) out of its INITIATE and READY boxes.
+pub(crate) fn parse_properties(mut buf: Bytes) -> Result<HashMap<String, Bytes>, CodecError> {
+    let mut properties = HashMap::new();
+    while !buf.is_empty() {
+        // Collect command properties
+        let prop_len = buf.get_u8() as usize;
+        if buf.len() < prop_len {
+            return Err(CodecError::Decode("Property name exceeds frame length"));
+        }
+
+        let property = match String::from_utf8(buf.split_to(prop_len).to_vec()) {
+            Ok(p) => p,
+            Err(_) => return Err(CodecError::Decode("Invalid property identifier")),
+        };
+
+        if buf.len() < 4 {
+            return Err(CodecError::Decode("Missing property value length"));
+        }
+
+        let prop_val_len = buf.get_u32() as usize;
+        if buf.len() < prop_val_len {
+            return Err(CodecError::Decode("Property value exceeds frame length"));
+        }
+
+        let prop_value = buf.split_to(prop_val_len);
+        properties.insert(property, prop_value);
+    }
+    Ok(properties)
+}
+
+pub(crate) fn put_properties(properties: &HashMap<String, Bytes>, bytes: &mut BytesMut) {
+    for (prop, val) in properties.iter() {
+        bytes.put_u8(prop.len() as u8);
+        bytes.extend_from_slice(prop.as_ref());
+        bytes.put_u32(val.len() as u32);
+        bytes.extend_from_slice(val.as_ref());
     }
 }
 
 impl From<ZmqCommand> for BytesMut {
     fn from(command: ZmqCommand) -> Self {
+        // zerowire patch: a mechanism's command goes out as it was given.
+        if let ZmqCommandName::MECHANISM = command.name {
+            let mut bytes = BytesMut::with_capacity(command.body.len() + 9);
+            if command.body.len() > 255 {
+                bytes.put_u8(0x06);
+                bytes.put_u64(command.body.len() as u64);
+            } else {
+                bytes.put_u8(0x04);
+                bytes.put_u8(command.body.len() as u8);
+            }
+            bytes.extend_from_slice(&command.body);
+            return bytes;
+        }
         let mut message_len = 0;
 
         let command_name = command.name.as_str();
@@ -131,12 +185,7 @@ impl From<ZmqCommand> for BytesMut {
         };
         bytes.put_u8(command_name.len() as u8);
         bytes.extend_from_slice(command_name.as_ref());
-        for (prop, val) in command.properties.iter() {
-            bytes.put_u8(prop.len() as u8);
-            bytes.extend_from_slice(prop.as_ref());
-            bytes.put_u32(val.len() as u32);
-            bytes.extend_from_slice(val.as_ref());
-        }
+        put_properties(&command.properties, &mut bytes);
         bytes
     }
 }

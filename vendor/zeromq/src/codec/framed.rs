@@ -48,6 +48,17 @@ impl ZmqFramedRead {
         }
     }
 
+    /// zerowire patch: see `ZmqCodec::set_mechanism_commands`.
+    pub(crate) fn set_mechanism_commands(&mut self, on: bool) {
+        self.codec.set_mechanism_commands(on);
+    }
+
+    /// zerowire patch: frames from here on are CURVE MESSAGEs (frames already decoded were
+    /// the handshake's).
+    pub(crate) fn set_curve(&mut self, curve: crate::curve::CurveReceiver) {
+        self.codec.set_curve(curve);
+    }
+
     fn poll_read_into_buffer(
         &mut self,
         cx: &mut Context<'_>,

@@ -10,7 +10,7 @@ pub(crate) mod mechanism;
 mod write;
 mod zmq_codec;
 
-pub(crate) use command::{ZmqCommand, ZmqCommandName};
+pub(crate) use command::{parse_properties, put_properties, ZmqCommand, ZmqCommandName};
 pub use error::CodecError;
 pub(crate) use error::CodecResult;
 pub(crate) use framed::FramedIo;

@@ -9,6 +9,7 @@
 use super::error::CodecError;
 use super::framed::FrameableWrite;
 use super::{Message, ZmqCodec};
+use crate::curve::CurveSender;
 
 use asynchronous_codec::Encoder;
 use bytes::{Buf, Bytes, BytesMut};
@@ -35,6 +36,9 @@ pub struct ZmqFramedWrite {
     ready_bytes: usize,
     /// Headers and small frames gathered since the last large frame.
     open: BytesMut,
+    /// zerowire patch: once a CURVE handshake is done, every frame goes out as a MESSAGE (its
+    /// box is new memory, so nothing is written from the caller's frames).
+    curve: Option<CurveSender>,
 }
 
 impl ZmqFramedWrite {
@@ -45,7 +49,12 @@ impl ZmqFramedWrite {
             ready: VecDeque::new(),
             ready_bytes: 0,
             open: BytesMut::new(),
+            curve: None,
         }
+    }
+
+    pub(crate) fn set_curve(&mut self, curve: CurveSender) {
+        self.curve = Some(curve);
     }
 
     fn buffered(&self) -> usize {
@@ -53,6 +62,9 @@ impl ZmqFramedWrite {
     }
 
     fn encode(&mut self, item: Message) -> Result<(), CodecError> {
+        if let Some(curve) = &mut self.curve {
+            return curve.seal_message(item, &mut self.open);
+        }
         let message = match item {
             Message::Message(message) => message,
             other => return self.codec.encode(other, &mut self.open),

@@ -2,6 +2,7 @@ use super::command::ZmqCommand;
 use super::error::CodecError;
 use super::greeting::ZmqGreeting;
 use super::Message;
+use crate::curve::{self, CurveReceiver};
 use crate::{SocketOptions, ZmqMessage};
 
 use asynchronous_codec::{Decoder, Encoder};
@@ -39,6 +40,10 @@ pub struct ZmqCodec {
     max_message_size: usize,
     // Bytes of the data frames of the message being assembled.
     message_bytes: usize,
+    // zerowire patch: the CURVE mechanism (CURVE.md). During its handshake command frames are
+    // handed over whole; after it every frame is a MESSAGE whose box holds the real frame.
+    mechanism_commands: bool,
+    curve: Option<CurveReceiver>,
 }
 
 impl ZmqCodec {
@@ -54,7 +59,17 @@ impl ZmqCodec {
             max_read_chunk_size: options.read_buffer_max_size,
             max_message_size: options.max_message_size.unwrap_or(usize::MAX),
             message_bytes: 0,
+            mechanism_commands: false,
+            curve: None,
         }
+    }
+
+    pub(crate) fn set_mechanism_commands(&mut self, on: bool) {
+        self.mechanism_commands = on;
+    }
+
+    pub(crate) fn set_curve(&mut self, curve: CurveReceiver) {
+        self.curve = Some(curve);
     }
 
     /// Returns the minimum additional bytes needed before decode can progress.
@@ -131,7 +146,9 @@ impl Decoder for ZmqCodec {
                     } else {
                         usize::from(src.get_u8())
                     };
-                    let total = if frame.command {
+                    // Under CURVE the frame's own flags say nothing (the box holds them), so
+                    // every frame counts toward the message.
+                    let total = if frame.command && self.curve.is_none() {
                         frame_len
                     } else {
                         self.message_bytes.saturating_add(frame_len)
@@ -144,10 +161,18 @@ impl Decoder for ZmqCodec {
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
-                DecoderState::Frame(frame) => {
-                    let data = src.split_to(self.waiting_for);
+                DecoderState::Frame(mut frame) => {
+                    let mut data = src.split_to(self.waiting_for);
                     self.state = DecoderState::FrameHeader;
                     self.waiting_for = 1;
+                    if let Some(curve) = &mut self.curve {
+                        let flags = curve.open_frame(&mut data)?;
+                        (frame.more, frame.command) = curve::frame_flags(flags);
+                    } else if frame.command && self.mechanism_commands {
+                        return Ok(Some(Message::Command(ZmqCommand::mechanism_from_frame(
+                            data.freeze(),
+                        )?)));
+                    }
                     if frame.command {
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
