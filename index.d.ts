@@ -246,8 +246,19 @@ export interface ServerStats {
    * reason); `ctx.reply()` throws EMSGSIZE and leaves the request unanswered, to answer again.
    */
   tooLarge: number
+  /** Replies and pushes waiting in Rust to be handed to their clients' queues. */
   queued: number
   queuedBytes: number
+  /**
+   * Replies and pushes refused because their client's own queue was full: a client that does
+   * not read only ever loses its own messages. Each client's queue holds at most
+   * `sendHighWaterMark` messages and `sendHighWaterBytes` bytes; acks, pongs and hello acks
+   * use a small lane of their own and never wait behind data.
+   */
+  peerRefused: number
+  /** What the clients' queues hold now, summed over clients. */
+  peerQueued: number
+  peerQueuedBytes: number
   /** Messages handed to sink routes (route(name).toSqlite), and what the writers did. */
   sunk: number
   sinkRows: number

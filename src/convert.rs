@@ -35,7 +35,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 26] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 19] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 22] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -52,6 +52,9 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 19] {
         ("tooLarge", s.too_large),
         ("queued", s.queued),
         ("queuedBytes", s.queued_bytes),
+        ("peerRefused", s.peer_refused),
+        ("peerQueued", s.peer_queued),
+        ("peerQueuedBytes", s.peer_queued_bytes),
         ("sunk", s.sunk),
         ("sinkRows", s.sink_rows),
         ("sinkBatches", s.sink_batches),

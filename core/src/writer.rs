@@ -57,14 +57,9 @@ impl<H: SocketSend + Send + 'static> Writer<H> {
         }
     }
 
-    /// Completes the suspended send.
-    pub(crate) async fn finish(&mut self) -> ZmqResult<()> {
-        std::future::poll_fn(|cx| self.poll_finish(cx)).await
-    }
-
     /// Polls the suspended send; the future stays in its box until it is ready.
     pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<()>> {
-        let slot = self.slot.as_mut().expect("finish() without a send");
+        let slot = self.slot.as_mut().expect("poll_finish() without a send");
         let (half, result) = std::task::ready!(slot.poll(cx));
         self.idle = Some(half);
         Poll::Ready(result)

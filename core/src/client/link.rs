@@ -25,6 +25,11 @@ use crate::endpoint::Endpoint;
 use crate::protocol;
 use crate::writer::Writer;
 
+/// Messages the socket layer may hold for one connection beyond what the engine counts
+/// against the client's marks (it holds them once they are "written"): a few, so that the
+/// marks bound the client's memory, yet enough to keep the connection's writer busy.
+const SOCKET_QUEUE_MESSAGES: usize = 64;
+
 /// Shortest time one connection attempt (connect + ZMTP handshake) is given.
 const MIN_CONNECT_ATTEMPT: Duration = Duration::from_millis(250);
 
@@ -42,6 +47,7 @@ fn connect(endpoint: String, timeout: Duration, max_message_bytes: usize) -> Con
     Box::pin(async move {
         let mut options = protocol::socket_options(max_message_bytes);
         options.connect_timeout(timeout);
+        options.peer_send_high_water_mark(SOCKET_QUEUE_MESSAGES, usize::MAX);
         let mut socket = DealerSocket::with_options(options);
         let monitor = socket.monitor();
         socket.connect(&endpoint).await?;

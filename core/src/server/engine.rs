@@ -19,9 +19,11 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use tokio::time::Instant;
 use zeromq::{
-    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketRecv, ZmqMessage,
-    ZmqResult,
+    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketRecv, TrySendError,
+    ZmqMessage, ZmqResult,
 };
+
+use zeromq::util::PeerIdentity;
 
 use super::event::{DisconnectReason, ServerEvent};
 use super::options::ServerOptions;
@@ -37,14 +39,13 @@ use crate::sink::{Row, Sink};
 use crate::sniff::Sniffer;
 use crate::spin::Spin;
 use crate::trim::Trim;
-use crate::writer::Writer;
 
 /// Inbound messages waiting for the host before the engine stops reading the socket.
 const MAX_UNDELIVERED: usize = 50_000;
 /// How often a paused engine looks again whether the host caught up.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
-/// At close, how long the crate's per-peer writer tasks get to flush what we handed them.
-const CLOSE_GRACE: Duration = Duration::from_millis(20);
+/// At close, how often the engine looks whether the clients' queues are written out.
+const CLOSE_POLL: Duration = Duration::from_millis(5);
 /// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
 /// under load one small message per client per interval confirms thousands.
 const ACK_DELAY: Duration = Duration::from_millis(5);
@@ -77,6 +78,44 @@ impl Arrival {
 }
 
 /// A client the server knows, by its routing identity.
+/// A message for one client, as the engine hands it to that client's queue in the socket.
+struct Outbound {
+    message: ZmqMessage,
+    /// For the entry that completes a host message, its bytes (released from the host's
+    /// queue accounting once handed over).
+    release: Option<u64>,
+    /// For a reply, when its request was read (its service time is recorded then).
+    arrived: Option<std::time::Instant>,
+    /// Control replies (hello acks, pongs, goodbye replies, acks) take the client's urgent
+    /// lane: they never wait behind its data, and a client that does not read cannot make
+    /// them wait for anyone else.
+    urgent: bool,
+}
+
+impl Outbound {
+    fn control(message: ZmqMessage) -> Self {
+        Outbound {
+            message,
+            release: None,
+            arrived: None,
+            urgent: true,
+        }
+    }
+
+    fn data(
+        message: ZmqMessage,
+        release: Option<u64>,
+        arrived: Option<std::time::Instant>,
+    ) -> Self {
+        Outbound {
+            message,
+            release,
+            arrived,
+            urgent: false,
+        }
+    }
+}
+
 struct KnownClient {
     identity: Bytes,
     /// Shared with every sink row of this client, so a row costs no allocation for it.
@@ -106,10 +145,12 @@ pub(super) struct ServerEngine {
     /// Reply token → (client, corr, when the request was read).
     tokens: HashMap<u32, (u32, Bytes, std::time::Instant)>,
     next_token: u32,
-    /// Ready to write: frames, for the entry that completes a host message its bytes
-    /// (released from the host's queue accounting once written), and for a reply when its
-    /// request was read (its service time is recorded once written).
-    backlog: VecDeque<(ZmqMessage, Option<u64>, Option<std::time::Instant>)>,
+    /// Ready to hand to the socket (each client's own queue there), in order.
+    backlog: VecDeque<Outbound>,
+    /// Clients dropped for silence whose connections are still to be closed.
+    cut_off: Vec<Bytes>,
+    /// Each client's queue in the socket: at most this many messages and bytes.
+    client_marks: (usize, usize),
     /// Request read → reply handed to the socket, µs.
     service: Arc<Histogram>,
     events: Vec<ServerEvent>,
@@ -132,7 +173,7 @@ pub(super) struct ServerEngine {
 
 /// The ROUTER socket: its two halves and its event monitor.
 struct Router {
-    writer: Writer<RouterSendHalf>,
+    send: RouterSendHalf,
     recv: RouterRecvHalf,
     monitor: mpsc::Receiver<SocketEvent>,
 }
@@ -158,6 +199,8 @@ impl ServerEngine {
             tokens: HashMap::default(),
             next_token: 0,
             backlog: VecDeque::new(),
+            cut_off: Vec::new(),
+            client_marks: (options.send_high_water_mark, options.send_high_water_bytes),
             service,
             events: Vec::new(),
             close_deadline: None,
@@ -250,26 +293,26 @@ impl ServerEngine {
                 let id = self.peers[&index].id.clone();
                 let ack = protocol::ack_body(&id, std::process::id());
                 self.backlog
-                    .push_back((Self::reply_frames(&identity, &corr, ack), None, None));
+                    .push_back(Outbound::control(Self::reply_frames(&identity, &corr, ack)));
             }
             Some(CONTROL_GOODBYE) => {
                 // Everything this client sent before the goodbye has been read: confirm it.
-                self.backlog.push_back((
-                    Self::reply_frames(&identity, &corr, Bytes::new()),
-                    None,
-                    None,
-                ));
+                self.backlog.push_back(Outbound::control(Self::reply_frames(
+                    &identity,
+                    &corr,
+                    Bytes::new(),
+                )));
                 if let Some(&index) = self.by_identity.get(&identity) {
                     self.forget(index, DisconnectReason::Goodbye);
                 }
             }
             Some(_) => {
                 // Pings, and unknown kinds (a newer client), get an empty reply.
-                self.backlog.push_back((
-                    Self::reply_frames(&identity, &corr, Bytes::new()),
-                    None,
-                    None,
-                ));
+                self.backlog.push_back(Outbound::control(Self::reply_frames(
+                    &identity,
+                    &corr,
+                    Bytes::new(),
+                )));
             }
             None => {
                 let client = match known {
@@ -369,7 +412,7 @@ impl ServerEngine {
                 let mut m = ZmqMessage::from(peer.identity.clone());
                 m.push_back(corr);
                 m.push_back(body);
-                self.backlog.push_back((m, None, None));
+                self.backlog.push_back(Outbound::control(m));
             }
             if !peer.marks.is_empty() {
                 waiting.push(client);
@@ -399,7 +442,7 @@ impl ServerEngine {
         if !corr.is_empty() {
             bump(&self.counters.requests, 1);
             bump(&self.counters.replies, 1);
-            self.backlog.push_back((
+            self.backlog.push_back(Outbound::data(
                 Self::reply_frames(identity, &corr, Bytes::new()),
                 None,
                 Some(arrival.at),
@@ -424,7 +467,8 @@ impl ServerEngine {
                                     m.push_back(Bytes::from_static(ERROR_STATUS));
                                 }
                                 bump(&self.counters.replies, 1);
-                                self.backlog.push_back((m, Some(size), Some(at)));
+                                self.backlog
+                                    .push_back(Outbound::data(m, Some(size), Some(at)));
                             }
                             None => self.unroutable(size),
                         }
@@ -433,7 +477,7 @@ impl ServerEngine {
                         Some(peer) => {
                             let m = Self::reply_frames(&peer.identity, &Bytes::new(), body);
                             bump(&self.counters.pushes, 1);
-                            self.backlog.push_back((m, Some(size), None));
+                            self.backlog.push_back(Outbound::data(m, Some(size), None));
                         }
                         None => self.unroutable(size),
                     },
@@ -443,7 +487,7 @@ impl ServerEngine {
                             let m = Self::reply_frames(&peer.identity, &Bytes::new(), body.clone());
                             // The host's message is released with its last copy.
                             let release = (i + 1 == n).then_some(size);
-                            self.backlog.push_back((m, release, None));
+                            self.backlog.push_back(Outbound::data(m, release, None));
                         }
                         bump(&self.counters.pushes, n as u64);
                         if n == 0 {
@@ -493,31 +537,56 @@ impl ServerEngine {
             .map(|(i, _)| *i)
             .collect();
         for index in silent {
+            if let Some(identity) = self.peers.get(&index).map(|p| p.identity.clone()) {
+                // A half-open connection would otherwise keep its routing id (and its queue).
+                self.cut_off.push(identity);
+            }
             self.forget(index, DisconnectReason::Timeout);
         }
     }
 
+    /// Hands the backlog to the clients' queues in the socket. Never waits: a client whose
+    /// queue is full (it does not read) has the message refused and counted, and nobody
+    /// else notices.
     fn flush(&mut self, router: &mut Router) {
+        for identity in self.cut_off.drain(..) {
+            if let Ok(peer) = PeerIdentity::try_from(identity) {
+                router.send.disconnect_peer(&peer);
+            }
+        }
         let (mut messages, mut bytes) = (0u64, 0u64);
-        while !router.writer.busy() {
-            let Some((m, release, arrived)) = self.backlog.pop_front() else {
-                break;
-            };
-            if let Some(at) = arrived {
+        for out in self.backlog.drain(..) {
+            if let Some(at) = out.arrived {
                 self.service.record_duration(at.elapsed());
             }
-            if let Some(size) = release {
+            if let Some(size) = out.release {
                 messages += 1;
                 bytes += size;
             }
-            if let Some(Err(_)) = router.writer.start(m) {
-                // The peer left between our lookup and the send: nothing to retry.
-                bump(&self.counters.unroutable, 1);
+            let handed = if out.urgent {
+                router.send.try_send_urgent(out.message)
+            } else {
+                router.send.try_send(out.message)
+            };
+            match handed {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::PeerDropped(_)) => {
+                    bump(&self.counters.peer_refused, 1)
+                }
+                // The client left between our lookup and the send: nothing to retry.
+                Err(_) => bump(&self.counters.unroutable, 1),
             }
         }
         if messages > 0 {
             self.shared.release(messages, bytes);
         }
+        let queued = router.send.queued();
+        self.counters
+            .peer_queued
+            .store(queued.messages as u64, Ordering::Relaxed);
+        self.counters
+            .peer_queued_bytes
+            .store(queued.bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -536,15 +605,18 @@ fn client_id() -> String {
 impl ServerEngine {
     /// Serves until closed; what is still queued gets at most the linger time.
     pub(super) async fn run(mut self, listener: zeromq::Listener) {
-        let mut socket =
-            RouterSocket::with_options(protocol::socket_options(self.max_message_bytes));
+        let mut options = protocol::socket_options(self.max_message_bytes);
+        // The marks bound each client's queue as well as the host's: a client that does not
+        // read holds at most that much, and is refused beyond it.
+        options.peer_send_high_water_mark(self.client_marks.0, self.client_marks.1);
+        let mut socket = RouterSocket::with_options(options);
         let monitor = socket.monitor();
         if socket.bind_listener(listener).await.is_err() {
             return;
         }
         let (send, recv) = socket.split();
         let mut router = Router {
-            writer: Writer::new(send),
+            send,
             recv,
             monitor,
         };
@@ -564,8 +636,7 @@ impl ServerEngine {
             self.published += self.events.len() as u64;
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
-                let idle =
-                    self.backlog.is_empty() && self.queue.rx.is_empty() && !router.writer.busy();
+                let idle = self.backlog.is_empty() && self.queue.rx.is_empty();
                 if idle && self.ack_at.is_some() && now < deadline {
                     // Confirm what the host handled before going, rather than leave it to
                     // the clients to count as lost.
@@ -573,22 +644,18 @@ impl ServerEngine {
                     self.send_acks(now);
                     self.flush(&mut router);
                 }
-                let idle = idle && self.backlog.is_empty() && !router.writer.busy();
+                // What the clients' queues still hold goes with the runtime: give their
+                // writer tasks the linger time to hand it to the kernel.
+                let idle = idle && self.backlog.is_empty() && router.send.queued().messages == 0;
                 if idle || now >= deadline {
-                    if idle && now < deadline {
-                        // The crate hands each peer's messages to a writer task through a
-                        // queue we cannot see; those tasks end with this runtime. Give them a
-                        // moment (within the linger time) to reach the kernel.
-                        tokio::time::sleep_until(deadline.min(now + CLOSE_GRACE)).await;
-                    }
                     break;
                 }
             }
             self.wait(&mut router).await;
         }
         // What could not be written in the linger time is dropped with the socket.
-        let left = self.backlog.iter().filter(|(_, r, _)| r.is_some()).count() as u64;
-        let left_bytes = self.backlog.iter().filter_map(|(_, r, _)| *r).sum();
+        let left = self.backlog.iter().filter(|o| o.release.is_some()).count() as u64;
+        let left_bytes = self.backlog.iter().filter_map(|o| o.release).sum();
         self.shared.release(left, left_bytes);
     }
 
@@ -614,6 +681,10 @@ impl ServerEngine {
             let poll = Instant::now() + PAUSE_POLL;
             timer = Some(timer.map_or(poll, |t| t.min(poll)));
         }
+        if self.close_deadline.is_some() {
+            let poll = Instant::now() + CLOSE_POLL;
+            timer = Some(timer.map_or(poll, |t| t.min(poll)));
+        }
         let sleep = async {
             match timer {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -628,14 +699,6 @@ impl ServerEngine {
                 router.recv.recv().await
             }
         };
-        let writing = router.writer.busy();
-        let written = async {
-            if writing {
-                router.writer.finish().await
-            } else {
-                std::future::pending().await
-            }
-        };
         let spin = crate::spin::turn(spinning);
         enum Woke {
             Other,
@@ -648,7 +711,6 @@ impl ServerEngine {
             _ = sleep => Woke::Other,
             m = recv => Woke::Message(m),
             e = router.monitor.next() => Woke::Monitor(e),
-            _ = written => Woke::Other,
         };
         host::woke(&shared);
         match woke {

@@ -24,6 +24,11 @@ pub struct ServerCounters {
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub clients: AtomicU64,
+    /// Replies and pushes refused because their client's own queue was full (it does not
+    /// read), and what the clients' queues hold now (refreshed by the engine as it writes).
+    pub peer_refused: AtomicU64,
+    pub peer_queued: AtomicU64,
+    pub peer_queued_bytes: AtomicU64,
     /// Messages handed to a sink.
     pub sunk: AtomicU64,
 }
@@ -45,6 +50,9 @@ pub struct ServerStats {
     pub too_large: u64,
     pub queued: u64,
     pub queued_bytes: u64,
+    pub peer_refused: u64,
+    pub peer_queued: u64,
+    pub peer_queued_bytes: u64,
     /// Messages handed to sinks, and what their writers made of them.
     pub sunk: u64,
     pub sink_rows: u64,
@@ -80,6 +88,9 @@ impl ServerStats {
             too_large: r(&host.too_large),
             queued: r(&host.pushed).saturating_sub(r(&engine.released)),
             queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
+            peer_refused: r(&c.peer_refused),
+            peer_queued: r(&c.peer_queued),
+            peer_queued_bytes: r(&c.peer_queued_bytes),
             sunk: r(&c.sunk),
             sink_rows: r(&sinks.rows),
             sink_batches: r(&sinks.batches),
