@@ -146,6 +146,12 @@ sys.stdin.read()
     }
     ;(async () => {
       await flood(400000)
+      // Measure from the plateau: once the engine has stopped handing messages to the
+      // (unread) socket, everything the client will hold is held.
+      for (let last = -1; c.stats().written !== last;) {
+        last = c.stats().written
+        await new Promise((r) => setTimeout(r, 200))
+      }
       global.gc && global.gc()
       const first = rss()
       await flood(400000)

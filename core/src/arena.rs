@@ -53,16 +53,25 @@ impl Arena {
 
     fn next_chunk(&mut self, need: usize) -> BytesMut {
         let size = CHUNK.max(need);
-        let free = |c: &mut BytesMut| c.try_reclaim(size);
-        if !self.retired.front_mut().is_some_and(free) {
+        // The oldest free chunk: usually the front. Behind a front still held by queued
+        // messages (a peer that does not read), chunks whose messages were all refused or
+        // written are free too, and taking them keeps a refused flood in the same memory.
+        let free = (0..self.retired.len()).find(|&i| self.retired[i].try_reclaim(size));
+        let Some(at) = free else {
             if !self.retired.is_empty() {
                 self.last_burst = Some(Instant::now());
             }
             return BytesMut::with_capacity(size);
-        }
-        let chunk = self.retired.pop_front().expect("front was reclaimed");
+        };
+        let chunk = self.retired.remove(at).expect("index is in range");
         let calm = self.last_burst.is_none_or(|t| t.elapsed() >= SHRINK_AFTER);
-        if calm && self.retired.len() > RETIRED_KEEP && self.retired.front_mut().is_some_and(free) {
+        if calm
+            && self.retired.len() > RETIRED_KEEP
+            && self
+                .retired
+                .front_mut()
+                .is_some_and(|c| c.try_reclaim(size))
+        {
             // Steady traffic well after the last burst: give one spare chunk back.
             self.retired.pop_front();
         }
@@ -112,6 +121,25 @@ mod tests {
         let fourth = cut(&mut arena, 64, 1024);
         assert_ne!(fourth[0].as_ptr(), second_base);
         assert!(keep.iter().all(|&x| x == 10));
+    }
+
+    #[test]
+    fn a_refused_flood_behind_queued_messages_stays_in_the_same_chunks() {
+        let mut arena = Arena::default();
+        // Queued and never written (a peer that does not read): the oldest chunks stay held.
+        let queued = cut(&mut arena, 4 * 64, 1024);
+        // Then every message is refused: cut, and dropped at once.
+        for _ in 0..1000 {
+            drop(cut(&mut arena, 64, 1024));
+        }
+        // 64 000 refused messages went through the chunks already there, not a fresh one
+        // per 64 (which would keep up to RETIRED_MAX of them).
+        assert!(
+            arena.retired.len() <= 6,
+            "{} chunks kept",
+            arena.retired.len()
+        );
+        assert!(queued.iter().enumerate().all(|(i, b)| b[0] == i as u8));
     }
 
     #[test]

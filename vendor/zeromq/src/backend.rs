@@ -693,11 +693,12 @@ async fn send_to_peer_queue(
     send_queue: &mut mpsc::Sender<Message>,
     message: Message,
 ) -> Result<(), mpsc::SendError> {
-    match send_queue.try_send(message) {
-        Ok(()) => Ok(()),
-        Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
-        Err(error) => Err(error.into_send_error()),
-    }
+    // zerowire patch: callers hand a fresh clone of the peer's sender, and a fresh sender has
+    // a slot of its own: `try_send` on it always succeeded, so a waiting send put one more
+    // message over the bound every time and a peer that did not read grew its queue without
+    // end. `send` queues the message and then waits until the channel has room again, so each
+    // waiting sender holds at most one message over the bound.
+    send_queue.send(message).await
 }
 
 impl SocketBackend for GenericSocketBackend {
