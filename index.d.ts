@@ -41,6 +41,12 @@ export interface ClientOptions {
   whenFull?: 'refuse' | 'drop-oldest'
   /** Replies slower than this (ms, from the call) emit 'slow'. Default 0: off. */
   slowRequestMs?: number
+  /**
+   * Bytes of received replies and pushes waiting for the JS thread, at most: past it the
+   * client stops reading its sockets (servers are pushed back by the kernel, nothing is
+   * dropped) until JS has caught up. Default 64 MiB.
+   */
+  receiveHighWaterBytes?: number
 }
 
 export interface RequestOptions {
@@ -204,6 +210,23 @@ export interface ServerOptions {
    * `Buffer.from(raw)` to keep one for long.
    */
   encoding?: 'utf8' | 'buffer'
+  /**
+   * Requests read and not yet answered, at most: one more is answered at once with an error
+   * reply (the client's request rejects with EREMOTE) and never reaches a handler. Default
+   * 100 000.
+   */
+  maxPendingRequests?: number
+  /**
+   * A request a handler has not answered after this long is forgotten (its client gave up
+   * long before); a later `ctx.reply()` is counted as unroutable. Default 60 000.
+   */
+  pendingRequestTimeoutMs?: number
+  /**
+   * Bytes of received messages waiting for the JS thread, at most: past it the server stops
+   * reading its sockets (clients are pushed back by the kernel, nothing is dropped) until JS
+   * has caught up. Default 64 MiB.
+   */
+  receiveHighWaterBytes?: number
 }
 
 /** What a handler gets with each message. */
@@ -256,6 +279,12 @@ export interface ServerStats {
    * use a small lane of their own and never wait behind data.
    */
   peerRefused: number
+  /** Requests waiting for their handler's answer. */
+  pendingRequests: number
+  /** Requests answered at once with an error because `maxPendingRequests` were waiting. */
+  requestsRefused: number
+  /** Requests forgotten unanswered after `pendingRequestTimeoutMs`. */
+  requestsExpired: number
   /** What the clients' queues hold now, summed over clients. */
   peerQueued: number
   peerQueuedBytes: number

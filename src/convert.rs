@@ -35,7 +35,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 26] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 22] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 25] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -53,6 +53,9 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 22] {
         ("queued", s.queued),
         ("queuedBytes", s.queued_bytes),
         ("peerRefused", s.peer_refused),
+        ("pendingRequests", s.pending_requests),
+        ("requestsRefused", s.requests_refused),
+        ("requestsExpired", s.requests_expired),
         ("peerQueued", s.peer_queued),
         ("peerQueuedBytes", s.peer_queued_bytes),
         ("sunk", s.sunk),

@@ -23,7 +23,7 @@ use crate::ffi::{
 pub trait Wing: 'static {
     type Out: Weighed + Send + 'static;
     type Control: Orders;
-    type Event: Send + 'static;
+    type Event: Weighed + Send + 'static;
     /// Tells the kinds of handle apart when JS passes one back.
     const TAG: u32;
     fn host(&self) -> &Host<Self::Out, Self::Control, Self::Event>;

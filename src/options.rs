@@ -87,6 +87,10 @@ pub const CLIENT: &[(&str, Apply<ClientOptions>)] = &[
         o.slow_request = (!ms.is_zero()).then_some(ms);
         Ok(())
     }),
+    ("receiveHighWaterBytes", |o, v| {
+        o.receive_high_water_bytes = count("receiveHighWaterBytes", v)?;
+        Ok(())
+    }),
     ("name", |o, v| {
         let Given::Text(name) = v else {
             return Err(Thrown::arg_type("options.name must be a string"));
@@ -123,6 +127,18 @@ pub const SERVER: &[(&str, Apply<ServerBuild>)] = &[
     }),
     ("heartbeatTimeoutMs", |o, v| {
         o.core.heartbeat_timeout = ms("heartbeatTimeoutMs", v)?;
+        Ok(())
+    }),
+    ("maxPendingRequests", |o, v| {
+        o.core.max_pending_requests = count("maxPendingRequests", v)?;
+        Ok(())
+    }),
+    ("pendingRequestTimeoutMs", |o, v| {
+        o.core.pending_request_timeout = ms("pendingRequestTimeoutMs", v)?;
+        Ok(())
+    }),
+    ("receiveHighWaterBytes", |o, v| {
+        o.core.receive_high_water_bytes = count("receiveHighWaterBytes", v)?;
         Ok(())
     }),
     ("typeField", |o, v| match v {

@@ -29,6 +29,9 @@ use crate::protocol::{self, Inbound};
 use crate::spin::Spin;
 use crate::trim::Trim;
 
+/// How often an engine paused at its receive bound looks whether the host caught up.
+const RECEIVE_PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub(super) struct ClientEngine {
     options: ClientOptions,
     shared: Arc<QueueShared>,
@@ -91,6 +94,11 @@ impl ClientEngine {
             drops: DropTally::default(),
             trim: Trim::default(),
         }
+    }
+
+    /// Whether what the servers send is read: not past the receive bound.
+    fn reading(&self) -> bool {
+        self.outbox.bytes() < self.options.receive_high_water_bytes as u64
     }
 
     /// Runs until closed and drained (or the linger time is up).
@@ -356,7 +364,13 @@ impl ClientEngine {
     /// connection when it has been silent too long (hung or unreachable: the socket itself may
     /// stay open).
     fn heartbeat(&mut self, now: Instant) {
+        let reading = self.reading();
         for i in 0..self.links.len() {
+            if !reading {
+                // Past the receive bound the pongs wait in the sockets, unseen: the silence is
+                // ours, not the servers'.
+                self.links[i].last_heard = now;
+            }
             match self.links[i].heartbeat(now, &self.options, &mut self.control_seq) {
                 Beat::Quiet => {}
                 Beat::NoHello => self.became_plain(i),
@@ -580,7 +594,14 @@ impl ClientEngine {
         let Some(spinning) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
             return;
         };
-        let timer = self.next_timer();
+        // Past the receive bound, leave what servers send in the sockets until the host has
+        // taken enough (the kernel then pushes back on them); look again shortly.
+        let reading = self.reading();
+        let mut timer = self.next_timer();
+        if !reading {
+            let poll = Instant::now() + RECEIVE_PAUSE_POLL;
+            timer = Some(timer.map_or(poll, |t| t.min(poll)));
+        }
         let sleep = async {
             match timer {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -592,7 +613,7 @@ impl ClientEngine {
         self.poll_from = (from + 1) % n;
         let links = &mut self.links;
         let watch = &mut self.watch;
-        let io = std::future::poll_fn(|cx| link::poll(links, watch, from, cx));
+        let io = std::future::poll_fn(|cx| link::poll(links, watch, from, reading, cx));
         let spin = crate::spin::turn(spinning);
         let woke = tokio::select! {
             _ = shared.notify.notified() => None,

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::host::queue::Weighed;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent {
     Reply {
@@ -51,6 +53,17 @@ pub enum ClientEvent {
     Drain,
     /// The engine finished closing; every request still pending is to be rejected.
     Closed,
+}
+
+/// What an event holds of what was received, for the client's receive bound.
+impl Weighed for ClientEvent {
+    fn bytes(&self) -> u64 {
+        match self {
+            ClientEvent::Reply { body, .. } | ClientEvent::Push { body } => body.len() as u64,
+            ClientEvent::ErrorReply { message, .. } => message.len() as u64,
+            _ => 0,
+        }
+    }
 }
 
 /// Why an accepted fire-and-forget message was not delivered.

@@ -344,10 +344,12 @@ pub(super) enum Io {
 }
 
 /// Polls the links from `from` on (so a busy one cannot starve the others), then the watch.
+/// Without `reading`, what the servers send stays in the sockets (the receive bound).
 pub(super) fn poll(
     links: &mut [Link],
     watch: &mut Option<Watch>,
     from: usize,
+    reading: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Io> {
     let n = links.len();
@@ -369,10 +371,12 @@ pub(super) fn poll(
         }
         // The crate's recv only polls its stream: dropping it while pending loses
         // nothing and leaves the waker registered.
-        let recv = conn.recv.recv();
-        let mut recv = std::pin::pin!(recv);
-        if let Poll::Ready(m) = recv.as_mut().poll(cx) {
-            return Poll::Ready(Io::Message(i, m));
+        if reading {
+            let recv = conn.recv.recv();
+            let mut recv = std::pin::pin!(recv);
+            if let Poll::Ready(m) = recv.as_mut().poll(cx) {
+                return Poll::Ready(Io::Message(i, m));
+            }
         }
         if let Poll::Ready(e) = conn.monitor.poll_next_unpin(cx) {
             return Poll::Ready(Io::Monitor(i, e));

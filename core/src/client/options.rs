@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub drop_oldest: bool,
     /// Replies slower than this (from the call to the reply) are reported as `Event::Slow`.
     pub slow_request: Option<Duration>,
+    /// Bytes of received replies and pushes waiting for the host at most: past it the
+    /// engine stops reading (the servers are pushed back by the kernel), it never drops.
+    pub receive_high_water_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +53,7 @@ impl Default for ClientOptions {
             heartbeat_timeout: Duration::from_millis(3000),
             drop_oldest: false,
             slow_request: None,
+            receive_high_water_bytes: 64 << 20,
         }
     }
 }
@@ -67,6 +71,9 @@ impl ClientOptions {
             self.send_high_water_bytes,
             self.max_message_bytes,
         )?;
+        if self.receive_high_water_bytes == 0 {
+            return bad("receiveHighWaterBytes must be at least 1".into());
+        }
         if self.request_timeout.is_zero() {
             return bad("requestTimeoutMs must be at least 1".into());
         }

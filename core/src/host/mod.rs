@@ -100,7 +100,7 @@ pub struct Host<O: Weighed, C: Orders, E> {
     thread: EngineThread,
 }
 
-impl<O: Weighed + Send + 'static, C: Orders, E: Send + 'static> Host<O, C, E> {
+impl<O: Weighed + Send + 'static, C: Orders, E: Weighed + Send + 'static> Host<O, C, E> {
     /// Builds the engine with `make` (on this thread) and starts its thread. `make` returns
     /// what runs there with a fresh current-thread runtime; `closed` is published after it.
     #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::queue::Weighed;
+
 /// How the engine wakes the host. The binding implements it with a threadsafe function.
 pub trait Waker: Send + Sync + 'static {
     fn wake(&self);
@@ -18,9 +20,13 @@ pub struct Outbox<E> {
     /// so after each batch). Both written by the host only.
     taken: AtomicU64,
     handled: AtomicU64,
+    /// Bytes of the events published (engine) and taken (host) so far: what waits for the
+    /// host is the difference, which an engine keeps under its receive bound.
+    published_bytes: AtomicU64,
+    taken_bytes: AtomicU64,
 }
 
-impl<E> Outbox<E> {
+impl<E: Weighed> Outbox<E> {
     pub fn new(waker: Box<dyn Waker>) -> Self {
         Outbox {
             events: Mutex::new(Vec::new()),
@@ -28,6 +34,8 @@ impl<E> Outbox<E> {
             waker,
             taken: AtomicU64::new(0),
             handled: AtomicU64::new(0),
+            published_bytes: AtomicU64::new(0),
+            taken_bytes: AtomicU64::new(0),
         }
     }
 
@@ -37,8 +45,18 @@ impl<E> Outbox<E> {
             .store(self.taken.load(Ordering::Relaxed), Ordering::Release);
     }
 
-    fn count_taken(&self, n: usize) {
-        crate::counter::bump(&self.taken, n as u64);
+    fn count_taken(&self, batch: &[E]) {
+        crate::counter::bump(&self.taken, batch.len() as u64);
+        let bytes = batch.iter().map(Weighed::bytes).sum();
+        crate::counter::bump(&self.taken_bytes, bytes);
+    }
+
+    /// Bytes of the events waiting for the host.
+    pub fn bytes(&self) -> u64 {
+        let taken = self.taken_bytes.load(Ordering::Acquire);
+        self.published_bytes
+            .load(Ordering::Acquire)
+            .saturating_sub(taken)
     }
 
     /// How many events the host has handled, oldest first.
@@ -51,6 +69,8 @@ impl<E> Outbox<E> {
         if batch.is_empty() {
             return;
         }
+        let bytes = batch.iter().map(Weighed::bytes).sum();
+        crate::counter::bump(&self.published_bytes, bytes);
         {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
             if events.is_empty() {
@@ -77,7 +97,7 @@ impl<E> Outbox<E> {
     pub fn take(&self) -> Vec<E> {
         self.scheduled.store(false, Ordering::Release);
         let batch = std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()));
-        self.count_taken(batch.len());
+        self.count_taken(&batch);
         batch
     }
 
@@ -90,13 +110,13 @@ impl<E> Outbox<E> {
             self.scheduled.store(false, Ordering::Release);
             let batch = std::mem::take(&mut *events);
             drop(events);
-            self.count_taken(batch.len());
+            self.count_taken(&batch);
             return batch;
         }
         let rest = events.split_off(max);
         let batch = std::mem::replace(&mut *events, rest);
         drop(events);
-        self.count_taken(batch.len());
+        self.count_taken(&batch);
         self.waker.wake();
         batch
     }
@@ -112,6 +132,12 @@ mod tests {
     enum Event {
         Timeout { id: u32 },
         Closed,
+    }
+
+    impl Weighed for Event {
+        fn bytes(&self) -> u64 {
+            0
+        }
     }
 
     struct Count(Arc<AtomicUsize>);

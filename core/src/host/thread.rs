@@ -21,7 +21,7 @@ impl EngineThread {
     /// Runs `run` on a new thread with a current-thread tokio runtime (a multi-thread
     /// runtime's hand-offs between its workers cost round trips), then publishes `closed`: also when
     /// no runtime could be built, so nothing waits forever.
-    pub(crate) fn spawn<E: Send + 'static>(
+    pub(crate) fn spawn<E: super::queue::Weighed + Send + 'static>(
         kind: EngineKind,
         outbox: Arc<Outbox<E>>,
         closed: E,

@@ -78,6 +78,15 @@ impl Arrival {
 }
 
 /// A client the server knows, by its routing identity.
+/// A request the host has yet to answer.
+struct PendingReply {
+    client: u32,
+    /// A copy, a few bytes: a slice would keep the whole receive buffer it came in alive.
+    corr: Bytes,
+    /// When it was read (its service time runs from there).
+    at: std::time::Instant,
+}
+
 /// A message for one client, as the engine hands it to that client's queue in the socket.
 struct Outbound {
     message: ZmqMessage,
@@ -129,6 +138,8 @@ struct KnownClient {
     /// (events handled by the host needed, `sends_read` then): an ack confirms only what the
     /// host's handlers have run on, so a server killed right after an ack lost nothing acked.
     marks: VecDeque<(u64, u64)>,
+    /// Its requests waiting for the host's answer (their tokens go when it does).
+    pending: u32,
 }
 
 pub(super) struct ServerEngine {
@@ -143,8 +154,13 @@ pub(super) struct ServerEngine {
     by_identity: HashMap<Bytes, u32>,
     next_client: u32,
     /// Reply token → (client, corr, when the request was read).
-    tokens: HashMap<u32, (u32, Bytes, std::time::Instant)>,
+    tokens: HashMap<u32, PendingReply>,
     next_token: u32,
+    /// Tokens in the order their requests were read, for expiry (answered ones are skipped).
+    token_order: VecDeque<(Instant, u32)>,
+    max_pending_requests: usize,
+    pending_request_timeout: Duration,
+    receive_high_water_bytes: u64,
     /// Ready to hand to the socket (each client's own queue there), in order.
     backlog: VecDeque<Outbound>,
     /// Clients dropped for silence whose connections are still to be closed.
@@ -198,6 +214,10 @@ impl ServerEngine {
             next_client: 0,
             tokens: HashMap::default(),
             next_token: 0,
+            token_order: VecDeque::new(),
+            max_pending_requests: options.max_pending_requests,
+            pending_request_timeout: options.pending_request_timeout,
+            receive_high_water_bytes: options.receive_high_water_bytes as u64,
             backlog: VecDeque::new(),
             cut_off: Vec::new(),
             client_marks: (options.send_high_water_mark, options.send_high_water_bytes),
@@ -238,6 +258,7 @@ impl ServerEngine {
                 sends_read: 0,
                 acked: 0,
                 marks: VecDeque::new(),
+                pending: 0,
             },
         );
         self.by_identity.insert(identity.clone(), index);
@@ -251,6 +272,10 @@ impl ServerEngine {
     fn forget(&mut self, index: u32, reason: DisconnectReason) {
         if let Some(peer) = self.peers.remove(&index) {
             self.by_identity.remove(&peer.identity);
+            if peer.pending > 0 {
+                // Nobody is left to answer: the tokens (and what they hold) go now.
+                self.tokens.retain(|_, r| r.client != index);
+            }
             self.events.push(ServerEvent::Disconnect {
                 client: index,
                 reason,
@@ -343,12 +368,36 @@ impl ServerEngine {
                     self.count_send(client, true);
                     NO_TOKEN
                 } else {
-                    self.spin.after_traffic(Instant::now());
                     bump(&self.counters.requests, 1);
-                    self.next_token = self.next_token.wrapping_add(1).max(1);
-                    self.tokens
-                        .insert(self.next_token, (client, corr, arrival.at));
-                    self.next_token
+                    if self.tokens.len() >= self.max_pending_requests {
+                        // The host is not answering: say so now rather than hold more.
+                        bump(&self.counters.requests_refused, 1);
+                        let mut m = Self::reply_frames(
+                            &identity,
+                            &corr,
+                            Bytes::from_static(b"too many requests pending on the server"),
+                        );
+                        m.push_back(Bytes::from_static(ERROR_STATUS));
+                        self.backlog.push_back(Outbound::data(m, None, None));
+                        return;
+                    }
+                    let now = Instant::from_std(arrival.at);
+                    self.spin.after_traffic(now);
+                    let token = self.new_token();
+                    let corr = Bytes::copy_from_slice(&corr);
+                    self.tokens.insert(
+                        token,
+                        PendingReply {
+                            client,
+                            corr,
+                            at: arrival.at,
+                        },
+                    );
+                    self.token_order.push_back((now, token));
+                    if let Some(peer) = self.peers.get_mut(&client) {
+                        peer.pending += 1;
+                    }
+                    token
                 };
                 self.events.push(ServerEvent::Message {
                     route,
@@ -457,8 +506,10 @@ impl ServerEngine {
                 let size = out.bytes();
                 match out {
                     ServerOut::Reply { token, body, error } => {
-                        let target = self.tokens.remove(&token).and_then(|(client, corr, at)| {
-                            self.peers.get(&client).map(|p| (p, corr, at))
+                        let target = self.tokens.remove(&token).and_then(|r| {
+                            let peer = self.peers.get_mut(&r.client)?;
+                            peer.pending -= 1;
+                            Some((&*peer, r.corr, r.at))
                         });
                         match target {
                             Some((peer, corr, at)) => {
@@ -522,12 +573,66 @@ impl ServerEngine {
         }
     }
 
+    /// Whether reading stops for now: the host has not taken what it was given (in events or
+    /// bytes), or a sink cannot keep up. The kernel and the sockets then push back on the
+    /// clients instead of our memory growing.
+    fn read_paused(&self) -> bool {
+        self.outbox.len() >= MAX_UNDELIVERED
+            || self.outbox.bytes() >= self.receive_high_water_bytes
+            || self.sinks.iter().any(Sink::backed_up)
+    }
+
+    /// A fresh reply token (never 0, never one still pending).
+    fn new_token(&mut self) -> u32 {
+        loop {
+            self.next_token = self.next_token.wrapping_add(1).max(1);
+            if !self.tokens.contains_key(&self.next_token) {
+                return self.next_token;
+            }
+        }
+    }
+
+    /// Forgets requests unanswered past `pending_request_timeout`, oldest first.
+    fn expire_requests(&mut self, now: Instant) {
+        while let Some(&(read, token)) = self.token_order.front() {
+            if now.saturating_duration_since(read) < self.pending_request_timeout
+                && self.token_order.len() <= 2 * self.max_pending_requests
+            {
+                break;
+            }
+            self.token_order.pop_front();
+            // Answered, or gone with its client: nothing left to expire.
+            let expired = self
+                .tokens
+                .get(&token)
+                .is_some_and(|r| Instant::from_std(r.at) == read);
+            if expired && now.saturating_duration_since(read) >= self.pending_request_timeout {
+                if let Some(r) = self.tokens.remove(&token) {
+                    if let Some(peer) = self.peers.get_mut(&r.client) {
+                        peer.pending -= 1;
+                    }
+                    bump(&self.counters.requests_expired, 1);
+                }
+            }
+        }
+        self.counters
+            .pending_requests
+            .store(self.tokens.len() as u64, Ordering::Relaxed);
+    }
+
     /// Drops clients that ping but fell silent (hung or unreachable: the socket may stay open).
     fn sweep(&mut self, now: Instant) {
         if now < self.next_sweep {
             return;
         }
         self.next_sweep = now + self.heartbeat_timeout / 2;
+        if self.read_paused() {
+            // Not reading: their pings wait in the sockets, unseen. Silence is ours, not theirs.
+            for peer in self.peers.values_mut() {
+                peer.last_heard = now;
+            }
+            return;
+        }
         let silent: Vec<u32> = self
             .peers
             .iter()
@@ -629,6 +734,7 @@ impl ServerEngine {
                 self.events.push(ServerEvent::Drain);
             }
             self.sweep(now);
+            self.expire_requests(now);
             self.send_acks(now);
             let (backlog, outbox) = (&self.backlog, &self.outbox);
             self.trim
@@ -670,12 +776,19 @@ impl ServerEngine {
         for sink in &mut self.sinks {
             sink.retry();
         }
-        let paused = self.outbox.len() >= MAX_UNDELIVERED || self.sinks.iter().any(Sink::backed_up);
+        let paused = self.read_paused();
         let mut timer = Some(
-            [self.close_deadline, self.ack_at, self.trim.deadline()]
-                .into_iter()
-                .flatten()
-                .fold(self.next_sweep, Instant::min),
+            [
+                self.close_deadline,
+                self.ack_at,
+                self.trim.deadline(),
+                self.token_order
+                    .front()
+                    .map(|(read, _)| *read + self.pending_request_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(self.next_sweep, Instant::min),
         );
         if paused {
             let poll = Instant::now() + PAUSE_POLL;

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::host::queue::Weighed;
+
 /// Why a client is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
@@ -50,4 +52,15 @@ pub enum ServerEvent {
     /// marks. Once per refusal episode.
     Drain,
     Closed,
+}
+
+/// What an event holds of what was received, for the server's receive bound.
+impl Weighed for ServerEvent {
+    fn bytes(&self) -> u64 {
+        match self {
+            ServerEvent::Message { body, .. } => body.len() as u64,
+            ServerEvent::Connect { info, .. } => info.len() as u64,
+            _ => 0,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::host::check_limits;
+use crate::host::{check_limits, MAX_HIGH_WATER_MARK};
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -20,6 +20,15 @@ pub struct ServerOptions {
     /// A client that said hello (so it pings) and is then silent this long is dropped with a
     /// `timeout` disconnect. Plain DEALERs, which never ping, are never timed out.
     pub heartbeat_timeout: Duration,
+    /// Requests read and not yet answered, at most; one more is answered at once with an
+    /// error reply (EREMOTE at the client) and never reaches a handler.
+    pub max_pending_requests: usize,
+    /// A request not answered by then is forgotten (its client gave up long before: its own
+    /// default timeout is 5 s); a late reply is counted as unroutable.
+    pub pending_request_timeout: Duration,
+    /// Bytes of received messages waiting for the host at most: past it the engine stops
+    /// reading (the sockets push back on the clients), it never drops.
+    pub receive_high_water_bytes: usize,
     /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
     /// so no early message is misrouted (a reconnecting client can be there at once).
     pub start_paused: bool,
@@ -36,6 +45,9 @@ impl Default for ServerOptions {
             max_message_bytes: 16 << 20,
             linger: Duration::from_millis(1000),
             heartbeat_timeout: Duration::from_millis(3000),
+            max_pending_requests: 100_000,
+            pending_request_timeout: Duration::from_millis(60_000),
+            receive_high_water_bytes: 64 << 20,
             start_paused: false,
         }
     }
@@ -52,6 +64,18 @@ impl ServerOptions {
         }
         if self.heartbeat_timeout.is_zero() {
             return bad("heartbeatTimeoutMs must be at least 1".into());
+        }
+        if self.max_pending_requests == 0 || self.max_pending_requests > MAX_HIGH_WATER_MARK {
+            return bad(format!(
+                "maxPendingRequests must be 1..={MAX_HIGH_WATER_MARK}, got {}",
+                self.max_pending_requests
+            ));
+        }
+        if self.pending_request_timeout.is_zero() {
+            return bad("pendingRequestTimeoutMs must be at least 1".into());
+        }
+        if self.receive_high_water_bytes == 0 {
+            return bad("receiveHighWaterBytes must be at least 1".into());
         }
         if self.socket_mode > 0o777 {
             return bad(format!(

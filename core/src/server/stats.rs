@@ -27,6 +27,11 @@ pub struct ServerCounters {
     /// Replies and pushes refused because their client's own queue was full (it does not
     /// read), and what the clients' queues hold now (refreshed by the engine as it writes).
     pub peer_refused: AtomicU64,
+    /// Requests waiting for the host's answer now; refused because `maxPendingRequests`
+    /// were waiting; forgotten unanswered after `pendingRequestTimeoutMs`.
+    pub pending_requests: AtomicU64,
+    pub requests_refused: AtomicU64,
+    pub requests_expired: AtomicU64,
     pub peer_queued: AtomicU64,
     pub peer_queued_bytes: AtomicU64,
     /// Messages handed to a sink.
@@ -51,6 +56,9 @@ pub struct ServerStats {
     pub queued: u64,
     pub queued_bytes: u64,
     pub peer_refused: u64,
+    pub pending_requests: u64,
+    pub requests_refused: u64,
+    pub requests_expired: u64,
     pub peer_queued: u64,
     pub peer_queued_bytes: u64,
     /// Messages handed to sinks, and what their writers made of them.
@@ -89,6 +97,9 @@ impl ServerStats {
             queued: r(&host.pushed).saturating_sub(r(&engine.released)),
             queued_bytes: r(&host.pushed_bytes).saturating_sub(r(&engine.released_bytes)),
             peer_refused: r(&c.peer_refused),
+            pending_requests: r(&c.pending_requests),
+            requests_refused: r(&c.requests_refused),
+            requests_expired: r(&c.requests_expired),
             peer_queued: r(&c.peer_queued),
             peer_queued_bytes: r(&c.peer_queued_bytes),
             sunk: r(&c.sunk),
