@@ -4,6 +4,7 @@
 
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
+const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
@@ -14,6 +15,72 @@ const PYTHON = process.env.PYTHON || 'python3'
 function tmpEndpoint (name = 's') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-'))
   return `ipc://${path.join(dir, name + '.sock')}`
+}
+
+const PROTOS = ['ipc', 'tcp']
+
+/**
+ * The transports a transport-neutral test runs over, as zeromq.js does with
+ * `testProtos("tcp", "ipc")`: `for (const proto of testProtos('ipc', 'tcp')) test(`[${proto}] …`)`.
+ */
+function testProtos (...protos) {
+  for (const p of protos) if (!PROTOS.includes(p)) throw new Error(`unknown transport ${p}`)
+  return protos
+}
+
+/**
+ * An endpoint for a server to bind: a fresh ipc:// path, or tcp://127.0.0.1:0 (the OS picks a
+ * free port, which the server reports in `server.endpoint`: give clients that one).
+ */
+function bindAddress (proto, name) {
+  testProtos(proto)
+  return proto === 'ipc' ? tmpEndpoint(name) : 'tcp://127.0.0.1:0'
+}
+
+// Ports handed out by uniqAddress are taken below the kernel's ephemeral range, so that no
+// outgoing connection is given one of them between the test choosing it and binding it (a
+// server restarted on the same port, a client connecting before its server exists).
+const EPHEMERAL_LOW = (() => {
+  try {
+    return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768
+  } catch {
+    return 32768
+  }
+})()
+const PORT_LOW = 10_000
+const portsGiven = new Set()
+
+function canListen (port) {
+  return new Promise((resolve) => {
+    const probe = net.createServer()
+    probe.once('error', () => resolve(false))
+    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => probe.close(() => resolve(true)))
+  })
+}
+
+/**
+ * A fresh endpoint known before anything binds it: an ipc:// path, or tcp://127.0.0.1:<port>
+ * with a port nothing listens on now and this process has not used before. Ports are picked at
+ * random so that test runs sharing the machine rarely meet.
+ */
+async function uniqAddress (proto, name) {
+  testProtos(proto)
+  if (proto === 'ipc') return tmpEndpoint(name)
+  for (let tries = 0; tries < 200; tries++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (EPHEMERAL_LOW - PORT_LOW))
+    if (portsGiven.has(port)) continue
+    portsGiven.add(port)
+    if (await canListen(port)) return `tcp://127.0.0.1:${port}`
+  }
+  throw new Error('no free tcp port found')
+}
+
+/** What net.connect() / net.Server#listen() take for an ipc:// or tcp:// endpoint. */
+function netAddress (endpoint) {
+  if (endpoint.startsWith('ipc://')) return { path: endpoint.slice('ipc://'.length) }
+  const m = /^tcp:\/\/(.+):(\d+)$/.exec(endpoint)
+  if (!m) throw new Error(`not an ipc:// or tcp:// endpoint: ${endpoint}`)
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) }
 }
 
 /**
@@ -114,4 +181,4 @@ async function waitFor (fn, ms = 5000, step = 10) {
   }
 }
 
-module.exports = { ROOT, tmpEndpoint, startPyRouter, runNode, routerStats, routerCount, waitFor }
+module.exports = { ROOT, tmpEndpoint, testProtos, bindAddress, uniqAddress, netAddress, startPyRouter, runNode, routerStats, routerCount, waitFor }

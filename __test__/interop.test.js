@@ -5,11 +5,11 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { Client } = require('..')
-const { tmpEndpoint, startPyRouter, routerCount, waitFor } = require('./helpers')
+const { testProtos, bindAddress, startPyRouter, routerCount, waitFor } = require('./helpers')
 
-for (const transport of ['ipc', 'tcp']) {
+for (const transport of testProtos('ipc', 'tcp')) {
   test(`pyzmq ROUTER over ${transport}://: fire-and-forget counted, requests answered`, async () => {
-    const router = await startPyRouter(transport === 'ipc' ? tmpEndpoint() : 'tcp://127.0.0.1:0')
+    const router = await startPyRouter(bindAddress(transport))
     const ep = router.endpoint
     assert.ok(ep.startsWith(transport + '://'))
     const c = new Client(ep)
