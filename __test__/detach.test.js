@@ -10,9 +10,7 @@ const v8 = require('node:v8')
 const vm = require('node:vm')
 const { Worker } = require('node:worker_threads')
 const { Client, Server } = require('..')
-const { tmpEndpoint } = require('./helpers')
-
-const TRANSPORTS = { ipc: () => tmpEndpoint(), tcp: () => 'tcp://127.0.0.1:0' }
+const { bindAddress, testProtos, tmpEndpoint } = require('./helpers')
 
 /** `size` bytes of a pattern unique to message `i`. */
 function pattern (size, i) {
@@ -63,7 +61,8 @@ function own (bytes, options) {
   return u8
 }
 
-for (const [transport, endpoint] of Object.entries(TRANSPORTS)) {
+for (const transport of testProtos('ipc', 'tcp')) {
+  const endpoint = () => bindAddress(transport)
   for (const size of [64 * 1024, 1 << 20]) {
     test(`[${transport}] ${size / 1024} KiB sent, then its ArrayBuffer transferred away: the bytes passed arrive`, () =>
       roundTrip(endpoint(), size, 20, async (bytes, send) => {

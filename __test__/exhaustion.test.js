@@ -11,7 +11,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const { setTimeout: sleep } = require('node:timers/promises')
 const { Client, Server } = require('..')
-const { tmpEndpoint, runNode, ROOT } = require('./helpers')
+const { bindAddress, netAddress, runNode, ROOT, testProtos, tmpEndpoint } = require('./helpers')
 
 /** ZMTP 3.0 greeting (NULL) and READY for a DEALER. */
 function handshake () {
@@ -46,10 +46,7 @@ function pings (count) {
 
 /** A raw DEALER on `endpoint` that never reads what it is sent (its socket is paused). */
 async function deafPeer (endpoint, after) {
-  const address = endpoint.startsWith('ipc://')
-    ? { path: endpoint.slice('ipc://'.length) }
-    : { host: '127.0.0.1', port: Number(endpoint.split(':').pop()) }
-  const sock = net.connect(address)
+  const sock = net.connect(netAddress(endpoint))
   sock.on('error', () => {})
   await new Promise((resolve) => sock.once('connect', resolve))
   sock.pause()
@@ -78,7 +75,8 @@ async function closesWithin (server, ms) {
   assert.equal(closed, true, 'server.close() resolved')
 }
 
-for (const [transport, bind] of [['ipc', () => tmpEndpoint()], ['tcp', () => 'tcp://127.0.0.1:0']]) {
+for (const transport of testProtos('ipc', 'tcp')) {
+  const bind = () => bindAddress(transport)
   test(`[${transport}] a peer flooding pings and never reading its pongs hurts only itself`, { timeout: 120_000 }, async () => {
     const server = new Server(bind())
     server.route('echo', (raw) => raw)

@@ -189,3 +189,32 @@ for (const proto of testProtos('ipc', 'tcp')) {
     }
   })
 }
+
+for (const proto of testProtos('ipc', 'tcp')) {
+  test(`[${proto}] 3 000 plain DEALERs that send one message and close at once leave no ghost clients`, { timeout: 120_000 }, async () => {
+    const { Server } = require('..')
+    const server = new Server(bindAddress(proto))
+    let connects = 0
+    server.on('connect', () => { connects++ })
+    server.on('message', () => {})
+    const message = Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69]) // [empty corr, "hi"]
+    const hit = () => new Promise((resolve) => {
+      const sock = net.connect(netAddress(server.endpoint), () => sock.end(Buffer.concat([handshake(), message])))
+      sock.resume() // read (and ignore) the server's greeting, so that its close is seen
+      sock.on('error', resolve)
+      sock.on('close', resolve)
+    })
+    try {
+      for (let done = 0; done < 3000; done += 100) await Promise.all(Array.from({ length: 100 }, hit))
+      const deadline = Date.now() + 30_000
+      while ((connects < 3000 || server.clients().length > 0) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.equal(connects, 3000, 'each was seen')
+      assert.deepEqual(server.clients(), [], 'and each was seen leaving')
+      assert.equal(server.stats().clients, 0)
+    } finally {
+      await server.close()
+    }
+  })
+}
