@@ -52,7 +52,10 @@ impl Watch {
         #[cfg(unix)]
         return self.0.poll_next(cx);
         #[cfg(not(unix))]
-        match self.0 {}
+        {
+            let _ = cx;
+            match self.0 {}
+        }
     }
 }
 
