@@ -63,7 +63,7 @@ function load () {
       ? `The prebuilt package ${pkg} is not installed: reinstall with optional dependencies ` +
         '(npm install without --omit=optional or --no-optional; after a lock file made on ' +
         'another platform, delete node_modules and the lock file and install again). '
-      : `There is no prebuilt package ${pkg} (prebuilt: ${prebuilt.join(', ')}). `) +
+      : `There is no prebuilt package ${pkg} (prebuilt: ${prebuilt.join(', ') || 'none listed in this copy'}). `) +
     `Or build it from source with Rust's cargo: cd ${__dirname} && npm run build`
   )
   err.code = 'ERR_ZEROWIRE_NO_ADDON'

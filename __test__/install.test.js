@@ -99,7 +99,11 @@ function makeProject (name) {
   const dir = path.join(scratch, name)
   fs.mkdirSync(dir)
   const overrides = {}
-  for (const dep of Object.keys(PKG.optionalDependencies)) {
+  // The packed package.json lists these as optionalDependencies (scripts/optional-deps.js);
+  // without that list npm would install none of them, and the tests below fail.
+  const platformDeps = fs.readdirSync(path.join(ROOT, 'npm'))
+    .map((d) => require(path.join(ROOT, 'npm', d, 'package.json')).name)
+  for (const dep of platformDeps) {
     const tgz = path.join(DIST, `${dep}-${PKG.version}.tgz`)
     if (fs.existsSync(tgz)) overrides[dep] = `file:${tgz}`
   }
