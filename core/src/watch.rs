@@ -4,7 +4,7 @@
 //! Linux: inotify on the endpoints' directories, registered with the engine's own reactor (no
 //! extra thread; the kernel reports the bind as it happens). Other Unix systems: the socket
 //! files are looked at every [`POLL_INTERVAL`] on the engine's timer, and a file that appeared
-//! or was replaced (a new inode) is reported. The `notify` crate would cover kqueue and FSEvents
+//! or was replaced (another inode or change time) is reported. The `notify` crate would cover kqueue and FSEvents
 //! too, but it runs a thread of its own per watcher (one more per client), FSEvents delivers
 //! with a latency of its own, and neither backend can be run on the Linux machines that test
 //! this code; the poll is a few `stat`s, and its tests run here like the rest.
