@@ -4,7 +4,7 @@
 // file only hands buffers over and settles promises from the batches of events it gets back.
 
 const { EventEmitter } = require('node:events')
-const native = require('./zerowire.node')
+const native = require('./binding.js')
 
 // Event kinds, numbered in Rust (src/client.rs, src/server.rs). A batch of events is
 // [numbers, values…]: numbers a Uint32Array of five per event, [kind, a, b, c, d], then each

@@ -38,7 +38,7 @@ test('the quick start runs against the demo service, whose SQLite sink stores it
 
 test('the README examples are the example files verbatim, and the README names the real commands', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
-  for (const file of ['quickstart.js', 'service/index.js']) {
+  for (const file of ['express-ws.js', 'quickstart.js', 'service/index.js']) {
     const example = fs.readFileSync(path.join(ROOT, 'examples', file), 'utf8')
     assert.ok(readme.includes('```js\n' + example + '```'), `README differs from examples/${file}`)
   }

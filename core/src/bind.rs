@@ -9,22 +9,31 @@
 //!   then hard-linked into place (`link` fails if the name was taken meanwhile, so a server that
 //!   won a race is never clobbered).
 //!
-//! `tcp://` binds a std listener the usual way; port 0 picks a free port.
+//! `tcp://` binds a std listener the usual way; port 0 picks a free port. Windows has no ipc://
+//! (a coded error; named pipes may come later), only tcp://.
 
 use std::io;
 use std::net::TcpListener;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 
-use crate::endpoint::{Endpoint, MAX_IPC_PATH};
+use crate::endpoint::Endpoint;
+#[cfg(unix)]
+use crate::endpoint::MAX_IPC_PATH;
 use crate::error::Error;
 
 pub enum Bound {
+    #[cfg(unix)]
     Ipc(IpcBinding),
     Tcp(TcpListener),
 }
 
+#[cfg(unix)]
 pub struct IpcBinding {
     pub listener: UnixListener,
     pub file: SocketFile,
@@ -33,6 +42,7 @@ pub struct IpcBinding {
 /// The socket file a server created, removed at close only while it is still the same file.
 pub struct SocketFile {
     pub path: PathBuf,
+    #[cfg(unix)]
     inode: u64,
 }
 
@@ -40,6 +50,7 @@ impl Bound {
     /// Splits into what the zeromq crate takes and the file we must clean up ourselves.
     pub fn into_parts(self) -> (zeromq::Listener, Option<SocketFile>) {
         match self {
+            #[cfg(unix)]
             Bound::Ipc(b) => (b.listener.into(), Some(b.file)),
             Bound::Tcp(l) => (l.into(), None),
         }
@@ -49,6 +60,7 @@ impl Bound {
 impl SocketFile {
     /// Removes the socket file if it is still the one we bound.
     pub fn remove_file(&self) {
+        #[cfg(unix)]
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.ino() == self.inode {
                 let _ = std::fs::remove_file(&self.path);
@@ -61,6 +73,7 @@ impl Bound {
     /// The endpoint clients should use (with the real port for `tcp://…:0`).
     pub fn endpoint(&self) -> String {
         match self {
+            #[cfg(unix)]
             Bound::Ipc(b) => format!("ipc://{}", b.file.path.display()),
             Bound::Tcp(l) => match l.local_addr() {
                 Ok(a) => format!("tcp://{a}"),
@@ -86,7 +99,15 @@ fn io_error(what: &str, e: io::Error) -> Error {
 
 pub fn bind(endpoint: &Endpoint, ipc_mode: u32) -> Result<Bound, Error> {
     match endpoint {
+        #[cfg(unix)]
         Endpoint::Ipc(path) => bind_ipc(path, ipc_mode).map(Bound::Ipc),
+        #[cfg(not(unix))]
+        Endpoint::Ipc(_) => {
+            let _ = ipc_mode;
+            Err(Error::Unsupported(format!(
+                "{endpoint}: ipc:// is not available on this platform; use tcp://"
+            )))
+        }
         Endpoint::Tcp { .. } => {
             let addr = endpoint.tcp_bind_address().unwrap_or_default();
             TcpListener::bind(&addr)
@@ -96,6 +117,7 @@ pub fn bind(endpoint: &Endpoint, ipc_mode: u32) -> Result<Bound, Error> {
     }
 }
 
+#[cfg(unix)]
 fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
     let shown = path.display().to_string();
     if path.as_os_str().is_empty() {
@@ -157,6 +179,7 @@ fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
 }
 
 /// Removes a socket file no server listens on; refuses a live one or a non-socket.
+#[cfg(unix)]
 fn clear_stale(path: &Path) -> Result<(), Error> {
     let shown = path.display().to_string();
     let meta = match std::fs::symlink_metadata(path) {
@@ -181,6 +204,7 @@ fn clear_stale(path: &Path) -> Result<(), Error> {
     }
 }
 
+#[cfg(unix)]
 fn nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -193,7 +217,7 @@ fn nonce() -> u64 {
     h.finish() & 0xffff_ffff
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -43,7 +43,10 @@ impl Endpoint {
     /// An endpoint a client connects to: a real port, a path within the OS limit.
     pub fn for_connect(endpoint: &str) -> Result<Endpoint, Error> {
         let bad = |why: String| Error::InvalidEndpoint(format!("{endpoint:?}: {why}"));
-        match Endpoint::parse(endpoint).map_err(|why| bad(why.into()))? {
+        match Endpoint::parse(endpoint)
+            .map_err(|why| bad(why.into()))?
+            .supported(endpoint)?
+        {
             Endpoint::Ipc(path) if path.as_os_str().len() > MAX_IPC_PATH => Err(bad(format!(
                 "ipc path is longer than {MAX_IPC_PATH} bytes (the Unix socket limit)"
             ))),
@@ -59,7 +62,18 @@ impl Endpoint {
     /// over the OS limit is refused when binding, with its own code (`ENAMETOOLONG`).
     pub fn for_bind(endpoint: &str) -> Result<Endpoint, Error> {
         Endpoint::parse(endpoint)
-            .map_err(|why| Error::InvalidEndpoint(format!("{endpoint:?}: {why}")))
+            .map_err(|why| Error::InvalidEndpoint(format!("{endpoint:?}: {why}")))?
+            .supported(endpoint)
+    }
+
+    /// Where there are no Unix sockets (Windows), ipc:// is refused with a code of its own.
+    fn supported(self, endpoint: &str) -> Result<Endpoint, Error> {
+        if cfg!(not(unix)) && matches!(self, Endpoint::Ipc(_)) {
+            return Err(Error::Unsupported(format!(
+                "{endpoint:?}: ipc:// is not available on this platform; use tcp://"
+            )));
+        }
+        Ok(self)
     }
 
     fn parse(endpoint: &str) -> Result<Endpoint, &'static str> {

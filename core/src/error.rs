@@ -23,6 +23,8 @@ pub enum Error {
     Bind { code: &'static str, message: String },
     /// A sink's storage could not be opened (path, permissions, not a database).
     Sink(String),
+    /// Not available on this OS (ipc:// on Windows).
+    Unsupported(String),
 }
 
 impl Error {
@@ -38,6 +40,8 @@ impl Error {
             Error::PathTooLong { .. } => "ENAMETOOLONG",
             Error::Bind { code, .. } => code,
             Error::Sink(_) => "ERR_ZEROWIRE_SINK",
+            // Node's own code for the same situation.
+            Error::Unsupported(_) => "ERR_FEATURE_UNAVAILABLE_ON_PLATFORM",
         }
     }
 }
@@ -60,6 +64,7 @@ impl fmt::Display for Error {
             ),
             Error::Bind { message, .. } => write!(f, "bind failed: {message}"),
             Error::Sink(why) => write!(f, "could not open the sink: {why}"),
+            Error::Unsupported(why) => write!(f, "unsupported: {why}"),
         }
     }
 }

@@ -22,6 +22,7 @@
 //! - `counter`, `spin`, `trim`, `writer` — engine-thread helpers: single-writer counters,
 //!   polling right after request traffic, giving memory back after a burst, the one send
 //!   that may be suspended on a socket.
+//! - `watch`    — noticing a server's bind of an ipc endpoint (inotify on Linux, a poll elsewhere).
 //!
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
 //! thread owns its socket, its pending-request (or reply-token) table and every timer.
@@ -44,6 +45,7 @@ mod spin;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod trim;
+mod watch;
 mod writer;
 
 pub use client::{Client, ClientEvent, ClientOptions, ClientStats};

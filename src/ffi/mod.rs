@@ -18,7 +18,9 @@
 //! argument would be an extra copy.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int, c_void, CString};
+#[cfg(target_os = "linux")]
+use std::ffi::c_int;
+use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};

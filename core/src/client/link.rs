@@ -3,7 +3,6 @@
 //! server from a plain ROUTER, pings, the goodbye barrier, and what was written and confirmed
 //! on the current connection. The engine decides what goes on which link.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
@@ -169,7 +168,7 @@ impl Link {
         let mut hello = ZmqMessage::from(corr.clone());
         hello.push_back(protocol::hello_body(
             std::process::id(),
-            std::os::unix::process::parent_id(),
+            parent_pid(),
             options.name.as_deref(),
         ));
         let failed = matches!(writer.start(hello), Some(Err(_)));
@@ -333,6 +332,14 @@ impl Link {
     }
 }
 
+/// The parent's pid, announced in the hello; 0 where std cannot tell (Windows).
+fn parent_pid() -> u32 {
+    #[cfg(unix)]
+    return std::os::unix::process::parent_id();
+    #[cfg(not(unix))]
+    0
+}
+
 /// What woke the engine from one of its links or the directory watch.
 pub(super) enum Io {
     Message(usize, ZmqResult<ZmqMessage>),
@@ -383,44 +390,17 @@ pub(super) fn poll(
         }
     }
     if let Some(w) = watch.as_mut() {
-        match w.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(event))) => return Poll::Ready(Io::Bound(event.name)),
-            Poll::Ready(_) => return Poll::Ready(Io::WatchFailed),
-            Poll::Pending => {}
+        if let Poll::Ready(name) = std::pin::pin!(w.next()).poll(cx) {
+            return Poll::Ready(name.map_or(Io::WatchFailed, |n| Io::Bound(Some(n))));
         }
     }
     Poll::Pending
 }
 
-pub(super) type Watch = inotify::EventStream<[u8; 1024]>;
+pub(super) use crate::watch::Watch;
 
-/// Watches the directories of the ipc endpoints so a server's bind is noticed at once, not at
-/// the next backoff step. Without it (no inotify, missing directory) backoff alone applies.
+/// Watches the ipc endpoints' socket files so a server's bind is noticed at once, not at the
+/// next backoff step. Without it (nothing to watch, the OS refused) backoff alone applies.
 pub(super) fn watch_ipc_dirs(links: &[Link]) -> Option<Watch> {
-    let dirs: HashSet<&Path> = links
-        .iter()
-        .filter_map(|l| l.endpoint.ipc_path())
-        .filter_map(Path::parent)
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .collect();
-    if dirs.is_empty() {
-        return None;
-    }
-    let inotify = inotify::Inotify::init().ok()?;
-    let mut added = false;
-    for dir in dirs {
-        // A server binds by creating the file or by moving/linking it into place.
-        let mask = inotify::WatchMask::CREATE | inotify::WatchMask::MOVED_TO;
-        added |= inotify.watches().add(dir, mask).is_ok();
-    }
-    if !added {
-        return None;
-    }
-    inotify.into_event_stream([0u8; 1024]).ok()
+    Watch::new(links.iter().filter_map(|l| l.endpoint.ipc_path()))
 }

