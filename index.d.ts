@@ -329,7 +329,7 @@ export interface Route {
 export declare class Server extends EventEmitter {
   /**
    * Binds now: EADDRINUSE (a live server, or a path that is not a socket), ENAMETOOLONG
-   * (ipc path over 107 bytes) or a bad option throws here. A stale socket file is replaced.
+   * (ipc path over the OS limit: 107 bytes on Linux, 103 on macOS) or a bad option throws here. A stale socket file is replaced.
    */
   constructor(endpoint: string, options?: ServerOptions)
   /** The bound endpoint, with the real port for tcp://host:0. */

@@ -7,7 +7,7 @@ const assert = require('node:assert')
 const fs = require('node:fs')
 const path = require('node:path')
 
-const native = require('../zerowire.node')
+const native = require('../binding.js')
 const { Client, Server } = require('..')
 const { tmpEndpoint } = require('./helpers')
 
