@@ -227,6 +227,12 @@ export interface ServerOptions {
    * has caught up. Default 64 MiB.
    */
   receiveHighWaterBytes?: number
+  /**
+   * A client whose own queue has refused every reply and push for this long (it does not
+   * read) is disconnected and its queue dropped ('disconnect' with reason 'closed'). Default 0:
+   * never; such a client only has what does not fit refused (stats().peerRefused).
+   */
+  dropStuckClientAfterMs?: number
 }
 
 /** What a handler gets with each message. */

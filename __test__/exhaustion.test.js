@@ -270,3 +270,30 @@ test('a client whose JS thread stops taking pushes stops reading at receiveHighW
     await closesWithin(server, 30_000)
   }
 })
+
+test('dropStuckClientAfterMs: a client whose queue stays full is disconnected; the others are untouched', { timeout: 60_000 }, async () => {
+  const server = new Server(tmpEndpoint(), { sendHighWaterMark: 1000, dropStuckClientAfterMs: 300 })
+  server.route('echo', (raw) => raw)
+  const gone = []
+  server.on('disconnect', (id) => gone.push(id))
+  try {
+    const hello = Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69])
+    const deaf = await deafPeer(server.endpoint, hello)
+    try {
+      let deadline = Date.now() + 10_000
+      while (server.clients().length === 0 && Date.now() < deadline) await sleep(10)
+      const [stuck] = server.clients()
+      deadline = Date.now() + 20_000
+      while (!gone.includes(stuck) && Date.now() < deadline) {
+        for (let i = 0; i < 2000; i++) server.sendTo(stuck, 'x'.repeat(100))
+        await sleep(20)
+      }
+      assert.deepEqual(gone, [stuck], 'the stuck client was disconnected')
+      assert.equal(await honest(server.endpoint, 3), 3, 'others are served')
+    } finally {
+      deaf.destroy()
+    }
+  } finally {
+    await closesWithin(server, 10_000)
+  }
+})

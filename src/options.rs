@@ -141,6 +141,11 @@ pub const SERVER: &[(&str, Apply<ServerBuild>)] = &[
         o.core.receive_high_water_bytes = count("receiveHighWaterBytes", v)?;
         Ok(())
     }),
+    ("dropStuckClientAfterMs", |o, v| {
+        let after = ms("dropStuckClientAfterMs", v)?;
+        o.core.drop_stuck_client_after = (!after.is_zero()).then_some(after);
+        Ok(())
+    }),
     ("typeField", |o, v| match v {
         Given::Text(field) if !field.is_empty() => {
             o.core.type_field = field;

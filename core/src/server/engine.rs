@@ -167,6 +167,7 @@ pub(super) struct ServerEngine {
     cut_off: Vec<Bytes>,
     /// Each client's queue in the socket: at most this many messages and bytes.
     client_marks: (usize, usize),
+    drop_stuck_client_after: Option<Duration>,
     /// Request read → reply handed to the socket, µs.
     service: Arc<Histogram>,
     events: Vec<ServerEvent>,
@@ -221,6 +222,7 @@ impl ServerEngine {
             backlog: VecDeque::new(),
             cut_off: Vec::new(),
             client_marks: (options.send_high_water_mark, options.send_high_water_bytes),
+            drop_stuck_client_after: options.drop_stuck_client_after,
             service,
             events: Vec::new(),
             close_deadline: None,
@@ -714,6 +716,9 @@ impl ServerEngine {
         // The marks bound each client's queue as well as the host's: a client that does not
         // read holds at most that much, and is refused beyond it.
         options.peer_send_high_water_mark(self.client_marks.0, self.client_marks.1);
+        if let Some(grace) = self.drop_stuck_client_after {
+            options.drop_full_peer_after(grace);
+        }
         let mut socket = RouterSocket::with_options(options);
         let monitor = socket.monitor();
         if socket.bind_listener(listener).await.is_err() {

@@ -26,6 +26,9 @@ pub struct ServerOptions {
     /// A request not answered by then is forgotten (its client gave up long before: its own
     /// default timeout is 5 s); a late reply is counted as unroutable.
     pub pending_request_timeout: Duration,
+    /// A client whose queue has refused every reply and push for this long (it does not
+    /// read) is disconnected, its queue dropped. `None`: it is only refused.
+    pub drop_stuck_client_after: Option<Duration>,
     /// Bytes of received messages waiting for the host at most: past it the engine stops
     /// reading (the sockets push back on the clients), it never drops.
     pub receive_high_water_bytes: usize,
@@ -48,6 +51,7 @@ impl Default for ServerOptions {
             max_pending_requests: 100_000,
             pending_request_timeout: Duration::from_millis(60_000),
             receive_high_water_bytes: 64 << 20,
+            drop_stuck_client_after: None,
             start_paused: false,
         }
     }
