@@ -12,20 +12,8 @@ const net = require('node:net')
 const { setTimeout: sleep } = require('node:timers/promises')
 const { Client, Server } = require('..')
 const { bindAddress, netAddress, runNode, ROOT, testProtos, tmpEndpoint } = require('./helpers')
+const { handshake, HI } = require('./peers/zmtp')
 
-/** ZMTP 3.0 greeting (NULL) and READY for a DEALER. */
-function handshake () {
-  const greeting = Buffer.alloc(64)
-  greeting[0] = 0xff
-  greeting[9] = 0x7f
-  greeting[10] = 3
-  greeting.write('NULL', 12)
-  const props = Buffer.concat([
-    Buffer.from([5]), Buffer.from('READY'),
-    Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.from([0, 0, 0, 6]), Buffer.from('DEALER'),
-  ])
-  return Buffer.concat([greeting, Buffer.from([0x04, props.length]), props])
-}
 
 /** `count` zerowire pings ([corr 0x00 'P' seq, empty body]) as ZMTP frames. */
 function pings (count) {
@@ -102,8 +90,7 @@ for (const transport of testProtos('ipc', 'tcp')) {
     const server = new Server(bind())
     server.route('echo', (raw) => raw)
     // A plain DEALER: it says something so that the server knows it, then never reads.
-    const hello = Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69])
-    const deaf = await deafPeer(server.endpoint, hello)
+    const deaf = await deafPeer(server.endpoint, HI)
     const watcher = new Client(server.endpoint, { heartbeatIntervalMs: 200, heartbeatTimeoutMs: 1000 })
     const disconnects = []
     watcher.on('disconnect', () => disconnects.push(Date.now()))
@@ -277,8 +264,7 @@ test('dropStuckClientAfterMs: a client whose queue stays full is disconnected; t
   const gone = []
   server.on('disconnect', (id) => gone.push(id))
   try {
-    const hello = Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69])
-    const deaf = await deafPeer(server.endpoint, hello)
+    const deaf = await deafPeer(server.endpoint, HI)
     try {
       let deadline = Date.now() + 10_000
       while (server.clients().length === 0 && Date.now() < deadline) await sleep(10)

@@ -14,27 +14,10 @@ const { spawn } = require('node:child_process')
 const { once } = require('node:events')
 const { Client } = require('..')
 const { ROOT, testProtos, bindAddress, netAddress } = require('./helpers')
-
-/** ZMTP 3.0 greeting (NULL mechanism) and READY for a DEALER, as a raw peer sends them. */
-function handshake () {
-  const greeting = Buffer.alloc(64)
-  greeting[0] = 0xff
-  greeting[9] = 0x7f
-  greeting[10] = 3
-  greeting.write('NULL', 12)
-  const props = Buffer.concat([
-    Buffer.from([5]), Buffer.from('READY'),
-    Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.from([0, 0, 0, 6]), Buffer.from('DEALER'),
-  ])
-  return Buffer.concat([greeting, Buffer.from([0x04, props.length]), props])
-}
+const { handshake, HI } = require('./peers/zmtp')
 
 /** ZMTP greeting and READY for a ROUTER: what a (hostile) server answers a Client with. */
-function routerHandshake () {
-  const dealer = handshake()
-  const i = dealer.indexOf('DEALER')
-  return Buffer.concat([dealer.subarray(0, i), Buffer.from('ROUTER')])
-}
+const routerHandshake = () => handshake('ROUTER')
 
 /** A long-frame header (flags 0x02, or 0x03 with MORE) announcing `size` bytes. */
 function longHeader (size, more = false) {
@@ -197,9 +180,8 @@ for (const proto of testProtos('ipc', 'tcp')) {
     let connects = 0
     server.on('connect', () => { connects++ })
     server.on('message', () => {})
-    const message = Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69]) // [empty corr, "hi"]
     const hit = () => new Promise((resolve) => {
-      const sock = net.connect(netAddress(server.endpoint), () => sock.end(Buffer.concat([handshake(), message])))
+      const sock = net.connect(netAddress(server.endpoint), () => sock.end(Buffer.concat([handshake(), HI])))
       sock.resume() // read (and ignore) the server's greeting, so that its close is seen
       sock.on('error', resolve)
       sock.on('close', resolve)

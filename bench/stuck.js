@@ -12,23 +12,12 @@ const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const { Client, Server } = require('..')
+const { handshake, HI } = require('../__test__/peers/zmtp')
 
 const SECONDS = Number(process.env.BENCH_STUCK_SECONDS) || 60
 const endpoint = process.env.BENCH_STUCK_ENDPOINT ||
   `ipc://${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-stuck-')), 's.sock')}`
 
-function handshake () {
-  const greeting = Buffer.alloc(64)
-  greeting[0] = 0xff
-  greeting[9] = 0x7f
-  greeting[10] = 3
-  greeting.write('NULL', 12)
-  const props = Buffer.concat([
-    Buffer.from([5]), Buffer.from('READY'),
-    Buffer.from([11]), Buffer.from('Socket-Type'), Buffer.from([0, 0, 0, 6]), Buffer.from('DEALER'),
-  ])
-  return Buffer.concat([greeting, Buffer.from([0x04, props.length]), props])
-}
 
 function percentile (sorted, p) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN
@@ -44,7 +33,7 @@ async function main () {
   stuck.on('error', () => {})
   await new Promise((resolve) => stuck.once('connect', resolve))
   stuck.pause()
-  stuck.write(Buffer.concat([handshake(), Buffer.from([0x01, 0x00, 0x00, 2, 0x68, 0x69])]))
+  stuck.write(Buffer.concat([handshake(), HI]))
 
   const honest = [1, 2, 3].map((i) => new Client(server.endpoint, { name: `honest-${i}` }))
   await Promise.all(honest.map((c) => c.request('{"type":"echo"}')))

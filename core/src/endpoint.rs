@@ -11,24 +11,18 @@ use crate::error::Error;
 
 /// Longest path `sockaddr_un.sun_path` holds without its terminating NUL: 108 bytes on Linux,
 /// 104 on macOS and the BSDs.
-#[cfg(any(
+pub const MAX_IPC_PATH: usize = if cfg!(any(
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd",
     target_os = "openbsd",
     target_os = "netbsd",
     target_os = "dragonfly"
-))]
-pub const MAX_IPC_PATH: usize = 103;
-#[cfg(not(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "openbsd",
-    target_os = "netbsd",
-    target_os = "dragonfly"
-)))]
-pub const MAX_IPC_PATH: usize = 107;
+)) {
+    103
+} else {
+    107
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
