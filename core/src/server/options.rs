@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::curve::ServerCurve;
 use crate::error::Error;
 use crate::host::{check_limits, MAX_HIGH_WATER_MARK};
 
@@ -32,6 +33,10 @@ pub struct ServerOptions {
     /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
     /// so no early message is misrouted (a reconnecting client can be there at once).
     pub start_paused: bool,
+    /// CURVE: encrypt every connection and authenticate every client (and who may connect).
+    pub curve: Option<ServerCurve>,
+    /// Serve plaintext on an address other hosts can reach (refused by default).
+    pub insecure: bool,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +54,8 @@ impl Default for ServerOptions {
             pending_request_timeout: Duration::from_millis(60_000),
             receive_high_water_bytes: 64 << 20,
             start_paused: false,
+            curve: None,
+            insecure: false,
         }
     }
 }
@@ -82,6 +89,9 @@ impl ServerOptions {
                 "socketMode must be 0..=0o777, got {:o}",
                 self.socket_mode
             ));
+        }
+        if let Some(curve) = &self.curve {
+            curve.validate()?;
         }
         check_limits(
             self.send_high_water_mark,
