@@ -47,7 +47,30 @@ export interface ClientOptions {
    * dropped) until JS has caught up. Default 64 MiB.
    */
   receiveHighWaterBytes?: number
+  /**
+   * CURVE (tcp:// to a server with `curve`, zerowire or libzmq): everything is encrypted, and
+   * nothing is sent to a server that does not hold the secret of `serverPublicKey`. Requests
+   * fail with EAUTH when no endpoint completes the handshake.
+   */
+  curve?: ClientCurveOptions
 }
+
+/** Z85 keys, 40 characters each (`curveKeypair()`, libzmq's `zmq_curve_keypair`). */
+export interface CurveKeypair {
+  publicKey: string
+  secretKey: string
+}
+
+export interface ClientCurveOptions {
+  /** The server's long-term public key: the one this client trusts. */
+  serverPublicKey: string
+  /** This client's long-term key pair; a fresh one for this Client when omitted. */
+  publicKey?: string
+  secretKey?: string
+}
+
+/** A new CURVE key pair from the OS's randomness. */
+export declare function curveKeypair(): CurveKeypair
 
 export interface RequestOptions {
   /** Overrides `requestTimeoutMs` for this request (per attempt). */
@@ -117,6 +140,8 @@ export interface ClientStats {
   connects: number
   disconnects: number
   connectFailures: number
+  /** Connection attempts that failed the CURVE handshake (among connectFailures). */
+  authFailures: number
   connected: boolean
   /** Requests awaiting their reply. */
   pending: number
@@ -233,11 +258,37 @@ export interface ServerOptions {
    * never; such a client only has what does not fit refused (stats().peerRefused).
    */
   dropStuckClientAfterMs?: number
+  /**
+   * CURVE: every connection encrypted, every client authenticated by its long-term key
+   * (`ctx.publicKey`). Plaintext peers are refused. `publicKey`, if given, must be the
+   * secret key's public half.
+   */
+  curve?: CurveKeypair | { secretKey: string, publicKey?: string }
+  /**
+   * With `curve`: which client keys may connect (default: any key). A list is checked in
+   * Rust during the handshake; a function is asked once per connection, before anything
+   * from that client reaches a handler (its messages are held until it answers; anything
+   * but `true` refuses and disconnects it).
+   */
+  authorize?: string[] | ((publicKey: string, info: AuthorizeInfo) => boolean | Promise<boolean>)
+  /**
+   * Serve tcp:// on an address other hosts can reach (not loopback) without `curve`. Without
+   * it such a bind throws ERR_ZEROWIRE_INSECURE.
+   */
+  insecure?: boolean
+}
+
+export interface AuthorizeInfo {
+  publicKey: string
+  /** The client's ZeroMQ socket type ('DEALER' for a zerowire Client). */
+  socketType: string
 }
 
 /** What a handler gets with each message. */
 export interface Context {
   readonly clientId: string
+  /** Under CURVE, the client's long-term public key (Z85), proven in its handshake. */
+  readonly publicKey: string | undefined
   /** True when the sender awaits a reply (client.request). */
   readonly isRequest: boolean
   /** Answers later; false if already answered or not a request. */
@@ -252,6 +303,8 @@ export interface ClientInfo {
   pid?: number
   ppid?: number
   name?: string
+  /** Under CURVE, the client's long-term public key (Z85). */
+  publicKey?: string
 }
 
 export interface ServerStats {
@@ -300,6 +353,13 @@ export interface ServerStats {
   sinkBatches: number
   /** Rows lost because their transaction failed (disk full, file removed, ...). */
   sinkErrors: number
+  /** CURVE handshakes completed, and failed (wrong server key, plaintext peers, bad boxes). */
+  curveHandshakes: number
+  curveFailures: number
+  /** CURVE clients refused: by the `authorize` list or function. */
+  unauthorized: number
+  /** CURVE connections closed for a message that did not decrypt (tampered, replayed). */
+  curveRejected: number
   latency: {
     /** Message read by the server thread → taken by JS. */
     queueWait: LatencySummary

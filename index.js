@@ -21,6 +21,7 @@ const {
   dropped: EV_DROPPED,
   drain: EV_DRAIN,
   closed: EV_CLOSED,
+  authFailed: EV_AUTH_FAILED,
 } = native.clientEventKinds()
 const {
   connect: SV_CONNECT,
@@ -30,6 +31,7 @@ const {
   packed: SV_PACKED,
   pack: SV_PACK,
   drain: SV_DRAIN,
+  authorize: SV_AUTHORIZE,
 } = native.serverEventKinds()
 
 function codedError (Ctor, code, message, extra) {
@@ -268,6 +270,8 @@ class Client extends NativeHandle {
         this._settle(a, false, codedError(Error, 'ETIMEDOUT', 'request timed out'))
       } else if (kind === EV_RESET) {
         this._settle(a, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
+      } else if (kind === EV_AUTH_FAILED) {
+        this._settle(a, false, codedError(Error, 'EAUTH', 'no server completed the CURVE handshake (wrong server key, this client\'s key refused, or a server without CURVE): the request was not sent'))
       } else if (kind === EV_PUSH) {
         this.emit('message', batch[next++])
       } else if (kind === EV_CLOSED) {
@@ -319,10 +323,11 @@ const NO_ROUTE = 0
 const SLOTS = []
 SLOTS[SV_MESSAGE] = 1
 SLOTS[SV_PACKED] = 0
-SLOTS[SV_CONNECT] = 2
+SLOTS[SV_CONNECT] = 3
 SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0
 SLOTS[SV_DRAIN] = 0
+SLOTS[SV_AUTHORIZE] = 2
 
 function isPayload (v) {
   return typeof v === 'string' || v instanceof Uint8Array
@@ -330,8 +335,10 @@ function isPayload (v) {
 
 /** What a handler gets with each message. One object per message, methods on the prototype. */
 class Context {
-  constructor (server, clientId, token) {
+  constructor (server, clientId, token, publicKey) {
     this.clientId = clientId
+    /** Under CURVE, the client's long-term public key (Z85) it proved in the handshake. */
+    this.publicKey = publicKey
     this._server = server
     this._token = token
   }
@@ -385,6 +392,10 @@ class Server extends NativeHandle {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'endpoint must be a string')
     }
     const opts = readOptions(options)
+    // A function decides here, on the JS thread; Rust holds the client's messages until it has.
+    this._authorize = typeof opts.authorize === 'function' ? opts.authorize : null
+    // Under CURVE: client index → public key.
+    this._keys = opts.curve !== undefined ? new Map() : null
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
     this._clients = new Map() // index → clientId
@@ -500,18 +511,26 @@ class Server extends NativeHandle {
       // species constructor and cost ≈ 3× more per message here.
       this._dispatch(numbers[i + 2], client, numbers[i + 3], Buffer.from(packed.buffer, packed.byteOffset + at, numbers[i + 4]))
     } else if (kind === SV_CONNECT) {
-      const info = batch[next]
+      const info = parseHello(batch[next])
       const id = batch[next + 1]
+      const publicKey = batch[next + 2]
       this._clients.set(client, id)
       this._byId.set(id, client)
-      this.emit('connect', id, parseHello(info))
+      if (publicKey !== undefined) {
+        info.publicKey = publicKey
+        this._keys.set(client, publicKey)
+      }
+      this.emit('connect', id, info)
     } else if (kind === SV_DISCONNECT) {
       const reason = batch[next]
       const id = this._clients.get(client)
       if (id === undefined) return
       this._clients.delete(client)
       this._byId.delete(id)
+      if (this._keys !== null) this._keys.delete(client)
       this.emit('disconnect', id, reason)
+    } else if (kind === SV_AUTHORIZE) {
+      this._decide(client, batch[next], { publicKey: batch[next], socketType: batch[next + 1] })
     } else if (kind === SV_DRAIN) {
       this.emit('drain')
     } else if (kind === SV_CLOSED) {
@@ -519,8 +538,35 @@ class Server extends NativeHandle {
     }
   }
 
+  /**
+   * Asks the `authorize` function about a CURVE client (`request` names it to Rust). Anything
+   * but `true` (or a Promise of it) refuses: a throw, a rejection, a server closed meanwhile.
+   */
+  _decide (request, publicKey, info) {
+    const answer = (allow) => {
+      if (!this._closePromise) native.serverAuthorize(this._h, request, allow === true)
+    }
+    const refuse = (err) => {
+      answer(false)
+      if (this.listenerCount('error') > 0) this.emit('error', err)
+      else process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'ZerowireAuthorizeWarning')
+    }
+    let result
+    try {
+      result = this._authorize === null ? false : this._authorize(publicKey, info)
+    } catch (err) {
+      refuse(err)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      result.then(answer, refuse)
+    } else {
+      answer(result)
+    }
+  }
+
   _dispatch (route, client, token, raw) {
-    const ctx = new Context(this, this._clients.get(client), token)
+    const ctx = new Context(this, this._clients.get(client), token, this._keys === null ? undefined : this._keys.get(client))
     const handler = this._handlers[route]
     if (handler === undefined || route === NO_ROUTE) {
       if (this.listenerCount('message') > 0) {
@@ -619,4 +665,4 @@ function parseHello (json) {
   }
 }
 
-module.exports = { Client, Server }
+module.exports = { Client, Server, curveKeypair: native.curveKeypair }

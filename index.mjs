@@ -1,5 +1,5 @@
 // ESM entry: the same classes as the CommonJS one.
 import zerowire from './index.js'
 
-export const { Client, Server } = zerowire
+export const { Client, Server, curveKeypair } = zerowire
 export default zerowire

@@ -6,7 +6,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { Client, Server } = require('..')
+const { Client, Server, curveKeypair } = require('..')
 
 const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')
 
@@ -32,7 +32,7 @@ test('ClientStats declares exactly the fields stats() returns', async () => {
 
 test('every declared ClientOptions field is accepted', async () => {
   const fields = [...block('interface ClientOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
-  const strings = { name: 'typed', whenFull: 'drop-oldest' }
+  const strings = { name: 'typed', whenFull: 'drop-oldest', curve: { serverPublicKey: curveKeypair().publicKey } }
   const options = Object.fromEntries(fields.map((f) => [f, strings[f] ?? 1000]))
   const c = new Client('ipc:///tmp/zerowire-types-never.sock', { ...options, lingerMs: 0 })
   await c.close()
@@ -47,7 +47,8 @@ test('every Server method declared in index.d.ts exists; ServerStats matches sta
   assert.deepEqual(declared, Object.keys(s.stats()).sort())
   const fields = [...block('interface ServerOptions').matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1])
   await s.close()
-  const numeric = Object.fromEntries(fields.filter((f) => f !== 'typeField' && f !== 'encoding').map((f) => [f, 256]))
-  const t = new Server('tcp://127.0.0.1:0', { ...numeric, typeField: 'kind', encoding: 'buffer' })
+  const given = { typeField: 'kind', encoding: 'buffer', curve: curveKeypair(), authorize: [], insecure: false }
+  const numeric = Object.fromEntries(fields.filter((f) => !(f in given)).map((f) => [f, 256]))
+  const t = new Server('tcp://127.0.0.1:0', { ...numeric, ...given })
   await t.close()
 })

@@ -39,6 +39,7 @@ impl Wing for Client {
                 }
                 ClientEvent::Timeout { id } => batch.event([EV_TIMEOUT, id, 0, 0, 0]),
                 ClientEvent::Reset { id } => batch.event([EV_RESET, id, 0, 0, 0]),
+                ClientEvent::AuthFailed { id } => batch.event([EV_AUTH_FAILED, id, 0, 0, 0]),
                 ClientEvent::Push { body } => {
                     batch.event([EV_PUSH, 0, 0, 0, 0]);
                     batch.str(&body);
@@ -91,6 +92,7 @@ const EV_SLOW: u32 = 7;
 const EV_DROPPED: u32 = 8;
 const EV_DRAIN: u32 = 9;
 const EV_CLOSED: u32 = 10;
+const EV_AUTH_FAILED: u32 = 11;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("reply", EV_REPLY),
     ("errorReply", EV_ERROR_REPLY),
@@ -103,6 +105,7 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("dropped", EV_DROPPED),
     ("drain", EV_DRAIN),
     ("closed", EV_CLOSED),
+    ("authFailed", EV_AUTH_FAILED),
 ];
 
 /// `{ reply: 0, … }`: the numbers a batch's events carry.

@@ -4,7 +4,7 @@ use zerowire_core::latency::Summary;
 use zerowire_core::{ClientStats, ServerStats};
 
 /// The counters `client.stats()` shows, by their JS names.
-pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 26] {
+pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 27] {
     [
         ("sent", s.sent),
         ("refused", s.refused),
@@ -32,10 +32,11 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 26] {
         ("connects", s.connects),
         ("disconnects", s.disconnects),
         ("connectFailures", s.connect_failures),
+        ("authFailures", s.auth_failures),
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 25] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 29] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -62,6 +63,10 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 25] {
         ("sinkRows", s.sink_rows),
         ("sinkBatches", s.sink_batches),
         ("sinkErrors", s.sink_errors),
+        ("curveHandshakes", s.curve_handshakes),
+        ("curveFailures", s.curve_failures),
+        ("unauthorized", s.unauthorized),
+        ("curveRejected", s.curve_rejected),
     ]
 }
 

@@ -33,6 +33,23 @@ use napi::bindgen_prelude::{Object, Result};
 use napi::{Env, JsValue};
 use napi_derive::napi;
 
+/// A CURVE key pair: `{ publicKey, secretKey }`, each 40 characters of Z85, as libzmq's
+/// `zmq_curve_keypair` makes them (from the OS's randomness).
+#[napi(object)]
+pub struct CurveKeypair {
+    pub public_key: String,
+    pub secret_key: String,
+}
+
+#[napi(js_name = "curveKeypair")]
+pub fn curve_keypair() -> CurveKeypair {
+    let (public_key, secret_key) = zerowire_core::curve::keypair();
+    CurveKeypair {
+        public_key,
+        secret_key,
+    }
+}
+
 #[napi(module_exports)]
 pub fn init(exports: Object, env: Env) -> Result<()> {
     zerowire_core::set_host_hooks(zerowire_core::HostHooks {

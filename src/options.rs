@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use zerowire_core::curve::{Authorize, ClientCurve, ServerCurve};
 use zerowire_core::{ClientOptions, Error, ServerOptions};
 
 use crate::ffi::{Cx, Given, Thrown};
@@ -18,6 +19,24 @@ pub struct ServerBuild {
     pub core: ServerOptions,
     /// `encoding: 'buffer'`: bodies as Buffers instead of strings.
     pub buffers: bool,
+    /// `authorize`, applied to `curve` once both are read.
+    pub authorize: Option<Authorize>,
+}
+
+impl ServerBuild {
+    /// The options once every row is read: `authorize` belongs to `curve`.
+    pub fn finish(mut self) -> Result<ServerOptions, Thrown> {
+        match (self.authorize.take(), self.core.curve.as_mut()) {
+            (None, _) => {}
+            (Some(a), Some(curve)) => curve.authorize = a,
+            (Some(_), None) => return Err(Thrown::Type(
+                "ERR_INVALID_ARG_VALUE",
+                "options.authorize needs options.curve: only CURVE authenticates a client's key"
+                    .into(),
+            )),
+        }
+        Ok(self.core)
+    }
 }
 
 pub const CLIENT: &[(&str, Apply<ClientOptions>)] = &[
@@ -98,6 +117,17 @@ pub const CLIENT: &[(&str, Apply<ClientOptions>)] = &[
         o.name = Some(name);
         Ok(())
     }),
+    ("curve", |o, v| {
+        let fields = object("curve", v)?;
+        o.curve = Some(ClientCurve {
+            server_public_key: text_field("curve", &fields, "serverPublicKey")?.ok_or_else(
+                || Thrown::arg_type("options.curve.serverPublicKey must be a string"),
+            )?,
+            public_key: text_field("curve", &fields, "publicKey")?,
+            secret_key: text_field("curve", &fields, "secretKey")?,
+        });
+        Ok(())
+    }),
 ];
 
 pub const SERVER: &[(&str, Apply<ServerBuild>)] = &[
@@ -154,6 +184,45 @@ pub const SERVER: &[(&str, Apply<ServerBuild>)] = &[
         _ => Err(Thrown::arg_type(
             "options.typeField must be a non-empty string",
         )),
+    }),
+    ("curve", |o, v| {
+        let fields = object("curve", v)?;
+        o.core.curve = Some(ServerCurve {
+            secret_key: text_field("curve", &fields, "secretKey")?
+                .ok_or_else(|| Thrown::arg_type("options.curve.secretKey must be a string"))?,
+            public_key: text_field("curve", &fields, "publicKey")?,
+            authorize: Authorize::AnyKey,
+        });
+        Ok(())
+    }),
+    ("authorize", |o, v| {
+        o.authorize = Some(match v {
+            Given::Function => Authorize::Host,
+            Given::List(items) => Authorize::Keys(
+                items
+                    .into_iter()
+                    .map(|k| match k {
+                        Given::Text(k) => Ok(k),
+                        _ => Err(Thrown::arg_type(
+                            "options.authorize must hold public keys (Z85 strings)",
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => {
+                return Err(Thrown::arg_type(
+                    "options.authorize must be an array of public keys or a function",
+                ))
+            }
+        });
+        Ok(())
+    }),
+    ("insecure", |o, v| {
+        let Given::Bool(insecure) = v else {
+            return Err(Thrown::arg_type("options.insecure must be a boolean"));
+        };
+        o.core.insecure = insecure;
+        Ok(())
     }),
     ("encoding", |o, v| {
         o.buffers = match v {
@@ -212,6 +281,31 @@ fn whole(name: &str, v: Given) -> Result<u64, Thrown> {
         .into());
     }
     Ok(v as u64)
+}
+
+/// An object option's fields.
+fn object(name: &str, v: Given) -> Result<Vec<(String, Given)>, Thrown> {
+    match v {
+        Given::Object(fields) => Ok(fields),
+        _ => Err(Thrown::arg_type(&format!(
+            "options.{name} must be an object"
+        ))),
+    }
+}
+
+/// Field `field` of object option `name`: a string, or absent.
+fn text_field(
+    name: &str,
+    fields: &[(String, Given)],
+    field: &str,
+) -> Result<Option<String>, Thrown> {
+    match fields.iter().find(|(n, _)| n == field).map(|(_, v)| v) {
+        None | Some(Given::Absent) => Ok(None),
+        Some(Given::Text(t)) => Ok(Some(t.clone())),
+        Some(_) => Err(Thrown::arg_type(&format!(
+            "options.{name}.{field} must be a string"
+        ))),
+    }
 }
 
 fn count(name: &str, v: Given) -> Result<usize, Thrown> {

@@ -58,7 +58,12 @@ impl Wing for JsServer {
         let mut last = false;
         for event in events {
             match event {
-                ServerEvent::Connect { client, id, info } => {
+                ServerEvent::Connect {
+                    client,
+                    id,
+                    info,
+                    public_key,
+                } => {
                     batch.event([SV_CONNECT, client, 0, 0, 0]);
                     if info.is_empty() {
                         batch.skip();
@@ -66,6 +71,21 @@ impl Wing for JsServer {
                         batch.str(&info);
                     }
                     batch.str(id.as_bytes());
+                    match public_key {
+                        Some(key) => batch.str(key.as_bytes()),
+                        None => {
+                            batch.skip();
+                        }
+                    }
+                }
+                ServerEvent::Authorize {
+                    request,
+                    public_key,
+                    socket_type,
+                } => {
+                    batch.event([SV_AUTHORIZE, request, 0, 0, 0]);
+                    batch.str(public_key.as_bytes());
+                    batch.str(socket_type.as_bytes());
                 }
                 ServerEvent::Message {
                     route,
@@ -151,6 +171,8 @@ const SV_PACKED: u32 = 4;
 const SV_PACK: u32 = 5;
 /// A refused reply or push can be retried (`'drain'`).
 const SV_DRAIN: u32 = 6;
+/// A CURVE client awaits the `authorize` function's answer (`serverAuthorize`).
+const SV_AUTHORIZE: u32 = 7;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("connect", SV_CONNECT),
     ("message", SV_MESSAGE),
@@ -159,6 +181,7 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("packed", SV_PACKED),
     ("pack", SV_PACK),
     ("drain", SV_DRAIN),
+    ("authorize", SV_AUTHORIZE),
 ];
 
 /// `{ connect: 0, … }`: the numbers a batch's events carry.
@@ -185,19 +208,18 @@ pub extern "C" fn create(env: Env, info: sys::napi_callback_info) -> Value {
         let mut build = ServerBuild {
             core: ServerOptions::default(),
             buffers: false,
+            authorize: None,
         };
         options::read(&cx, 1, options::SERVER, &mut build)?;
+        let buffers = build.buffers;
+        let mut core = build.finish()?;
         // JS registers its routes right after construction, then calls serverStart.
-        build.core.start_paused = true;
+        core.start_paused = true;
         let gate = Gate::new();
         let refs = BufferRefs::new(gate.clone());
         let server = JsServer {
-            core: Server::bind(
-                &endpoint,
-                build.core,
-                Box::new(ffi::GateWaker(gate.clone())),
-            )?,
-            buffers: build.buffers,
+            core: Server::bind(&endpoint, core, Box::new(ffi::GateWaker(gate.clone())))?,
+            buffers,
         };
         // A listening server keeps the process alive, like net.Server.
         let handle = Handle::install(&cx, cx.arg(2), server, gate, refs, true)?;
@@ -272,6 +294,14 @@ pub extern "C" fn broadcast(env: Env, info: sys::napi_callback_info) -> Value {
     })
 }
 
+/// serverAuthorize(handle, request, allow): the `authorize` function's answer.
+pub extern "C" fn authorize(env: Env, info: sys::napi_callback_info) -> Value {
+    with_handle::<JsServer>(env, info, |cx, h| {
+        h.core.authorize(cx.u32(1), cx.bool(2));
+        Ok(cx.undefined())
+    })
+}
+
 /// serverStats(handle) → counters, and `latency: { queueWait, service }` of percentiles (µs).
 pub extern "C" fn stats(env: Env, info: sys::napi_callback_info) -> Value {
     with_handle::<JsServer>(env, info, |cx, h| {
@@ -331,5 +361,6 @@ pub const FUNCTIONS: &[(&str, ffi::Callback)] = &[
     ("serverCloseSync", handle::close_sync::<JsServer>),
     ("serverRef", handle::set_ref::<JsServer>),
     ("serverStats", stats),
+    ("serverAuthorize", authorize),
     ("serverSinkSqlite", sink_sqlite),
 ];

@@ -81,6 +81,20 @@ impl Bound {
             },
         }
     }
+
+    /// For a tcp listener on an address other hosts can reach (any but loopback: all
+    /// interfaces, a public or private IP), that address. ipc:// sockets are local files.
+    pub fn reachable_from_elsewhere(&self) -> Option<String> {
+        match self {
+            #[cfg(unix)]
+            Bound::Ipc(_) => None,
+            Bound::Tcp(l) => match l.local_addr() {
+                Ok(a) if a.ip().is_loopback() => None,
+                Ok(a) => Some(format!("tcp://{a}")),
+                Err(_) => Some("tcp://?".into()),
+            },
+        }
+    }
 }
 
 fn io_error(what: &str, e: io::Error) -> Error {

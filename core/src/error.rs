@@ -25,6 +25,8 @@ pub enum Error {
     Sink(String),
     /// Not available on this OS (ipc:// on Windows).
     Unsupported(String),
+    /// A server on an address other hosts can reach, without CURVE or `insecure: true`.
+    Insecure(String),
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl Error {
             Error::Sink(_) => "ERR_ZEROWIRE_SINK",
             // Node's own code for the same situation.
             Error::Unsupported(_) => "ERR_FEATURE_UNAVAILABLE_ON_PLATFORM",
+            Error::Insecure(_) => "ERR_ZEROWIRE_INSECURE",
         }
     }
 }
@@ -65,6 +68,12 @@ impl fmt::Display for Error {
             Error::Bind { message, .. } => write!(f, "bind failed: {message}"),
             Error::Sink(why) => write!(f, "could not open the sink: {why}"),
             Error::Unsupported(why) => write!(f, "unsupported: {why}"),
+            Error::Insecure(address) => write!(
+                f,
+                "refusing to serve {address} without encryption: other hosts can reach it. \
+                 Give `curve: {{ publicKey, secretKey }}` (see curveKeypair()), bind a loopback \
+                 address or ipc://, or pass `insecure: true` if the network is trusted"
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   engine → host [`host::outbox`], the engine thread and the step before an engine waits.
 //! - [`endpoint`] — `ipc://` / `tcp://`, parsed once; the OS's ipc path limit.
 //! - [`bind`]     — binding server endpoints: ipc socket files (stale, live, permissions), tcp.
+//! - [`curve`]    — CURVE keys of both wings, the server's identity → key record.
 //! - [`protocol`] — the wire envelope: correlation ids, control messages, inbound shapes.
 //! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
 //! - [`sink`]     — routes written by Rust instead of JS: a writer thread per sink, batches;
@@ -32,6 +33,7 @@ pub mod arena;
 pub mod bind;
 pub mod client;
 mod counter;
+pub mod curve;
 pub mod endpoint;
 pub mod error;
 pub mod hooks;

@@ -129,7 +129,9 @@ fn hello_ack_routing_replies_and_goodbye() {
     // The hello makes the client known, with its pid and name, and the client ready.
     let ev = s.events(1);
     let (client, id) = match &ev[0] {
-        ServerEvent::Connect { client, id, info } => {
+        ServerEvent::Connect {
+            client, id, info, ..
+        } => {
             let info = std::str::from_utf8(info).unwrap();
             assert!(
                 info.contains(&format!("\"pid\":{}", std::process::id())),

@@ -168,12 +168,7 @@ impl Cx {
             }
             sys::napi_typeof(self.env, v, &mut ty);
         }
-        match ty {
-            sys::ValueType::napi_undefined => Given::Absent,
-            sys::ValueType::napi_number => number(self.env, v).map_or(Given::Other, Given::Number),
-            sys::ValueType::napi_string => string_of(self.env, v).map_or(Given::Other, Given::Text),
-            _ => Given::Other,
-        }
+        given(self.env, v, ty, 1)
     }
 
     pub fn number(&self, i: usize) -> Option<f64> {
@@ -307,8 +302,93 @@ pub enum Given {
     Absent,
     Number(f64),
     Text(String),
-    /// Anything else (null, a boolean, an object…).
+    Bool(bool),
+    Function,
+    /// A plain object's own enumerable properties, one level deep (the values of a nested
+    /// object or array read as `Other`).
+    Object(Vec<(String, Given)>),
+    /// An array's elements, read as the object's values are.
+    List(Vec<Given>),
+    /// Anything else (null, a symbol, a bigint…).
     Other,
+}
+
+/// Most properties or elements read from one object or array: an option is never that large,
+/// and a huge array must not make the read itself costly.
+const MAX_NESTED: u32 = 1 << 20;
+
+/// A value by its kind; objects and arrays opened `depth` levels down.
+fn given(env: Env, v: Value, ty: sys::napi_valuetype, depth: u32) -> Given {
+    match ty {
+        sys::ValueType::napi_undefined => Given::Absent,
+        sys::ValueType::napi_number => number(env, v).map_or(Given::Other, Given::Number),
+        sys::ValueType::napi_string => string_of(env, v).map_or(Given::Other, Given::Text),
+        sys::ValueType::napi_boolean => {
+            let mut b = false;
+            // SAFETY: valid env and a boolean value.
+            unsafe { sys::napi_get_value_bool(env, v, &mut b) };
+            Given::Bool(b)
+        }
+        sys::ValueType::napi_function => Given::Function,
+        sys::ValueType::napi_object if depth > 0 => nested(env, v, depth - 1),
+        _ => Given::Other,
+    }
+}
+
+fn type_of(env: Env, v: Value) -> sys::napi_valuetype {
+    let mut ty = sys::ValueType::napi_undefined;
+    // SAFETY: valid env and value.
+    unsafe { sys::napi_typeof(env, v, &mut ty) };
+    ty
+}
+
+/// An object's own enumerable properties, or an array's elements.
+fn nested(env: Env, v: Value, depth: u32) -> Given {
+    let mut is_array = false;
+    // SAFETY: valid env and value throughout; each call's status is checked, and a failed
+    // one reads as `Other` (never a partial value).
+    unsafe {
+        sys::napi_is_array(env, v, &mut is_array);
+        if is_array {
+            let mut len = 0u32;
+            if sys::napi_get_array_length(env, v, &mut len) != sys::Status::napi_ok
+                || len > MAX_NESTED
+            {
+                return Given::Other;
+            }
+            let mut items = Vec::with_capacity(len as usize);
+            for i in 0..len {
+                let mut item = ptr::null_mut();
+                if sys::napi_get_element(env, v, i, &mut item) != sys::Status::napi_ok {
+                    return Given::Other;
+                }
+                items.push(given(env, item, type_of(env, item), depth));
+            }
+            return Given::List(items);
+        }
+        let mut names = ptr::null_mut();
+        let mut len = 0u32;
+        if sys::napi_get_property_names(env, v, &mut names) != sys::Status::napi_ok
+            || sys::napi_get_array_length(env, names, &mut len) != sys::Status::napi_ok
+            || len > MAX_NESTED
+        {
+            return Given::Other;
+        }
+        let mut fields = Vec::with_capacity(len as usize);
+        for i in 0..len {
+            let (mut key, mut value) = (ptr::null_mut(), ptr::null_mut());
+            if sys::napi_get_element(env, names, i, &mut key) != sys::Status::napi_ok
+                || sys::napi_get_property(env, v, key, &mut value) != sys::Status::napi_ok
+            {
+                return Given::Other;
+            }
+            let Some(name) = string_of(env, key) else {
+                continue;
+            };
+            fields.push((name, given(env, value, type_of(env, value), depth)));
+        }
+        Given::Object(fields)
+    }
 }
 
 fn string_of(env: Env, v: Value) -> Option<String> {

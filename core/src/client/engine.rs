@@ -179,6 +179,7 @@ impl ClientEngine {
         while let Ok(batch) = self.queue.rx.try_recv() {
             self.admit(batch);
         }
+        self.fail_unauthenticated();
         if self.options.drop_oldest {
             self.trim_backlog();
         }
@@ -250,7 +251,7 @@ impl ClientEngine {
 
     fn start_connecting(&mut self, now: Instant) {
         for link in &mut self.links {
-            link.start_connecting(now, self.options.max_message_bytes);
+            link.start_connecting(now, &self.options);
         }
     }
 
@@ -568,7 +569,35 @@ impl ClientEngine {
 
     fn connect_failed(&mut self, i: usize, e: ZmqError) {
         bump(&self.counters.engine.connect_failures, 1);
+        if e.is_mechanism_failure() {
+            bump(&self.counters.engine.auth_failures, 1);
+            self.links[i].auth_failed = true;
+        }
         self.links[i].connect_failed(&e, self.options.reconnect_max_interval);
+        self.fail_unauthenticated();
+    }
+
+    /// When every endpoint failed the CURVE handshake, the requests waiting for one fail now
+    /// (EAUTH) rather than at their timeout: retrying with the same keys will not help. The
+    /// links keep trying (a server may come back with the right key); sends stay queued.
+    fn fail_unauthenticated(&mut self) {
+        if !self.links.iter().all(|l| l.auth_failed) {
+            return;
+        }
+        for id in self.requests.ids() {
+            self.requests.remove(id);
+            self.events.push(ClientEvent::AuthFailed { id });
+        }
+        let (mut released, mut released_bytes) = (0u64, 0u64);
+        self.backlog.retain(|o| {
+            if o.request.is_none() {
+                return true;
+            }
+            released += 1;
+            released_bytes += o.body.len() as u64;
+            false
+        });
+        self.shared.release(released, released_bytes);
     }
 
     /// The watched directory got a new entry: perhaps a server just bound a link's socket.

@@ -22,6 +22,11 @@ pub enum ClientEvent {
     Reset {
         id: u32,
     },
+    /// No endpoint would complete the CURVE handshake (wrong server key, our key refused, a
+    /// plaintext server): the request was never sent.
+    AuthFailed {
+        id: u32,
+    },
     /// A message the server pushed (empty corr).
     Push {
         body: Bytes,

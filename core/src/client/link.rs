@@ -20,6 +20,7 @@ use zeromq::{
 };
 
 use super::options::ClientOptions;
+use crate::curve::ClientCurve;
 use crate::endpoint::Endpoint;
 use crate::protocol;
 use crate::writer::Writer;
@@ -42,9 +43,17 @@ pub(super) struct Connection {
 pub(super) type Connected = (DealerSocket, mpsc::Receiver<SocketEvent>);
 type Connecting = Pin<Box<dyn Future<Output = ZmqResult<Connected>> + Send>>;
 
-fn connect(endpoint: String, timeout: Duration, max_message_bytes: usize) -> Connecting {
+fn connect(
+    endpoint: String,
+    timeout: Duration,
+    max_message_bytes: usize,
+    curve: Option<ClientCurve>,
+) -> Connecting {
     Box::pin(async move {
         let mut options = protocol::socket_options(max_message_bytes);
+        if let Some(curve) = &curve {
+            curve.apply(&mut options);
+        }
         options.connect_timeout(timeout);
         options.peer_send_high_water_mark(SOCKET_QUEUE_MESSAGES, usize::MAX);
         let mut socket = DealerSocket::with_options(options);
@@ -97,6 +106,8 @@ pub(super) struct Link {
     /// confirmed (cumulative, as its acks are).
     pub written: u64,
     pub acked: u64,
+    /// The last attempt failed the CURVE handshake (until one succeeds).
+    pub auth_failed: bool,
 }
 
 impl Link {
@@ -123,6 +134,7 @@ impl Link {
             said_goodbye: false,
             written: 0,
             acked: 0,
+            auth_failed: false,
         }
     }
 
@@ -136,7 +148,7 @@ impl Link {
     }
 
     /// Starts an attempt if none is under way and the backoff allows it.
-    pub fn start_connecting(&mut self, now: Instant, max_message_bytes: usize) {
+    pub fn start_connecting(&mut self, now: Instant, options: &ClientOptions) {
         // Closing does not stop us: what is queued still deserves its linger time.
         if self.conn.is_some() || self.connecting.is_some() {
             return;
@@ -150,7 +162,12 @@ impl Link {
         // handshake, which a loaded machine can slow to tens of ms: never give it less than
         // MIN_CONNECT_ATTEMPT.
         let bound = self.backoff.max(MIN_CONNECT_ATTEMPT);
-        self.connecting = Some(connect(self.endpoint.to_string(), bound, max_message_bytes));
+        self.connecting = Some(connect(
+            self.endpoint.to_string(),
+            bound,
+            options.max_message_bytes,
+            options.curve.clone(),
+        ));
     }
 
     /// A connection is up: the hello goes first on it, ahead of the backlog. Returns false if
@@ -173,6 +190,7 @@ impl Link {
         ));
         let failed = matches!(writer.start(hello), Some(Err(_)));
         let now = Instant::now();
+        self.auth_failed = false;
         self.epoch = epoch;
         self.last_heard = now;
         self.hello = Some(corr);

@@ -128,6 +128,9 @@ impl Client {
             .map(|e| Endpoint::for_connect(e))
             .collect::<Result<Vec<_>, _>>()?;
         options.validate()?;
+        // One key pair for the client's lifetime: its reconnects present the same key.
+        let mut options = options;
+        options.curve = options.curve.as_ref().map(crate::curve::with_client_keys);
         let counters = Arc::new(ClientCounters::default());
         // With drop-oldest the engine trims to the marks; the host's refusal at twice them only
         // bounds memory when the engine thread falls behind.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::curve::ClientCurve;
 use crate::error::Error;
 use crate::host::check_limits;
 
@@ -36,6 +37,9 @@ pub struct ClientOptions {
     /// Bytes of received replies and pushes waiting for the host at most: past it the
     /// engine stops reading (the servers are pushed back by the kernel), it never drops.
     pub receive_high_water_bytes: usize,
+    /// CURVE: the server key this client trusts (a server without its secret is never sent
+    /// anything) and the client's own long-term keys.
+    pub curve: Option<ClientCurve>,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +58,7 @@ impl Default for ClientOptions {
             drop_oldest: false,
             slow_request: None,
             receive_high_water_bytes: 64 << 20,
+            curve: None,
         }
     }
 }
@@ -91,6 +96,9 @@ impl ClientOptions {
                     name.len()
                 ));
             }
+        }
+        if let Some(curve) = &self.curve {
+            curve.validate()?;
         }
         if self.reconnect_interval.is_zero()
             || self.reconnect_max_interval < self.reconnect_interval

@@ -109,6 +109,11 @@ impl Requests {
         self.deadlines.peek().map(|Reverse((t, _))| *t)
     }
 
+    /// Every pending request.
+    pub fn ids(&self) -> Vec<u32> {
+        self.pending.keys().copied().collect()
+    }
+
     /// The requests written on connection `epoch`.
     pub fn written_on(&self, epoch: u32) -> Vec<u32> {
         self.pending

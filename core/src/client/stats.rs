@@ -57,6 +57,8 @@ pub struct ClientEngineCounters {
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Connection attempts that failed the CURVE handshake (among `connect_failures`).
+    pub auth_failures: AtomicU64,
     /// Request round trips: from the engine taking the request to its reply.
     pub request_rtt: Histogram,
     /// Time messages (sends and requests) waited in the queue before they were written.
@@ -92,6 +94,7 @@ pub struct ClientStats {
     pub connects: u64,
     pub disconnects: u64,
     pub connect_failures: u64,
+    pub auth_failures: u64,
     pub connected: bool,
     pub request_rtt: Summary,
     pub queue_wait: Summary,
@@ -137,6 +140,7 @@ impl ClientStats {
             connects: engine.connects.load(Relaxed),
             disconnects: engine.disconnects.load(Relaxed),
             connect_failures: engine.connect_failures.load(Relaxed),
+            auth_failures: engine.auth_failures.load(Relaxed),
             connected,
             request_rtt: engine.request_rtt.summary(),
             queue_wait: engine.queue_wait.summary(),

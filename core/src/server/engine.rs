@@ -30,6 +30,7 @@ use super::options::ServerOptions;
 use super::stats::ServerCounters;
 use super::{ServerControl, ServerOut, NO_ROUTE, NO_TOKEN};
 use crate::counter::bump;
+use crate::curve::{PeerKeys, ServerCurve, STALE_RECORD};
 use crate::host::outbox::Outbox;
 use crate::host::queue::{Consumer, QueueShared, Weighed};
 use crate::host::{self, EngineParts, RECV_BATCH};
@@ -77,7 +78,17 @@ impl Arrival {
     }
 }
 
-/// A client the server knows, by its routing identity.
+/// Messages a CURVE client may send before the host has authorized it; more and it is
+/// disconnected. (All of them together are also held to the receive bound.)
+const HELD_MESSAGES: usize = 1024;
+
+/// A CURVE client the host has yet to authorize, and what it sent meanwhile.
+struct Awaiting {
+    request: u32,
+    held: VecDeque<(ZmqMessage, Arrival)>,
+    bytes: u64,
+}
+
 /// A request the host has yet to answer.
 struct PendingReply {
     client: u32,
@@ -186,6 +197,16 @@ pub(super) struct ServerEngine {
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
+    /// CURVE: the configuration, the keys the authorizer recorded by routing identity, the
+    /// clients whose messages wait for the host's `authorize` answer (and the requests it was
+    /// asked, by number), and what they hold in all.
+    curve: Option<ServerCurve>,
+    keys: Option<Arc<PeerKeys>>,
+    awaiting: HashMap<Bytes, Awaiting>,
+    auth_requests: HashMap<u32, Bytes>,
+    next_auth: u32,
+    held_bytes: u64,
+    next_key_sweep: Instant,
 }
 
 /// The ROUTER socket: its two halves and its event monitor.
@@ -235,6 +256,120 @@ impl ServerEngine {
             ack_at: None,
             reading: !options.start_paused,
             max_message_bytes: options.max_message_bytes,
+            keys: options.curve.as_ref().map(|_| Arc::default()),
+            curve: options.curve.clone(),
+            awaiting: HashMap::default(),
+            auth_requests: HashMap::default(),
+            next_auth: 0,
+            held_bytes: 0,
+            next_key_sweep: Instant::now() + STALE_RECORD,
+        }
+    }
+
+    /// Under CURVE, whether a message from a client not known yet may go on now: its key is
+    /// on record and approved. One waiting for the host's answer has it held; one without a
+    /// record (refused, or left) is dropped and disconnected. Nothing from a client the host
+    /// has not approved reaches it.
+    fn admit(&mut self, message: ZmqMessage, arrival: Arrival) -> Option<ZmqMessage> {
+        let Some(keys) = &self.keys else {
+            return Some(message);
+        };
+        let identity = message.get(0)?.clone();
+        if self.by_identity.contains_key(&identity) {
+            return Some(message);
+        }
+        if let Some(waiting) = self.awaiting.get_mut(&identity) {
+            let size = message.iter().map(|f| f.len() as u64).sum::<u64>();
+            if waiting.held.len() >= HELD_MESSAGES
+                || self.held_bytes + size > self.receive_high_water_bytes
+            {
+                let request = waiting.request;
+                self.refuse(request);
+            } else {
+                waiting.held.push_back((message, arrival));
+                waiting.bytes += size;
+                self.held_bytes += size;
+            }
+            return None;
+        }
+        match keys.get(&identity) {
+            Some(key) if key.approved => Some(message),
+            Some(key) => {
+                self.next_auth = self.next_auth.wrapping_add(1).max(1);
+                let request = self.next_auth;
+                let size = message.iter().map(|f| f.len() as u64).sum::<u64>();
+                let mut held = VecDeque::new();
+                held.push_back((message, arrival));
+                self.held_bytes += size;
+                self.awaiting.insert(
+                    identity.clone(),
+                    Awaiting {
+                        request,
+                        held,
+                        bytes: size,
+                    },
+                );
+                self.auth_requests.insert(request, identity);
+                self.events.push(ServerEvent::Authorize {
+                    request,
+                    public_key: key.public_key,
+                    socket_type: key.socket_type,
+                });
+                None
+            }
+            None => {
+                self.cut_off.push(identity);
+                None
+            }
+        }
+    }
+
+    /// The host's answer to an authorize request: the held messages go on, or the client
+    /// is disconnected with them.
+    fn authorized(&mut self, request: u32, allow: bool) {
+        if !allow {
+            self.refuse(request);
+            return;
+        }
+        let Some(identity) = self.auth_requests.remove(&request) else {
+            return;
+        };
+        let Some(waiting) = self.awaiting.remove(&identity) else {
+            return;
+        };
+        self.held_bytes -= waiting.bytes;
+        if let Some(keys) = &self.keys {
+            keys.approve(&identity);
+        }
+        for (message, arrival) in waiting.held {
+            self.handle_inbound(message, arrival);
+        }
+    }
+
+    fn refuse(&mut self, request: u32) {
+        let Some(identity) = self.auth_requests.remove(&request) else {
+            return;
+        };
+        if let Some(waiting) = self.awaiting.remove(&identity) {
+            self.held_bytes -= waiting.bytes;
+        }
+        bump(&self.counters.host_unauthorized, 1);
+        // Without a record, whatever it still sends is dropped until it is gone.
+        if let Some(keys) = &self.keys {
+            keys.remove(&identity);
+        }
+        self.cut_off.push(identity);
+    }
+
+    /// A connection left: its key record and anything it had waiting go.
+    fn curve_peer_left(&mut self, identity: &Bytes) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        keys.remove(identity);
+        if let Some(waiting) = self.awaiting.remove(identity) {
+            self.held_bytes -= waiting.bytes;
+            self.auth_requests.remove(&waiting.request);
         }
     }
 
@@ -245,10 +380,16 @@ impl ServerEngine {
         self.next_client = self.next_client.wrapping_add(1).max(1);
         let index = self.next_client;
         let id: Arc<str> = client_id().into();
+        let public_key = self
+            .keys
+            .as_ref()
+            .and_then(|k| k.get(identity))
+            .map(|k| k.public_key);
         self.events.push(ServerEvent::Connect {
             client: index,
             id: id.to_string(),
             info: hello.cloned().unwrap_or_default(),
+            public_key,
         });
         self.peers.insert(
             index,
@@ -294,6 +435,27 @@ impl ServerEngine {
         m.push_back(corr.clone());
         m.push_back(body);
         m
+    }
+
+    fn inbound(&mut self, message: ZmqMessage, arrival: Arrival) {
+        if let Some(message) = self.admit(message, arrival) {
+            self.handle_inbound(message, arrival);
+        }
+    }
+
+    /// Drops the key records of connections that failed after their authorization.
+    fn sweep_keys(&mut self, now: Instant, router: &Router) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        if now < self.next_key_sweep {
+            return;
+        }
+        self.next_key_sweep = now + STALE_RECORD;
+        keys.sweep(|identity| {
+            PeerIdentity::try_from(identity.clone())
+                .is_ok_and(|p| router.send.peer_queued(&p).is_some())
+        });
     }
 
     fn handle_inbound(&mut self, message: ZmqMessage, arrival: Arrival) {
@@ -571,6 +733,7 @@ impl ServerEngine {
                     self.close_deadline.get_or_insert(now + linger);
                 }
                 ServerControl::Start => self.reading = true,
+                ServerControl::Authorize { request, allow } => self.authorized(request, allow),
             }
         }
     }
@@ -719,6 +882,10 @@ impl ServerEngine {
         if let Some(grace) = self.drop_stuck_client_after {
             options.drop_full_peer_after(grace);
         }
+        if let (Some(curve), Some(keys)) = (&self.curve, &self.keys) {
+            curve.apply(&mut options, keys);
+            let _ = self.counters.curve.set(options.curve_stats());
+        }
         let mut socket = RouterSocket::with_options(options);
         let monitor = socket.monitor();
         if socket.bind_listener(listener).await.is_err() {
@@ -739,6 +906,7 @@ impl ServerEngine {
                 self.events.push(ServerEvent::Drain);
             }
             self.sweep(now);
+            self.sweep_keys(now, &router);
             self.expire_requests(now);
             self.send_acks(now);
             let (backlog, outbox) = (&self.backlog, &self.outbox);
@@ -835,10 +1003,10 @@ impl ServerEngine {
             Woke::Other | Woke::Message(Err(_)) | Woke::Monitor(None) => {}
             Woke::Message(Ok(m)) => {
                 let arrival = Arrival::now();
-                self.handle_inbound(m, arrival);
+                self.inbound(m, arrival);
                 for _ in 1..RECV_BATCH {
                     match host::ready(&mut router.recv) {
-                        Some(Ok(m)) => self.handle_inbound(m, arrival),
+                        Some(Ok(m)) => self.inbound(m, arrival),
                         _ => break,
                     }
                 }
@@ -848,6 +1016,7 @@ impl ServerEngine {
                 if let Some(&index) = self.by_identity.get(&identity) {
                     self.forget(index, DisconnectReason::Closed);
                 }
+                self.curve_peer_left(&identity);
             }
             Woke::Monitor(Some(_)) => {}
         }

@@ -33,6 +33,15 @@ pub enum ServerEvent {
         client: u32,
         id: String,
         info: Bytes,
+        /// Under CURVE, the long-term public key (Z85) the client proved.
+        public_key: Option<std::sync::Arc<str>>,
+    },
+    /// A CURVE client proved `public_key`; its messages wait until the host answers
+    /// `ServerControl::Authorize` with this `request`.
+    Authorize {
+        request: u32,
+        public_key: std::sync::Arc<str>,
+        socket_type: &'static str,
     },
     /// `route` is the index the host registered (NO_ROUTE: none matched); `token` is the
     /// request's reply token (NO_TOKEN: fire-and-forget).

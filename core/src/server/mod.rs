@@ -92,6 +92,11 @@ pub enum ServerControl {
     },
     /// Start reading (after `start_paused`).
     Start,
+    /// The host's answer to `ServerEvent::Authorize`.
+    Authorize {
+        request: u32,
+        allow: bool,
+    },
 }
 
 impl Orders for ServerControl {
@@ -132,6 +137,11 @@ impl Server {
         let endpoint = Endpoint::for_bind(endpoint)?;
         options.validate()?;
         let bound = bind::bind(&endpoint, options.socket_mode)?;
+        if options.curve.is_none() && !options.insecure {
+            if let Some(address) = bound.reachable_from_elsewhere() {
+                return Err(Error::Insecure(address));
+            }
+        }
         let endpoint = bound.endpoint();
         let (listener, file) = bound.into_parts();
         let counters = Arc::new(ServerCounters::default());
@@ -234,6 +244,11 @@ impl Server {
         body: Bytes,
     ) -> Result<Queued, Error> {
         self.push(staging, ServerOut::Broadcast { body })
+    }
+
+    /// Answers an `Authorize` event: the client's held messages go on, or it is disconnected.
+    pub fn authorize(&self, request: u32, allow: bool) {
+        self.host.order(ServerControl::Authorize { request, allow });
     }
 
     /// Starts reading messages (for a server bound with `start_paused`).

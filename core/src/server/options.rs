@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::curve::ServerCurve;
 use crate::error::Error;
 use crate::host::{check_limits, MAX_HIGH_WATER_MARK};
 
@@ -35,6 +36,10 @@ pub struct ServerOptions {
     /// Bind now but read nothing until [`Server::start`]: a host registers its routes first,
     /// so no early message is misrouted (a reconnecting client can be there at once).
     pub start_paused: bool,
+    /// CURVE: encrypt every connection and authenticate every client (and who may connect).
+    pub curve: Option<ServerCurve>,
+    /// Serve plaintext on an address other hosts can reach (refused by default).
+    pub insecure: bool,
 }
 
 impl Default for ServerOptions {
@@ -53,6 +58,8 @@ impl Default for ServerOptions {
             receive_high_water_bytes: 64 << 20,
             drop_stuck_client_after: None,
             start_paused: false,
+            curve: None,
+            insecure: false,
         }
     }
 }
@@ -86,6 +93,9 @@ impl ServerOptions {
                 "socketMode must be 0..=0o777, got {:o}",
                 self.socket_mode
             ));
+        }
+        if let Some(curve) = &self.curve {
+            curve.validate()?;
         }
         check_limits(
             self.send_high_water_mark,

@@ -36,6 +36,11 @@ pub struct ServerCounters {
     pub peer_queued_bytes: AtomicU64,
     /// Messages handed to a sink.
     pub sunk: AtomicU64,
+    /// CURVE clients refused by the host's `authorize` function, or disconnected because
+    /// they sent more than may be held while it decides.
+    pub host_unauthorized: AtomicU64,
+    /// The socket's CURVE counters (set when the engine builds a CURVE socket).
+    pub curve: std::sync::OnceLock<std::sync::Arc<zeromq::CurveStats>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +68,13 @@ pub struct ServerStats {
     pub peer_queued_bytes: u64,
     /// Messages handed to sinks, and what their writers made of them.
     pub sunk: u64,
+    /// CURVE: handshakes completed; failed (wrong keys, plaintext peers, bad boxes); clients
+    /// refused (by the key list or the `authorize` function); connections closed for a
+    /// MESSAGE that did not open.
+    pub curve_handshakes: u64,
+    pub curve_failures: u64,
+    pub unauthorized: u64,
+    pub curve_rejected: u64,
     pub sink_rows: u64,
     pub sink_batches: u64,
     pub sink_errors: u64,
@@ -103,6 +115,10 @@ impl ServerStats {
             peer_queued: r(&c.peer_queued),
             peer_queued_bytes: r(&c.peer_queued_bytes),
             sunk: r(&c.sunk),
+            curve_handshakes: c.curve.get().map_or(0, |s| s.handshakes()),
+            curve_failures: c.curve.get().map_or(0, |s| s.handshake_failures()),
+            unauthorized: c.curve.get().map_or(0, |s| s.unauthorized()) + r(&c.host_unauthorized),
+            curve_rejected: c.curve.get().map_or(0, |s| s.rejected_messages()),
             sink_rows: r(&sinks.rows),
             sink_batches: r(&sinks.batches),
             sink_errors: r(&sinks.errors),
