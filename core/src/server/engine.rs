@@ -41,16 +41,19 @@ use crate::sniff::Sniffer;
 use crate::spin::Spin;
 use crate::trim::Trim;
 
+mod acks;
+mod authorize;
+mod outbound;
+mod requests;
+
+use outbound::Outbound;
+
 /// Inbound messages waiting for the host before the engine stops reading the socket.
 const MAX_UNDELIVERED: usize = 50_000;
 /// How often a paused engine looks again whether the host caught up.
 const PAUSE_POLL: Duration = Duration::from_millis(1);
 /// At close, how often the engine looks whether the clients' queues are written out.
 const CLOSE_POLL: Duration = Duration::from_millis(5);
-/// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
-/// under load one small message per client per interval confirms thousands.
-const ACK_DELAY: Duration = Duration::from_millis(5);
-
 /// Where a route's messages go.
 enum Target {
     /// To the host, with this route index.
@@ -96,44 +99,6 @@ struct PendingReply {
     corr: Bytes,
     /// When it was read (its service time runs from there).
     at: std::time::Instant,
-}
-
-/// A message for one client, as the engine hands it to that client's queue in the socket.
-struct Outbound {
-    message: ZmqMessage,
-    /// For the entry that completes a host message, its bytes (released from the host's
-    /// queue accounting once handed over).
-    release: Option<u64>,
-    /// For a reply, when its request was read (its service time is recorded then).
-    arrived: Option<std::time::Instant>,
-    /// Control replies (hello acks, pongs, goodbye replies, acks) take the client's urgent
-    /// lane: they never wait behind its data, and a client that does not read cannot make
-    /// them wait for anyone else.
-    urgent: bool,
-}
-
-impl Outbound {
-    fn control(message: ZmqMessage) -> Self {
-        Outbound {
-            message,
-            release: None,
-            arrived: None,
-            urgent: true,
-        }
-    }
-
-    fn data(
-        message: ZmqMessage,
-        release: Option<u64>,
-        arrived: Option<std::time::Instant>,
-    ) -> Self {
-        Outbound {
-            message,
-            release,
-            arrived,
-            urgent: false,
-        }
-    }
 }
 
 struct KnownClient {
@@ -266,113 +231,6 @@ impl ServerEngine {
         }
     }
 
-    /// Under CURVE, whether a message from a client not known yet may go on now: its key is
-    /// on record and approved. One waiting for the host's answer has it held; one without a
-    /// record (refused, or left) is dropped and disconnected. Nothing from a client the host
-    /// has not approved reaches it.
-    fn admit(&mut self, message: ZmqMessage, arrival: Arrival) -> Option<ZmqMessage> {
-        let Some(keys) = &self.keys else {
-            return Some(message);
-        };
-        let identity = message.get(0)?.clone();
-        if self.by_identity.contains_key(&identity) {
-            return Some(message);
-        }
-        if let Some(waiting) = self.awaiting.get_mut(&identity) {
-            let size = message.iter().map(|f| f.len() as u64).sum::<u64>();
-            if waiting.held.len() >= HELD_MESSAGES
-                || self.held_bytes + size > self.receive_high_water_bytes
-            {
-                let request = waiting.request;
-                self.refuse(request);
-            } else {
-                waiting.held.push_back((message, arrival));
-                waiting.bytes += size;
-                self.held_bytes += size;
-            }
-            return None;
-        }
-        match keys.get(&identity) {
-            Some(key) if key.approved => Some(message),
-            Some(key) => {
-                self.next_auth = self.next_auth.wrapping_add(1).max(1);
-                let request = self.next_auth;
-                let size = message.iter().map(|f| f.len() as u64).sum::<u64>();
-                let mut held = VecDeque::new();
-                held.push_back((message, arrival));
-                self.held_bytes += size;
-                self.awaiting.insert(
-                    identity.clone(),
-                    Awaiting {
-                        request,
-                        held,
-                        bytes: size,
-                    },
-                );
-                self.auth_requests.insert(request, identity);
-                self.events.push(ServerEvent::Authorize {
-                    request,
-                    public_key: key.public_key,
-                    socket_type: key.socket_type,
-                });
-                None
-            }
-            None => {
-                self.cut_off.push(identity);
-                None
-            }
-        }
-    }
-
-    /// The host's answer to an authorize request: the held messages go on, or the client
-    /// is disconnected with them.
-    fn authorized(&mut self, request: u32, allow: bool) {
-        if !allow {
-            self.refuse(request);
-            return;
-        }
-        let Some(identity) = self.auth_requests.remove(&request) else {
-            return;
-        };
-        let Some(waiting) = self.awaiting.remove(&identity) else {
-            return;
-        };
-        self.held_bytes -= waiting.bytes;
-        if let Some(keys) = &self.keys {
-            keys.approve(&identity);
-        }
-        for (message, arrival) in waiting.held {
-            self.handle_inbound(message, arrival);
-        }
-    }
-
-    fn refuse(&mut self, request: u32) {
-        let Some(identity) = self.auth_requests.remove(&request) else {
-            return;
-        };
-        if let Some(waiting) = self.awaiting.remove(&identity) {
-            self.held_bytes -= waiting.bytes;
-        }
-        bump(&self.counters.host_unauthorized, 1);
-        // Without a record, whatever it still sends is dropped until it is gone.
-        if let Some(keys) = &self.keys {
-            keys.remove(&identity);
-        }
-        self.cut_off.push(identity);
-    }
-
-    /// A connection left: its key record and anything it had waiting go.
-    fn curve_peer_left(&mut self, identity: &Bytes) {
-        let Some(keys) = &self.keys else {
-            return;
-        };
-        keys.remove(identity);
-        if let Some(waiting) = self.awaiting.remove(identity) {
-            self.held_bytes -= waiting.bytes;
-            self.auth_requests.remove(&waiting.request);
-        }
-    }
-
     fn peer_for(&mut self, identity: &Bytes, hello: Option<&Bytes>) -> u32 {
         if let Some(&index) = self.by_identity.get(identity) {
             return index;
@@ -441,21 +299,6 @@ impl ServerEngine {
         if let Some(message) = self.admit(message, arrival) {
             self.handle_inbound(message, arrival);
         }
-    }
-
-    /// Drops the key records of connections that failed after their authorization.
-    fn sweep_keys(&mut self, now: Instant, router: &Router) {
-        let Some(keys) = &self.keys else {
-            return;
-        };
-        if now < self.next_key_sweep {
-            return;
-        }
-        self.next_key_sweep = now + STALE_RECORD;
-        keys.sweep(|identity| {
-            PeerIdentity::try_from(identity.clone())
-                .is_ok_and(|p| router.send.peer_queued(&p).is_some())
-        });
     }
 
     fn handle_inbound(&mut self, message: ZmqMessage, arrival: Arrival) {
@@ -574,151 +417,6 @@ impl ServerEngine {
         }
     }
 
-    /// Notes a send from a client that understands acks. With `to_host`, its event is the
-    /// next one pushed and it counts as handled once the host has run that event's handler;
-    /// otherwise (a sink took it) once the host has handled everything pushed before it.
-    fn count_send(&mut self, client: u32, to_host: bool) {
-        let Some(peer) = self.peers.get_mut(&client) else {
-            return;
-        };
-        if !peer.pings {
-            return;
-        }
-        peer.sends_read += 1;
-        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
-        match peer.marks.back_mut() {
-            // Same unpublished batch: one mark covers it.
-            Some(mark) if mark.0 > self.published => *mark = (needed, peer.sends_read),
-            _ => {
-                if peer.marks.is_empty() {
-                    self.unacked.push(client);
-                }
-                peer.marks.push_back((needed, peer.sends_read))
-            }
-        }
-        self.ack_at
-            .get_or_insert_with(|| Instant::now() + ACK_DELAY);
-    }
-
-    /// Acks, to each client with news, how many of its sends the host has handled.
-    fn send_acks(&mut self, now: Instant) {
-        if self.ack_at.is_none_or(|t| now < t) {
-            return;
-        }
-        let handled = self.outbox.handled();
-        let mut waiting = Vec::new();
-        for client in std::mem::take(&mut self.unacked) {
-            let Some(peer) = self.peers.get_mut(&client) else {
-                continue;
-            };
-            let mut confirmed = peer.acked;
-            while let Some(&(needed, count)) = peer.marks.front() {
-                if needed > handled {
-                    break;
-                }
-                confirmed = count;
-                peer.marks.pop_front();
-            }
-            if confirmed > peer.acked {
-                peer.acked = confirmed;
-                let (corr, body) = protocol::encode_ack(confirmed);
-                let mut m = ZmqMessage::from(peer.identity.clone());
-                m.push_back(corr);
-                m.push_back(body);
-                self.backlog.push_back(Outbound::control(m));
-            }
-            if !peer.marks.is_empty() {
-                waiting.push(client);
-            }
-        }
-        self.ack_at = (!waiting.is_empty()).then(|| now + ACK_DELAY);
-        self.unacked = waiting;
-    }
-
-    /// Hands a message to sink `i`. A request there is acknowledged at once with an empty
-    /// reply: the row is queued, which is all a sink promises before close().
-    fn sink(
-        &mut self,
-        i: usize,
-        client: u32,
-        identity: &Bytes,
-        corr: Bytes,
-        body: Bytes,
-        arrival: Arrival,
-    ) {
-        bump(&self.counters.sunk, 1);
-        self.sinks[i].push(Row {
-            received_at_ms: arrival.wall_ms,
-            client: self.peers[&client].id.clone(),
-            raw: body,
-        });
-        if !corr.is_empty() {
-            bump(&self.counters.requests, 1);
-            bump(&self.counters.replies, 1);
-            self.backlog.push_back(Outbound::data(
-                Self::reply_frames(identity, &corr, Bytes::new()),
-                None,
-                Some(arrival.at),
-            ));
-        }
-    }
-
-    /// Turns what the host staged into frames in the backlog.
-    fn take_queue(&mut self) {
-        while let Ok(batch) = self.queue.rx.try_recv() {
-            for out in batch {
-                let size = out.bytes();
-                match out {
-                    ServerOut::Reply { token, body, error } => {
-                        let target = self.tokens.remove(&token).and_then(|r| {
-                            let peer = self.peers.get_mut(&r.client)?;
-                            peer.pending -= 1;
-                            Some((&*peer, r.corr, r.at))
-                        });
-                        match target {
-                            Some((peer, corr, at)) => {
-                                let mut m = Self::reply_frames(&peer.identity, &corr, body);
-                                if error {
-                                    m.push_back(Bytes::from_static(ERROR_STATUS));
-                                }
-                                bump(&self.counters.replies, 1);
-                                self.backlog
-                                    .push_back(Outbound::data(m, Some(size), Some(at)));
-                            }
-                            None => self.unroutable(size),
-                        }
-                    }
-                    ServerOut::SendTo { client, body } => match self.peers.get(&client) {
-                        Some(peer) => {
-                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body);
-                            bump(&self.counters.pushes, 1);
-                            self.backlog.push_back(Outbound::data(m, Some(size), None));
-                        }
-                        None => self.unroutable(size),
-                    },
-                    ServerOut::Broadcast { body } => {
-                        let n = self.peers.len();
-                        for (i, peer) in self.peers.values().enumerate() {
-                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body.clone());
-                            // The host's message is released with its last copy.
-                            let release = (i + 1 == n).then_some(size);
-                            self.backlog.push_back(Outbound::data(m, release, None));
-                        }
-                        bump(&self.counters.pushes, n as u64);
-                        if n == 0 {
-                            self.shared.release(1, size);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn unroutable(&mut self, size: u64) {
-        bump(&self.counters.unroutable, 1);
-        self.shared.release(1, size);
-    }
-
     fn take_control(&mut self, now: Instant) {
         while let Ok(order) = self.queue.ctl.try_recv() {
             match order {
@@ -745,44 +443,6 @@ impl ServerEngine {
         self.outbox.len() >= MAX_UNDELIVERED
             || self.outbox.bytes() >= self.receive_high_water_bytes
             || self.sinks.iter().any(Sink::backed_up)
-    }
-
-    /// A fresh reply token (never 0, never one still pending).
-    fn new_token(&mut self) -> u32 {
-        loop {
-            self.next_token = self.next_token.wrapping_add(1).max(1);
-            if !self.tokens.contains_key(&self.next_token) {
-                return self.next_token;
-            }
-        }
-    }
-
-    /// Forgets requests unanswered past `pending_request_timeout`, oldest first.
-    fn expire_requests(&mut self, now: Instant) {
-        while let Some(&(read, token)) = self.token_order.front() {
-            if now.saturating_duration_since(read) < self.pending_request_timeout
-                && self.token_order.len() <= 2 * self.max_pending_requests
-            {
-                break;
-            }
-            self.token_order.pop_front();
-            // Answered, or gone with its client: nothing left to expire.
-            let expired = self
-                .tokens
-                .get(&token)
-                .is_some_and(|r| Instant::from_std(r.at) == read);
-            if expired && now.saturating_duration_since(read) >= self.pending_request_timeout {
-                if let Some(r) = self.tokens.remove(&token) {
-                    if let Some(peer) = self.peers.get_mut(&r.client) {
-                        peer.pending -= 1;
-                    }
-                    bump(&self.counters.requests_expired, 1);
-                }
-            }
-        }
-        self.counters
-            .pending_requests
-            .store(self.tokens.len() as u64, Ordering::Relaxed);
     }
 
     /// Drops clients that ping but fell silent (hung or unreachable: the socket may stay open).
@@ -813,50 +473,6 @@ impl ServerEngine {
             }
             self.forget(index, DisconnectReason::Timeout);
         }
-    }
-
-    /// Hands the backlog to the clients' queues in the socket. Never waits: a client whose
-    /// queue is full (it does not read) has the message refused and counted, and nobody
-    /// else notices.
-    fn flush(&mut self, router: &mut Router) {
-        for identity in self.cut_off.drain(..) {
-            if let Ok(peer) = PeerIdentity::try_from(identity) {
-                router.send.disconnect_peer(&peer);
-            }
-        }
-        let (mut messages, mut bytes) = (0u64, 0u64);
-        for out in self.backlog.drain(..) {
-            if let Some(at) = out.arrived {
-                self.service.record_duration(at.elapsed());
-            }
-            if let Some(size) = out.release {
-                messages += 1;
-                bytes += size;
-            }
-            let handed = if out.urgent {
-                router.send.try_send_urgent(out.message)
-            } else {
-                router.send.try_send(out.message)
-            };
-            match handed {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::PeerDropped(_)) => {
-                    bump(&self.counters.peer_refused, 1)
-                }
-                // The client left between our lookup and the send: nothing to retry.
-                Err(_) => bump(&self.counters.unroutable, 1),
-            }
-        }
-        if messages > 0 {
-            self.shared.release(messages, bytes);
-        }
-        let queued = router.send.queued();
-        self.counters
-            .peer_queued
-            .store(queued.messages as u64, Ordering::Relaxed);
-        self.counters
-            .peer_queued_bytes
-            .store(queued.bytes as u64, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,106 @@
+//! What a server sends a client: replies (and what they confirm), pushes, acks, and the
+//! answers to the client's own hello and goodbye.
+
+use super::*;
+
+impl ClientEngine {
+    pub(super) fn handle_inbound(&mut self, i: usize, message: ZmqMessage) {
+        // One clock read per message serves the heartbeat, the round trip and the spin.
+        let now = Instant::now();
+        let link = &mut self.links[i];
+        link.last_heard = now;
+        let counters = &self.counters.engine;
+        match protocol::classify(message.into_vec()) {
+            Inbound::Reply { id, body } => {
+                if let Some(p) = self.requests.remove(id) {
+                    Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
+                    // The host often answers a reply with its next request.
+                    self.spin.after_traffic(now);
+                    bump(&counters.replies, 1);
+                    self.events.push(ClientEvent::Reply { id, body });
+                } else {
+                    bump(&counters.late_replies, 1);
+                }
+            }
+            Inbound::ErrorReply { id, message } => {
+                if let Some(p) = self.requests.remove(id) {
+                    Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
+                    bump(&counters.error_replies, 1);
+                    self.events.push(ClientEvent::ErrorReply { id, message });
+                } else {
+                    bump(&counters.late_replies, 1);
+                }
+            }
+            Inbound::Push { body } => {
+                bump(&counters.pushes, 1);
+                self.events.push(ClientEvent::Push { body });
+            }
+            Inbound::Control { frame, body } => {
+                if protocol::control_kind(&frame) == Some(protocol::CONTROL_ACK) {
+                    if let Some(count) = protocol::parse_ack_count(&body) {
+                        // Cumulative, so a stale or repeated ack changes nothing.
+                        let count = count.min(link.written);
+                        if count > link.acked && link.server == ServerKind::Acks {
+                            bump(&counters.delivered, count - link.acked);
+                            link.acked = count;
+                        }
+                    }
+                } else if link.barrier.as_ref() == Some(&frame) {
+                    // Everything before the goodbye was read.
+                    link.barrier = None;
+                    link.unconfirmed = false;
+                    bump(&counters.delivered, link.unacked());
+                    link.acked = link.written;
+                } else if link.hello.as_ref() == Some(&frame) {
+                    link.hello_deadline = None;
+                    // A plain ROUTER may echo the hello back: only a real ack makes us ready.
+                    match protocol::parse_ack(&body) {
+                        Some((client_id, server_pid)) => {
+                            link.server = ServerKind::Acks;
+                            link.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
+                            self.events.push(ClientEvent::Ready {
+                                link: i as u32,
+                                client_id,
+                                server_pid,
+                            });
+                        }
+                        None => self.became_plain(i),
+                    }
+                }
+            }
+            Inbound::Malformed => bump(&counters.malformed, 1),
+        }
+    }
+
+    /// A request got its (error) reply at `now`: what that confirms of the link's sends, its
+    /// round trip, and a report if it was slow.
+    pub(super) fn settled(
+        options: &ClientOptions,
+        counters: &ClientEngineCounters,
+        events: &mut Vec<ClientEvent>,
+        link: &mut Link,
+        id: u32,
+        p: &Pending,
+        now: Instant,
+    ) {
+        Self::confirm_by_reply(link, p, counters);
+        let rtt = now.saturating_duration_since(p.started);
+        counters.request_rtt.record_duration(rtt);
+        if options.slow_request.is_some_and(|limit| rtt >= limit) {
+            let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+            events.push(ClientEvent::Slow { id, micros });
+        }
+    }
+
+    /// A plain ROUTER reads a connection in order: the reply to a request proves the sends
+    /// written before it were read. (A zerowire server's acks say more: handled.)
+    pub(super) fn confirm_by_reply(link: &mut Link, p: &Pending, counters: &ClientEngineCounters) {
+        if link.server == ServerKind::Plain
+            && p.written_in == Some(link.epoch)
+            && p.confirms > link.acked
+        {
+            bump(&counters.delivered, p.confirms - link.acked);
+            link.acked = p.confirms;
+        }
+    }
+}
