@@ -143,12 +143,13 @@ fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
             max: MAX_IPC_PATH,
         });
     }
-    clear_stale(path)?;
-
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let private_parent = check_directories(&parent, &shown)?;
+    clear_stale(path)?;
+
     // A private directory next to the target; 0700 so nobody else can reach the socket in it.
     let private = parent.join(format!(".zw{:x}{:x}", std::process::id(), nonce()));
     let staged = private.join("s");
@@ -172,13 +173,23 @@ fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
                 io_error(&shown, e)
             }
         })?
-    } else {
+    } else if private_parent {
         // The private directory's name would push the staged path over the limit: bind in
-        // place. The file is created with the process umask and narrowed right after.
+        // place. Nobody else can reach this directory, so the moment the file has the process
+        // umask's mode, before it is narrowed, exposes nothing.
         let listener = UnixListener::bind(path).map_err(|e| io_error(&shown, e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| io_error(&shown, e))?;
         listener
+    } else {
+        // In a directory others can reach, binding in place would leave the socket with the
+        // umask's mode (all of 0777 under umask 000) until narrowed: never wider, even for an
+        // instant.
+        return Err(unsafe_path(format!(
+            "{shown}: too long to bind owner-only in a directory other users can reach \
+             (at most {} bytes there, or any length in a directory only you can enter)",
+            MAX_IPC_PATH - STAGING_EXTRA
+        )));
     };
     let inode = std::fs::symlink_metadata(path)
         .map_err(|e| io_error(&shown, e))?
@@ -190,6 +201,68 @@ fn bind_ipc(path: &Path, mode: u32) -> Result<IpcBinding, Error> {
             inode,
         },
     })
+}
+
+/// What the private staging directory adds to a path at most: "/.zw", the pid and a nonce in
+/// up to 8 hex digits each, "/s".
+#[cfg(unix)]
+const STAGING_EXTRA: usize = 22;
+
+#[cfg(unix)]
+fn unsafe_path(message: String) -> Error {
+    Error::Bind {
+        code: "ERR_ZEROWIRE_UNSAFE_PATH",
+        message,
+    }
+}
+
+/// Refuses a socket directory another user could take the endpoint over through: every
+/// directory from it up to `/` must belong to us or to root and must not be writable by others
+/// unless sticky (as /tmp is: there nobody may rename or remove what is not theirs), and a
+/// symbolic link on the way must belong to us or to root (a planted one leads elsewhere).
+/// Returns whether the directory is private (ours, and no one else may enter it).
+#[cfg(unix)]
+fn check_directories(dir: &Path, shown: &str) -> Result<bool, Error> {
+    let me = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == me || uid == 0;
+    let absolute = std::env::current_dir()
+        .map(|cwd| cwd.join(dir))
+        .map_err(|e| io_error(shown, e))?;
+    // The links as written, then the directories they lead to.
+    for a in absolute.ancestors() {
+        match std::fs::symlink_metadata(a) {
+            Ok(m) if m.file_type().is_symlink() && !trusted(m.uid()) => {
+                return Err(unsafe_path(format!(
+                    "{shown}: {} is a symbolic link of uid {}, another user",
+                    a.display(),
+                    m.uid()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(io_error(shown, e)),
+        }
+    }
+    let real = std::fs::canonicalize(&absolute).map_err(|e| io_error(shown, e))?;
+    for a in real.ancestors() {
+        let m = std::fs::metadata(a).map_err(|e| io_error(shown, e))?;
+        let mode = m.permissions().mode();
+        if !trusted(m.uid()) {
+            return Err(unsafe_path(format!(
+                "{shown}: {} belongs to uid {}, another user",
+                a.display(),
+                m.uid()
+            )));
+        }
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(unsafe_path(format!(
+                "{shown}: other users may write to {} ({:o}) and replace the socket",
+                a.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    let m = std::fs::metadata(&real).map_err(|e| io_error(shown, e))?;
+    Ok(m.uid() == me && m.permissions().mode() & 0o077 == 0)
 }
 
 /// Removes a socket file no server listens on; refuses a live one or a non-socket.
