@@ -384,7 +384,8 @@ export interface Route {
   readonly name: string
   /**
    * Stores every message of this type in the SQLite database at `path` (table `logs` by
-   * default: id, received_at ms, client_id, raw), batched in transactions on a Rust thread.
+   * default: id, received_at ms, client_id, raw — the bytes as received: TEXT when valid UTF-8,
+   * else a BLOB), batched in transactions on a Rust thread.
    * A request of this type gets an empty reply once queued. Opens the file now: a bad path
    * throws (ERR_ZEROWIRE_SINK). close() writes every row read before it.
    */

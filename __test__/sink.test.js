@@ -86,3 +86,21 @@ for (const proto of testProtos('ipc', 'tcp')) {
     assert.equal(server.stats().sunk, 0)
   })
 }
+
+test('a body that is not UTF-8 is stored as a BLOB of its bytes, so readers can still read every row', async () => {
+  const db = tmpDb('bytes.db')
+  const server = new Server(tmpEndpoint())
+  server.route('log').toSqlite(db)
+  server.route('barrier', () => 'ok')
+  const client = new Client(server.endpoint)
+  const bad = Buffer.concat([Buffer.from('{"type":"log","b":"'), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from('"}')])
+  client.send(bad)
+  client.send('{"type":"log","text":"é"}')
+  await client.request('{"type":"barrier"}')
+  await client.close()
+  await server.close()
+  // Python's sqlite3 decodes TEXT as UTF-8: one invalid TEXT row made the whole SELECT fail.
+  const script = 'import json, sqlite3, sys; rows = sqlite3.connect(sys.argv[1]).execute("SELECT raw FROM logs ORDER BY id").fetchall(); print(json.dumps([(type(r[0]).__name__, r[0].hex() if isinstance(r[0], bytes) else r[0]) for r in rows]))'
+  const rows = JSON.parse(execFileSync(process.env.PYTHON || 'python3', ['-c', script, db], { encoding: 'utf8' }))
+  assert.deepEqual(rows, [['bytes', bad.toString('hex')], ['str', '{"type":"log","text":"é"}']])
+})

@@ -2,7 +2,8 @@
 //! bundled source, so the database needs nothing installed and nothing downloaded but crates.
 //!
 //! Table: `id INTEGER PRIMARY KEY, received_at INTEGER (ms since the epoch), client_id TEXT,
-//! raw TEXT` (the message bytes as they arrived). WAL mode, so readers never block the writer
+//! raw TEXT` (the message bytes as they arrived: TEXT when they are valid UTF-8, a BLOB of the
+//! same bytes otherwise). WAL mode, so readers never block the writer
 //! and the writer never blocks readers; `synchronous=NORMAL`, so a committed row survives the
 //! process crashing (not the machine losing power, which would cost the last batches).
 
@@ -67,12 +68,14 @@ fn write(conn: &mut Connection, insert: &str, rows: &[Row]) -> rusqlite::Result<
     {
         let mut stmt = tx.prepare_cached(insert)?;
         for row in rows {
-            // Bound as text without a UTF-8 check: the bytes are stored exactly as received.
-            stmt.execute((
-                row.received_at_ms,
-                &*row.client,
-                ToSqlOutput::Borrowed(ValueRef::Text(&row.raw)),
-            ))?;
+            // The bytes exactly as received: as TEXT when they are UTF-8 (JSON is), else as a
+            // BLOB, since readers decode TEXT as UTF-8 and one bad row failed a whole SELECT.
+            let raw = if std::str::from_utf8(&row.raw).is_ok() {
+                ValueRef::Text(&row.raw)
+            } else {
+                ValueRef::Blob(&row.raw)
+            };
+            stmt.execute((row.received_at_ms, &*row.client, ToSqlOutput::Borrowed(raw)))?;
         }
     }
     tx.commit()
