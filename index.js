@@ -4,7 +4,12 @@
 // file only hands buffers over and settles promises from the batches of events it gets back.
 
 const { EventEmitter } = require('node:events')
+const { debuglog, getSystemErrorName, types: { isAnyArrayBuffer } } = require('node:util')
 const native = require('./binding.js')
+
+// NODE_DEBUG=zerowire: connects, disconnects, failed connects with their reason, drops.
+const debug = debuglog('zerowire')
+const DEBUG = debug.enabled
 
 // Event kinds, numbered in Rust (src/client.rs, src/server.rs). A batch of events is
 // [numbers, values…]: numbers a Uint32Array of five per event, [kind, a, b, c, d], then each
@@ -22,6 +27,7 @@ const {
   drain: EV_DRAIN,
   closed: EV_CLOSED,
   authFailed: EV_AUTH_FAILED,
+  connectFailed: EV_CONNECT_FAILED,
 } = native.clientEventKinds()
 const {
   connect: SV_CONNECT,
@@ -267,7 +273,7 @@ class Client extends NativeHandle {
       } else if (kind === EV_ERROR_REPLY) {
         this._settle(a, false, codedError(Error, 'EREMOTE', batch[next++]))
       } else if (kind === EV_TIMEOUT) {
-        this._settle(a, false, codedError(Error, 'ETIMEDOUT', 'request timed out'))
+        this._settle(a, false, this._timedOut())
       } else if (kind === EV_RESET) {
         this._settle(a, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
       } else if (kind === EV_AUTH_FAILED) {
@@ -281,24 +287,55 @@ class Client extends NativeHandle {
         this.clientId = batch[next++]
         this._readyLinks.add(a)
         this.isReady = true
+        this._connectError = undefined
+        if (DEBUG) debug('client: connected to %s (client id %s, server pid %d)', this.endpoints[a], this.clientId, numbers[i + 2])
         this.emit('ready', { clientId: this.clientId, serverPid: numbers[i + 2], endpoint: this.endpoints[a] })
       } else if (kind === EV_DISCONNECTED) {
         this._readyLinks.delete(a)
         this.isReady = this._readyLinks.size > 0
+        if (DEBUG) debug('client: disconnected from %s, reconnecting', this.endpoints[a])
         this.emit('disconnect', { endpoint: this.endpoints[a] })
+      } else if (kind === EV_CONNECT_FAILED) {
+        this._connectFailed(this.endpoints[a], numbers[i + 2], numbers[i + 3] === 1, numbers[i + 4], batch[next++])
       } else if (kind === EV_SLOW) {
         // Comes just before the reply's own event, so the request is still pending here.
         const entry = this._pending.get(a)
         const micros = numbers[i + 2] + numbers[i + 3] * 2 ** 32
         this.emit('slow', { ms: micros / 1000, request: entry?.raw })
       } else if (kind === EV_DROPPED) {
-        this.emit('drop', { reason: batch[next++], count: a + numbers[i + 2] * 2 ** 32 })
+        const info = { reason: batch[next++], count: a + numbers[i + 2] * 2 ** 32 }
+        if (DEBUG) debug('client: dropped %d sends (%s)', info.count, info.reason)
+        this.emit('drop', info)
       } else if (kind === EV_DRAIN) {
         this.emit('drain')
       }
     }
     if (closed) this._onClosed()
     else if (this._refd && this._pending.size === 0 && !this._closed) this._updateRef()
+  }
+
+  /**
+   * An attempt to connect failed: 'connectError' with the reason (a mistyped ipc:// path is
+   * ENOENT; nobody accepting in time, ETIMEDOUT). The client keeps trying by itself.
+   */
+  _connectFailed (endpoint, errno, timedOut, retryMs, message) {
+    let code = 'ECONNFAILED'
+    if (timedOut) code = 'ETIMEDOUT'
+    else if (errno > 0 && process.platform !== 'win32') {
+      try { code = getSystemErrorName(-errno) } catch {}
+    }
+    if (DEBUG) debug('client: connect to %s failed: %s (%s), next attempt in %d ms', endpoint, code, message, retryMs)
+    const err = codedError(Error, code, `connect to ${endpoint} failed: ${message}`, { endpoint, retryInMs: retryMs })
+    if (errno > 0) err.errno = errno
+    this._connectError = err
+    this.emit('connectError', err)
+  }
+
+  /** A request's ETIMEDOUT; while never connected, it says why (the last failed connect). */
+  _timedOut () {
+    const last = this._connectError === undefined || native.clientStats(this._h).connected ? undefined : this._connectError
+    if (last === undefined) return codedError(Error, 'ETIMEDOUT', 'request timed out')
+    return codedError(Error, 'ETIMEDOUT', `request timed out; not connected: ${last.message} (${last.code})`, { cause: last })
   }
 
   _onClosed () {
@@ -520,6 +557,7 @@ class Server extends NativeHandle {
         info.publicKey = publicKey
         this._keys.set(client, publicKey)
       }
+      if (DEBUG) debug('server %s: client %s connected %j', this.endpoint, id, info)
       this.emit('connect', id, info)
     } else if (kind === SV_DISCONNECT) {
       const reason = batch[next]
@@ -528,6 +566,7 @@ class Server extends NativeHandle {
       this._clients.delete(client)
       this._byId.delete(id)
       if (this._keys !== null) this._keys.delete(client)
+      if (DEBUG) debug('server %s: client %s disconnected (%s)', this.endpoint, id, reason)
       this.emit('disconnect', id, reason)
     } else if (kind === SV_AUTHORIZE) {
       this._decide(client, batch[next], { publicKey: batch[next], socketType: batch[next + 1] })
@@ -573,6 +612,8 @@ class Server extends NativeHandle {
         this._run(this._emitMessage, raw, ctx)
       } else if (token !== 0) {
         ctx._fail(new Error('no route for this message'))
+      } else if (DEBUG) {
+        debug('server %s: no route for a message from client %s; dropped (a \'message\' listener gets these)', this.endpoint, ctx.clientId)
       }
       return
     }

@@ -55,6 +55,22 @@ impl Wing for Client {
                 ClientEvent::Disconnected { link } => {
                     batch.event([EV_DISCONNECTED, link, 0, 0, 0]);
                 }
+                ClientEvent::ConnectFailed {
+                    link,
+                    errno,
+                    timed_out,
+                    retry_ms,
+                    message,
+                } => {
+                    batch.event([
+                        EV_CONNECT_FAILED,
+                        link,
+                        errno,
+                        u32::from(timed_out),
+                        retry_ms,
+                    ]);
+                    batch.str(message.as_bytes());
+                }
                 ClientEvent::Slow { id, micros } => {
                     let (low, high) = split(micros);
                     batch.event([EV_SLOW, id, low, high, 0]);
@@ -93,6 +109,7 @@ const EV_DROPPED: u32 = 8;
 const EV_DRAIN: u32 = 9;
 const EV_CLOSED: u32 = 10;
 const EV_AUTH_FAILED: u32 = 11;
+const EV_CONNECT_FAILED: u32 = 12;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("reply", EV_REPLY),
     ("errorReply", EV_ERROR_REPLY),
@@ -106,6 +123,7 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("drain", EV_DRAIN),
     ("closed", EV_CLOSED),
     ("authFailed", EV_AUTH_FAILED),
+    ("connectFailed", EV_CONNECT_FAILED),
 ];
 
 /// `{ reply: 0, … }`: the numbers a batch's events carry.

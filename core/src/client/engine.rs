@@ -475,7 +475,25 @@ impl ClientEngine {
             bump(&self.counters.engine.auth_failures, 1);
             self.links[i].auth_failed = true;
         }
-        self.links[i].connect_failed(&e, self.options.reconnect_max_interval);
+        let delay = self.links[i].connect_failed(&e, self.options.reconnect_max_interval);
+        // The host hears why: a mistyped ipc path is ENOENT here, not a request timeout later.
+        let os_error =
+            |io: &std::io::Error| (io.raw_os_error().unwrap_or(0).max(0) as u32, io.to_string());
+        let (errno, message) = match &e {
+            ZmqError::Network(io) => os_error(io),
+            ZmqError::ConnectTimeout(_) => match self.links[i].why_unreachable() {
+                Some(io) => os_error(&io),
+                None => (0, e.to_string()),
+            },
+            other => (0, other.to_string()),
+        };
+        self.events.push(ClientEvent::ConnectFailed {
+            link: i as u32,
+            errno,
+            timed_out: errno == 0 && matches!(e, ZmqError::ConnectTimeout(_)),
+            retry_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
+            message,
+        });
         self.fail_unauthenticated();
     }
 

@@ -41,6 +41,16 @@ pub enum ClientEvent {
     Disconnected {
         link: u32,
     },
+    /// An attempt to connect to endpoint `link` failed; the next one starts in `retry_ms`.
+    /// `errno` is the OS error number, 0 when the failure was not the OS's (a timeout, a
+    /// refused handshake); `message` says what happened.
+    ConnectFailed {
+        link: u32,
+        errno: u32,
+        timed_out: bool,
+        retry_ms: u32,
+        message: String,
+    },
     /// The reply to request `id` took `micros`, more than the `slow_request` threshold. Comes
     /// just before the reply's own event.
     Slow {

@@ -205,8 +205,15 @@ impl Link {
         !failed
     }
 
-    /// An attempt failed: when to try again.
-    pub fn connect_failed(&mut self, e: &ZmqError, max_interval: Duration) {
+    /// Why nobody was reached, when the file system can tell without connecting: an ipc://
+    /// path that is not there (ENOENT: mistyped, or its server is down and removed it). The
+    /// crate retries that inside an attempt, so the attempt itself ends only in a timeout.
+    pub fn why_unreachable(&self) -> Option<std::io::Error> {
+        std::fs::metadata(self.endpoint.ipc_path()?).err()
+    }
+
+    /// An attempt failed: when to try again. Returns the delay until then.
+    pub fn connect_failed(&mut self, e: &ZmqError, max_interval: Duration) -> Duration {
         // A timeout means nobody was there for a whole interval: try again at once with a
         // longer one. A hard error waits out the interval first.
         let delay = if matches!(e, ZmqError::ConnectTimeout(_)) {
@@ -216,6 +223,7 @@ impl Link {
         };
         self.retry_at = Some(Instant::now() + delay);
         self.backoff = (self.backoff * 2).min(max_interval);
+        delay
     }
 
     /// Forgets the connection (if any) and everything known about its server; the next
