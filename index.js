@@ -54,6 +54,25 @@ function abortError (signal) {
   return err
 }
 
+function isBytes (v) {
+  return v instanceof Uint8Array
+}
+
+/**
+ * A message as the addon takes it (a string or a Uint8Array), from anything `ws` hands a
+ * handler (WebSocket.RawData): an ArrayBuffer is its bytes, an array of Buffers (a message's
+ * fragments) one message of them all, in order.
+ */
+function payload (raw) {
+  if (typeof raw === 'string' || raw instanceof Uint8Array) return raw
+  if (isAnyArrayBuffer(raw)) return new Uint8Array(raw)
+  if (Array.isArray(raw) && raw.length > 0 && raw.every(isBytes)) {
+    return raw.length === 1 ? raw[0] : Buffer.concat(raw)
+  }
+  throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE',
+    'the message must be a string, a Buffer, a Uint8Array, an ArrayBuffer or an array of Buffers')
+}
+
 /** The options object, or {}; its values are read and checked by name in Rust. */
 function readOptions (options) {
   if (options === undefined || options === null) return {}
@@ -158,7 +177,7 @@ class Client extends NativeHandle {
    * sent without a copy (its bytes are read when the engine writes them).
    */
   send (raw) {
-    const r = native.clientSend(this._h, raw)
+    const r = native.clientSend(this._h, payload(raw))
     if (r === 2) queueMicrotask(this._flush)
     return r !== 0
   }
@@ -198,7 +217,7 @@ class Client extends NativeHandle {
     this._nextId = id === 0xffffffff ? 1 : id + 1
     let queued
     try {
-      queued = native.clientRequest(this._h, id, raw, timeoutMs, retries)
+      queued = native.clientRequest(this._h, id, payload(raw), timeoutMs, retries)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -366,10 +385,6 @@ SLOTS[SV_CLOSED] = 0
 SLOTS[SV_DRAIN] = 0
 SLOTS[SV_AUTHORIZE] = 2
 
-function isPayload (v) {
-  return typeof v === 'string' || v instanceof Uint8Array
-}
-
 /** What a handler gets with each message. One object per message, methods on the prototype. */
 class Context {
   constructor (server, clientId, token, publicKey) {
@@ -404,7 +419,7 @@ class Context {
     }
     // A reply the native side refuses (too large, not a payload) throws before the request
     // is spent: the caller may still answer it.
-    const r = native.serverReply(this._server._h, token, raw, isError)
+    const r = native.serverReply(this._server._h, token, payload(raw), isError)
     this._token = 0
     if (r === 2) queueMicrotask(this._server._flush)
     return r !== 0
@@ -479,12 +494,10 @@ class Server extends NativeHandle {
 
   /** Pushes `raw` to one client ('message' event there). False if unknown or refused. */
   sendTo (clientId, raw) {
+    const body = payload(raw)
     const index = this._byId.get(clientId)
-    if (index === undefined) {
-      if (!isPayload(raw)) throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'the message must be a string, a Buffer or a Uint8Array')
-      return false
-    }
-    const r = native.serverSendTo(this._h, index, raw)
+    if (index === undefined) return false
+    const r = native.serverSendTo(this._h, index, body)
     if (r === 2) queueMicrotask(this._flush)
     return r !== 0
   }
@@ -492,7 +505,7 @@ class Server extends NativeHandle {
   /** Pushes `raw` to every connected client; returns how many it was queued for. */
   broadcast (raw) {
     const n = this._clients.size
-    const r = native.serverBroadcast(this._h, raw)
+    const r = native.serverBroadcast(this._h, payload(raw))
     if (r === 2) queueMicrotask(this._flush)
     return r === 0 ? 0 : n
   }
@@ -637,12 +650,15 @@ class Server extends NativeHandle {
 
   _answer (value, ctx) {
     if (value === undefined || ctx._token === 0) return
-    if (!isPayload(value)) {
+    let body
+    try {
+      body = payload(value)
+    } catch {
       ctx._fail(new TypeError(`the handler returned ${typeof value}; a reply must be a string or a Buffer`))
       return
     }
     try {
-      ctx._answer(value, false)
+      ctx._answer(body, false)
     } catch (err) {
       // Too large to send (EMSGSIZE, counted as tooLarge): the client gets the reason as an
       // error reply (EREMOTE) instead of waiting out its timeout, and the process lives.
