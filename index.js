@@ -99,6 +99,9 @@ function track (client) {
   }
 }
 
+// Node 20.0–20.3 predate Symbol.asyncDispose; Node's own polyfill registers this one.
+const ASYNC_DISPOSE = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+
 /**
  * What a Client and a Server share: their native handle's close, started once and finished
  * when the engine thread has ended, and the bounded drain at process exit.
@@ -115,6 +118,11 @@ class NativeHandle extends EventEmitter {
     this._closePromise = new Promise((resolve) => { this._resolveClose = resolve })
     this._nativeClose(this._h)
     return this._closePromise
+  }
+
+  /** `await using client = new Client(…)`: closes it (drained, at most lingerMs) on scope exit. */
+  [ASYNC_DISPOSE] () {
+    return this.close()
   }
 
   _startClose () {
