@@ -168,6 +168,7 @@ class Client extends NativeHandle {
     this._nextId = 1
     this._closed = false
     this._refd = false
+    this._readers = 0 // open push iterators
     // One string for the binding; no endpoint can contain a newline.
     this._h = native.clientCreate(endpoints.join('\n'), opts, (batch) => this._onEvents(batch))
     // Only kept when someone may ask which request was slow (the option is valid by now).
@@ -251,6 +252,23 @@ class Client extends NativeHandle {
     })
   }
 
+  /**
+   * The server's pushes as an async iterator: `for await (const msg of client)`. It ends when
+   * the client closes (after the pushes that came before), or on `break`. Pushes wait for the
+   * loop in memory, at most `highWaterMark` of them (default 1000); one more ends the loop
+   * with an error (code ERR_ZEROWIRE_OVERFLOW) once those already waiting are read, rather
+   * than growing without bound or losing pushes silently. While one is open the client keeps
+   * the process alive, as a socket being read does.
+   * @param {{ highWaterMark?: number }} [options]
+   */
+  messages (options) {
+    return new PushIterator(this, options?.highWaterMark ?? 1000)
+  }
+
+  [Symbol.asyncIterator] () {
+    return this.messages()
+  }
+
   /** Counters from the engine, plus `pending` (requests awaiting a reply). */
   stats () {
     const s = native.clientStats(this._h)
@@ -272,7 +290,7 @@ class Client extends NativeHandle {
 
   _updateRef () {
     // Keep the process alive while a request or close() is outstanding, like a socket would.
-    const want = !this._closedDone && (this._pending.size > 0 || this._closed)
+    const want = !this._closedDone && (this._pending.size > 0 || this._closed || this._readers > 0)
     if (want !== this._refd) {
       this._refd = want
       native.clientRef(this._h, want)
@@ -375,6 +393,76 @@ class Client extends NativeHandle {
     }
     this._refd = false
     this._finishClose()
+  }
+}
+
+/** What `client.messages()` returns: pushes from 'message' events, in order, bounded. */
+class PushIterator {
+  constructor (client, highWaterMark) {
+    if (!Number.isInteger(highWaterMark) || highWaterMark < 1) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', 'options.highWaterMark must be a positive integer')
+    }
+    this._client = client
+    this._highWaterMark = highWaterMark
+    this._queue = []
+    this._waiting = [] // resolvers of next() calls made before a push came
+    this._error = null
+    this._open = false
+    this._onMessage = (raw) => {
+      if (this._waiting.length > 0) {
+        this._waiting.shift()({ value: raw, done: false })
+      } else if (this._queue.length < this._highWaterMark) {
+        this._queue.push(raw)
+      } else {
+        this._error = codedError(Error, 'ERR_ZEROWIRE_OVERFLOW',
+          `${this._highWaterMark} pushes waited unread (the iterator's highWaterMark); the iteration ends here`)
+        this._detach()
+      }
+    }
+    this._onClose = () => this._detach()
+    if (client._closedDone) return
+    this._open = true
+    client.on('message', this._onMessage)
+    client.on('close', this._onClose)
+    client._readers++
+    client._updateRef()
+  }
+
+  next () {
+    if (this._queue.length > 0) return Promise.resolve({ value: this._queue.shift(), done: false })
+    if (this._error !== null) {
+      const err = this._error
+      this._error = null
+      return Promise.reject(err)
+    }
+    if (!this._open) return Promise.resolve({ value: undefined, done: true })
+    return new Promise((resolve) => this._waiting.push(resolve))
+  }
+
+  /** `break` out of the loop: stop listening and forget what waited. */
+  return () {
+    this._detach()
+    this._queue.length = 0
+    this._error = null
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  [Symbol.asyncIterator] () {
+    return this
+  }
+
+  _detach () {
+    if (!this._open) return
+    this._open = false
+    const client = this._client
+    client.removeListener('message', this._onMessage)
+    client.removeListener('close', this._onClose)
+    client._readers--
+    client._updateRef()
+    // Nothing was queued for these (they waited on an empty queue): they end now.
+    const waiting = this._waiting
+    this._waiting = []
+    for (const resolve of waiting) resolve({ value: undefined, done: true })
   }
 }
 
