@@ -3,8 +3,53 @@
 
 import { EventEmitter } from 'node:events'
 
-/** Anything `send()` and `request()` accept as a message body. Strings are sent as UTF-8. */
-export type Payload = string | Buffer | Uint8Array
+/**
+ * What `ws` hands a `'message'` listener (its `WebSocket.RawData`, by `binaryType`): a Buffer,
+ * an ArrayBuffer, or the message's fragments.
+ */
+export type RawData = Buffer | ArrayBuffer | Buffer[]
+
+/**
+ * Anything `send()`, `request()`, `ctx.reply()`, `sendTo()` and `broadcast()` accept as one
+ * message: a string (sent as UTF-8), bytes, an ArrayBuffer (its bytes), or an array of Buffers
+ * (fragments, sent as one message of them all, in order) — so a `ws` listener's data goes as
+ * it is.
+ */
+export type Payload = string | Uint8Array | ArrayBuffer | SharedArrayBuffer | RawData | readonly Uint8Array[]
+
+/**
+ * The `code` of an error zerowire throws, rejects with or emits. `'connectError'` errors carry
+ * the OS's code (ENOENT, ECONNREFUSED, …), hence the open end.
+ */
+export type ZerowireErrorCode =
+  | 'ETIMEDOUT' | 'ECONNRESET' | 'EFULL' | 'ECLOSED' | 'EREMOTE' | 'EMSGSIZE' | 'ABORT_ERR'
+  | 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE'
+  | 'EADDRINUSE' | 'ENAMETOOLONG' | 'EACCES' | 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM'
+  | 'ERR_ZEROWIRE_SINK' | 'ERR_ZEROWIRE_OVERFLOW' | 'ERR_ZEROWIRE_NO_ADDON' | 'ECONNFAILED'
+  | (string & {})
+
+/**
+ * What zerowire throws and rejects with: an `Error` (a `TypeError` for a wrong type, a
+ * `RangeError` for a value out of range, an `AbortError` for an aborted request) with a
+ * `code`. Tell them apart by `code`: `catch (err) { if ((err as ZerowireError).code === 'ETIMEDOUT') … }`.
+ */
+export interface ZerowireError extends Error {
+  code: ZerowireErrorCode
+  /** The OS's error number ('connectError' from the OS). */
+  errno?: number
+  /** 'connectError': the endpoint that could not be reached. */
+  endpoint?: string
+  /** 'connectError': when the next attempt starts, in ms. */
+  retryInMs?: number
+}
+
+export interface MessagesOptions {
+  /**
+   * Pushes kept for the loop while it is busy, at most. One more ends the iteration with an
+   * error (ERR_ZEROWIRE_OVERFLOW) once those already kept are read. Default 1000.
+   */
+  highWaterMark?: number
+}
 
 export interface ClientOptions {
   /** Default deadline of `request()`, in ms. Default 5000. */
@@ -187,14 +232,29 @@ export declare class Client extends EventEmitter {
   request(raw: Payload, options?: RequestOptions): Promise<string>
   stats(): ClientStats
   /**
+   * The server's pushes, in order: `for await (const msg of client.messages())`. Ends when the
+   * client closes or the loop breaks; keeps the process alive while open. Bounded by
+   * `highWaterMark` (see MessagesOptions).
+   */
+  messages(options?: MessagesOptions): AsyncIterableIterator<string>
+  /** `for await (const msg of client)`: `client.messages()` with its defaults. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<string>
+  /**
    * Stops accepting messages, drains what is queued for at most `lingerMs`, rejects requests
    * still pending with ECLOSED, and resolves when the background thread has ended.
    */
   close(): Promise<void>
+  /** `await using client = new Client(…)`: `close()` when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>
 
   on(event: 'message', listener: (raw: string) => void): this
   on(event: 'ready', listener: (info: { clientId: string, serverPid: number, endpoint: string }) => void): this
   on(event: 'disconnect', listener: (info: { endpoint: string }) => void): this
+  /**
+   * A connection attempt failed, and why: the OS's code (ENOENT for an ipc:// path that does
+   * not exist), or ETIMEDOUT when nobody accepted in time. The client tries again by itself.
+   */
+  on(event: 'connectError', listener: (err: ZerowireError) => void): this
   /** Accepted sends were dropped; at most once per second per reason (and once at close). */
   /** A reply took longer than `slowRequestMs`; `request` is what was sent. */
   on(event: 'slow', listener: (info: { ms: number, request: Payload }) => void): this
@@ -412,6 +472,8 @@ export declare class Server extends EventEmitter {
   clients(): string[]
   stats(): ServerStats
   close(): Promise<void>
+  /** `await using server = new Server(…)`: `close()` when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>
 
   on<Raw extends string | Buffer = string>(event: 'message', listener: (raw: Raw, ctx: Context) => void): this
   on(event: 'connect', listener: (clientId: string, info: ClientInfo) => void): this

@@ -52,3 +52,21 @@ test('every Server method declared in index.d.ts exists; ServerStats matches sta
   const t = new Server('tcp://127.0.0.1:0', { ...numeric, ...given })
   await t.close()
 })
+
+test('a consumer\'s TypeScript compiles against index.d.ts: ws data sent without a cast, ZerowireError, await using, for await', () => {
+  // __test__/types/consumer.ts, checked by tsc with @types/node and @types/ws (strict mode).
+  const tsc = path.join(__dirname, '..', 'node_modules', 'typescript', 'bin', 'tsc')
+  const r = require('node:child_process').spawnSync(process.execPath, [tsc, '-p', path.join(__dirname, 'types', 'tsconfig.json')], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stdout + r.stderr)
+})
+
+test('the symbol members index.d.ts declares exist: asyncDispose on both, asyncIterator on Client', () => {
+  const dispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+  for (const [name, cls] of [['Client', Client], ['Server', Server]]) {
+    const declared = block(`declare class ${name} extends EventEmitter`)
+    assert.match(declared, /\[Symbol\.asyncDispose\]\(\): Promise<void>/)
+    assert.equal(typeof cls.prototype[dispose], 'function', `${name}[Symbol.asyncDispose]`)
+  }
+  assert.match(block('declare class Client extends EventEmitter'), /\[Symbol\.asyncIterator\]\(\)/)
+  assert.equal(typeof Client.prototype[Symbol.asyncIterator], 'function')
+})
