@@ -15,7 +15,9 @@ const { ROOT, waitFor } = require('./helpers')
 function startDemo (db) {
   const child = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], {
     cwd: ROOT,
-    env: { ...process.env, PORT: '0', ZW_DB: db, ZW_STATS_MS: '100' },
+    // The demo's default endpoint is in the temporary directory: a fresh one per run keeps it
+    // apart from a demo or test running beside it.
+    env: { ...process.env, PORT: '0', ZW_DB: db, ZW_STATS_MS: '100', TMPDIR: fs.mkdtempSync(path.join(os.tmpdir(), 'zw-demo-')) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const out = { stdout: '', stderr: '' }

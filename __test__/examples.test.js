@@ -5,8 +5,9 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
+const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const { ROOT, runNode, tmpEndpoint, waitFor } = require('./helpers')
 
 test('the quick start runs against the demo service, whose SQLite sink stores its 1000 logs', async () => {
@@ -48,4 +49,44 @@ test('the README examples are the example files verbatim, and the README names t
   }
   const ci = fs.readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8')
   assert.match(ci, /^(timeout .* )?npm test$/m, '.ci/run runs the README test command')
+})
+
+test('the demo prints the quick start command, which works as printed; POST /log answers 422 for what is not a log', async (t) => {
+  // A fresh temporary directory: the demo's defaults (endpoint, database) live there.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-demo-'))
+  const env = { ...process.env, TMPDIR: tmp, PORT: '0', ZW_ENDPOINT: '', ZW_DB: '' }
+  const demo = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+  t.after(() => { if (demo.exitCode === null) demo.kill('SIGKILL') })
+  let out = ''
+  demo.stdout.on('data', (d) => { out += d })
+  const exited = new Promise((resolve) => demo.once('exit', resolve))
+  const url = (await waitFor(() => out.match(/demo: ready at (http:\/\/[\d.]+:\d+)/), 30_000))[1]
+
+  const printed = out.match(/^ *(node examples\/quickstart\.js (\S+))$/m)
+  assert.ok(printed, `the demo prints the quick start command:\n${out}`)
+  assert.equal(printed[2], `ipc://${path.join(tmp, 'zerowire-demo.sock')}`)
+  for (const args of [printed[1].split(' ').slice(1), ['examples/quickstart.js']]) {
+    const r = spawnSync(process.execPath, args, { cwd: ROOT, env, encoding: 'utf8', timeout: 20_000 })
+    assert.equal(r.status, 0, `node ${args.join(' ')}: ${r.stderr}`)
+    assert.match(r.stdout, /time reply: \{"now":"[\d-]+T[\d:.]+Z"\}/)
+  }
+
+  const post = async (body) => {
+    const res = await fetch(`${url}/log`, { method: 'POST', body })
+    return [res.status, await res.text()]
+  }
+  assert.deepEqual(await post('{"type":"log","msg":"first key"}'), [202, ''])
+  assert.deepEqual(await post('{"msg":"a later key", "type" : "log"}'), [202, ''])
+  for (const body of ['{"type":"signup"}', '{"msg":"no type"}', '{"data":{"type":"log"}}', '{"msg":"x","type":"time_request"}', 'not json', '{"type":"lo\\u0067"}']) {
+    const [status, text] = await post(body)
+    assert.equal(status, 422, `${body}: ${status} ${text}`)
+    assert.match(text, /^not a log/)
+  }
+
+  demo.kill('SIGINT')
+  assert.equal(await exited, 0)
+  const script = 'import json, sqlite3, sys; print(json.dumps([r[0] for r in sqlite3.connect(sys.argv[1]).execute("SELECT raw FROM logs")]))'
+  const rows = JSON.parse(execFileSync('python3', ['-c', script, path.join(tmp, 'zerowire-demo.db')], { encoding: 'utf8' }))
+  assert.deepEqual(rows.filter((raw) => !raw.includes('signed in')), ['{"type":"log","msg":"first key"}', '{"msg":"a later key", "type" : "log"}'])
+  assert.equal(rows.length, 2002, 'the two quick start runs\' 1000 logs each, and the two POSTed logs')
 })

@@ -1,17 +1,16 @@
 'use strict'
 // `npm run demo`: starts the service (examples/service) and the web app (examples/app), prints
 // a session to paste, and on Ctrl-C stops the app (its client drains into the service), then
-// the service (which flushes SQLite), and exits 0. Env: PORT, ZW_ENDPOINT, ZW_DB.
+// the service (which flushes SQLite), and exits 0. Env: PORT, ZW_ENDPOINT, ZW_DB. The endpoint's
+// default is the quick start's (examples/quickstart.js), so it runs against the demo as it is.
 
 const { fork } = require('node:child_process')
-const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const runtime = fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-demo-'))
 const env = {
   ...process.env,
-  ZW_ENDPOINT: process.env.ZW_ENDPOINT || `ipc://${path.join(runtime, 'svc.sock')}`,
+  ZW_ENDPOINT: process.env.ZW_ENDPOINT || `ipc://${path.join(os.tmpdir(), 'zerowire-demo.sock')}`,
   ZW_DB: process.env.ZW_DB || path.join(os.tmpdir(), 'zerowire-demo.db'),
   PORT: process.env.PORT ?? '3000',
 }
@@ -33,7 +32,6 @@ async function shutdown () {
   shuttingDown = true
   const appCode = app ? await stopped(app, 'SIGINT') : 0
   const serviceCode = await stopped(service, 'SIGTERM')
-  fs.rmSync(runtime, { recursive: true, force: true })
   console.log('demo: stopped')
   process.exit(appCode === 0 && serviceCode === 0 ? 0 : 1)
 }
@@ -51,11 +49,13 @@ service.once('message', () => {
 demo: ready at ${url} — try, in another terminal:
 
   curl -i -X POST ${url}/log -d '{"type":"log","level":"info","msg":"hello"}'
+  curl -i -X POST ${url}/log -d '{"type":"signup"}'      # not a log: 422
   curl ${url}/time
   curl ${url}/stats
   curl ${url}/metrics
   python3 -c 'import sqlite3; print(sqlite3.connect("${env.ZW_DB}").execute("SELECT * FROM logs ORDER BY id DESC LIMIT 3").fetchall())'
   npx wscat -c ws://${url.slice('http://'.length)}/ws   # frames go to the service and to the other browsers
+  node examples/quickstart.js ${env.ZW_ENDPOINT}
 
 Ctrl-C stops both processes.`)
   })

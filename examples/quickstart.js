@@ -1,5 +1,8 @@
 // Quick start: fire-and-forget and request/reply from one client.
-// Run: node examples/quickstart.js ipc:///tmp/zerowire-demo.sock  (with a service listening)
+// Run: node examples/quickstart.js [endpoint], with a service listening there (`npm run demo`
+// starts one at the default endpoint, ipc:///tmp/zerowire-demo.sock on Linux).
+const { join } = require('node:path')
+const { tmpdir } = require('node:os')
 const { Client } = require('zerowire')
 
 async function main (endpoint) {
@@ -18,7 +21,7 @@ async function main (endpoint) {
   await client.close() // drains what is still queued (at most lingerMs)
 }
 
-main(process.argv[2]).catch((err) => {
+main(process.argv[2] || `ipc://${join(tmpdir(), 'zerowire-demo.sock')}`).catch((err) => {
   console.error(err)
   process.exit(1)
 })

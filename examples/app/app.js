@@ -11,6 +11,9 @@ const { WebSocketServer, WebSocket } = require('ws')
 const { toPrometheus } = require('./metrics')
 
 const RESOLUTION_MS = 10
+// A body whose first key is "type" (JSON whitespace only around it), and one whose value is "log".
+const TYPE_FIRST = /^[ \t\n\r]*\{[ \t\n\r]*"type"[ \t\n\r]*:[ \t\n\r]*"([^"\\]*)"/
+const LOG_FIRST = /^[ \t\n\r]*\{[ \t\n\r]*"type"[ \t\n\r]*:[ \t\n\r]*"log"/
 
 function createApp (client) {
   const app = express()
@@ -25,12 +28,28 @@ function createApp (client) {
     if (raw.startsWith('{"type":"stats"')) lastStats = raw
   })
 
-  // The body as text, whatever its content type: it is forwarded, never parsed.
-  app.post('/log', express.text({ type: () => true, limit: '1mb' }), (req, res) => {
+  // The body as text, whatever its content type: it is forwarded, never parsed. The service
+  // stores what its router sends to `log` and nothing else, so a 202 must not be given for a
+  // body it would drop.
+  app.post('/log', express.text({ type: () => true, limit: '1mb' }), async (req, res) => {
     const raw = typeof req.body === 'string' ? req.body : ''
     if (raw === '') return res.status(400).send('empty body\n')
-    // send() only queues (in Rust): answer at once. false = the queue is at its high-water mark.
-    res.status(client.send(raw) ? 202 : 503).end()
+    // "type":"log" as the first key is a log for the service's router too (docs/PROTOCOL.md,
+    // Routing): send() only queues (in Rust), so answer at once; false = the queue is full.
+    if (LOG_FIRST.test(raw)) return res.status(client.send(raw) ? 202 : 503).end()
+    const first = TYPE_FIRST.exec(raw)
+    if (first) return res.status(422).send(`not a log: "type" is "${first[1]}"; POST /log takes {"type":"log",…}\n`)
+    // "type" further on, or none: the service's router decides, so ask it (one round trip).
+    // Its SQLite route answers a request with '' once the row is queued.
+    try {
+      const reply = await client.request(raw)
+      if (reply === '') return res.status(202).end()
+      res.status(422).send('not a log: the service routes this body elsewhere\n')
+    } catch (err) {
+      // EREMOTE: the service has no route for it ("no route for this message").
+      if (err.code === 'EREMOTE') return res.status(422).send(`not a log: ${err.message}; POST /log takes {"type":"log",…}\n`)
+      res.status(err.code === 'ETIMEDOUT' ? 504 : err.code === 'EFULL' ? 503 : 502).send(`${err.code || err.message}\n`)
+    }
   })
 
   app.get('/time', async (req, res) => {

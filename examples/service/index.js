@@ -3,8 +3,11 @@
 // `stats` push each second. Env: ZW_ENDPOINT, ZW_DB (the SQLite file), ZW_STATS_MS.
 const { Server } = require('zerowire')
 
-const endpoint = process.env.ZW_ENDPOINT || 'ipc:///tmp/zerowire-demo.sock'
-const db = process.env.ZW_DB || require('node:path').join(require('node:os').tmpdir(), 'zerowire-demo.db')
+const { join } = require('node:path')
+const { tmpdir } = require('node:os')
+
+const endpoint = process.env.ZW_ENDPOINT || `ipc://${join(tmpdir(), 'zerowire-demo.sock')}`
+const db = process.env.ZW_DB || join(tmpdir(), 'zerowire-demo.db')
 const server = new Server(endpoint)
 
 server.route('log').toSqlite(db) // table logs: id, received_at, client_id, raw
