@@ -1,9 +1,10 @@
 'use strict'
 // Renders a benchmark report (bench/results/latest.json, written by run.js) as Markdown: the
-// same table run.js prints and writes to results/latest.md. Run directly, or called by run.js
-// at the end of a successful run, it replaces the text between the markers
-// `<!-- bench:start -->` and `<!-- bench:end -->` in the top-level README.md (markers kept,
-// nothing else touched), so the README always shows the last run actually made.
+// full table run.js prints and writes to results/latest.md, and a summary of it for the
+// README. Run directly, or called by run.js at the end of a successful run, it replaces the
+// text between the markers `<!-- bench:start -->` and `<!-- bench:end -->` in the top-level
+// README.md with the summary (markers kept, nothing else touched), so the README always shows
+// the last run actually made.
 // Usage: node bench/readme.js [report.json]   (default bench/results/latest.json)
 
 const fs = require('node:fs')
@@ -45,14 +46,19 @@ function fmtDate (iso) {
   return m ? `${m[1]} ${m[2]} UTC` : String(iso)
 }
 
-/** The table: one row per figure, a bold row where a new section starts. */
-function table (report) {
+// The README's rows, one per question a reader of it has: what a send() costs the event loop,
+// how many messages and round trips go through, what the loop and the CPU pay at full rate.
+const SUMMARY = ['send_1KiB_string', 'send_1MiB_Buffer', 'pair_fire_1KiB', 'pair_rtt_100B', 'pair_inflight_100B_rate', 'eld_max', 'load_max_cpu']
+
+/** The table: one row per figure (or those of `only`), a bold row where a new section starts. */
+function table (report, only) {
   const lines = [
     '| figure | unit | zerowire | zeromq.js 6 | zerowire / zeromq.js | `net` (Node) | UDS floor (native) |',
     '|---|---|--:|--:|--:|--:|--:|',
   ]
   let section
   for (const f of report.figures) {
+    if (only && !only.includes(f.id)) continue
     if (f.section && f.section !== section) {
       section = f.section
       lines.push(`| **${section}** | | | | | | |`)
@@ -67,13 +73,15 @@ function table (report) {
 }
 
 /**
- * The whole Markdown report. `readme: true` gives the variant for README.md, whose first line
- * reads as a sentence under the README's own "Performance" heading instead of a heading.
+ * The whole Markdown report. `readme: true` gives the summary for README.md, whose first line
+ * reads as a sentence under the README's own "Performance" heading instead of a heading, with
+ * the chart and the summary's rows; the rest is in results/latest.md.
  */
 function render (report, { readme = false } = {}) {
   const first = readme
     ? `Last run: ${fmtDate(report.date)} (\`npm run bench\`; written by \`bench/readme.js\` from \`bench/results/latest.json\`).`
     : `## zerowire benchmark — ${fmtDate(report.date)}`
+  const met = report.targets.filter((t) => t.met).length
   const others = report.otherProcessesCoresMedian
   const lines = [
     first,
@@ -83,10 +91,12 @@ function render (report, { readme = false } = {}) {
     `send() figures: ${report.sendTimerKind === 'wall' ? 'wall time (no per-thread CPU clock here)' : 'main-thread CPU time'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends. Strings are sent by every client; "Buffer" rows send Buffers. Cells with " / " give the parts named in the row (p50 / p99 / p99.9, or p50 / p99 / max); the ratio column divides part by part.`,
     '',
     ...(readme ? ['![Fire-and-forget throughput and round-trip latency per size](bench/results/latest.svg)', ''] : []),
-    table(report),
+    table(report, readme ? SUMMARY : undefined),
     '',
     ...(report.notes || []).flatMap((n) => [n, '']),
-    'Targets (same run): ' + report.targets.map((t) => `${t.target}: ${t.met ? '**met**' : '**NOT met**'}`).join('; ') + '.',
+    readme
+      ? `Targets met in this run: ${met} of ${report.targets.length}. Every figure of the run (${report.figures.length}), with each target: [bench/results/latest.md](bench/results/latest.md).`
+      : 'Targets (same run): ' + report.targets.map((t) => `${t.target}: ${t.met ? '**met**' : '**NOT met**'}`).join('; ') + '.',
     '',
   ]
   return lines.join('\n')
