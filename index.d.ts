@@ -26,6 +26,7 @@ export type ZerowireErrorCode =
   | 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE'
   | 'EADDRINUSE' | 'ENAMETOOLONG' | 'EACCES' | 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM'
   | 'ERR_ZEROWIRE_SINK' | 'ERR_ZEROWIRE_OVERFLOW' | 'ERR_ZEROWIRE_NO_ADDON' | 'ECONNFAILED'
+  | 'EAUTH' | 'ERR_ZEROWIRE_INSECURE'
   | (string & {})
 
 /**
@@ -252,7 +253,8 @@ export declare class Client extends EventEmitter {
   on(event: 'disconnect', listener: (info: { endpoint: string }) => void): this
   /**
    * A connection attempt failed, and why: the OS's code (ENOENT for an ipc:// path that does
-   * not exist), or ETIMEDOUT when nobody accepted in time. The client tries again by itself.
+   * not exist), EAUTH when a server refused the CURVE handshake, or ETIMEDOUT when nobody
+   * accepted in time. The client tries again by itself.
    */
   on(event: 'connectError', listener: (err: ZerowireError) => void): this
   /** Accepted sends were dropped; at most once per second per reason (and once at close). */

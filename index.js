@@ -341,7 +341,8 @@ class Client extends NativeHandle {
         if (DEBUG) debug('client: disconnected from %s, reconnecting', this.endpoints[a])
         this.emit('disconnect', { endpoint: this.endpoints[a] })
       } else if (kind === EV_CONNECT_FAILED) {
-        this._connectFailed(this.endpoints[a], numbers[i + 2], numbers[i + 3] === 1, numbers[i + 4], batch[next++])
+        // c: bit 0 timed out, bit 1 the security handshake failed.
+        this._connectFailed(this.endpoints[a], numbers[i + 2], numbers[i + 3], numbers[i + 4], batch[next++])
       } else if (kind === EV_SLOW) {
         // Comes just before the reply's own event, so the request is still pending here.
         const entry = this._pending.get(a)
@@ -363,9 +364,10 @@ class Client extends NativeHandle {
    * An attempt to connect failed: 'connectError' with the reason (a mistyped ipc:// path is
    * ENOENT; nobody accepting in time, ETIMEDOUT). The client keeps trying by itself.
    */
-  _connectFailed (endpoint, errno, timedOut, retryMs, message) {
+  _connectFailed (endpoint, errno, how, retryMs, message) {
     let code = 'ECONNFAILED'
-    if (timedOut) code = 'ETIMEDOUT'
+    if (how & 2) code = 'EAUTH'
+    else if (how & 1) code = 'ETIMEDOUT'
     else if (errno > 0 && process.platform !== 'win32') {
       try { code = getSystemErrorName(-errno) } catch {}
     }

@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { once } = require('node:events')
-const { Client, Server } = require('..')
+const { Client, Server, curveKeypair } = require('..')
 const { testProtos, uniqAddress, runNode } = require('./helpers')
 
 // An idle client does not keep the process alive; while these wait for its events, this does.
@@ -32,6 +32,19 @@ test('[ipc] a mistyped path: connectError ENOENT with the errno, and the request
   assert.match(err.message, /connect to ipc:.*svc\.sock failed: /)
   await assert.rejects(client.request('x'), (e) => e.code === 'ETIMEDOUT' && /not connected: .*\(ENOENT\)/.test(e.message) && e.cause.code === 'ENOENT')
   await client.close()
+})
+
+test('[tcp] a server holding another CURVE key: connectError EAUTH with the reason', async (t) => {
+  keepAlive(t)
+  const server = new Server('tcp://127.0.0.1:0', { curve: curveKeypair() })
+  const client = new Client(server.endpoint, { curve: { serverPublicKey: curveKeypair().publicKey } })
+  const [err] = await once(client, 'connectError')
+  assert.equal(err.code, 'EAUTH')
+  assert.equal(err.endpoint, server.endpoint)
+  assert.equal(err.errno, undefined)
+  assert.match(err.message, /^connect to tcp:.* failed: \S/)
+  await client.close()
+  await server.close()
 })
 
 for (const proto of testProtos('ipc', 'tcp')) {

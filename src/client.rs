@@ -59,6 +59,7 @@ impl Wing for Client {
                     link,
                     errno,
                     timed_out,
+                    auth,
                     retry_ms,
                     message,
                 } => {
@@ -66,7 +67,7 @@ impl Wing for Client {
                         EV_CONNECT_FAILED,
                         link,
                         errno,
-                        u32::from(timed_out),
+                        u32::from(timed_out) | u32::from(auth) << 1,
                         retry_ms,
                     ]);
                     batch.str(message.as_bytes());

@@ -491,6 +491,7 @@ impl ClientEngine {
             link: i as u32,
             errno,
             timed_out: errno == 0 && matches!(e, ZmqError::ConnectTimeout(_)),
+            auth: e.is_mechanism_failure(),
             retry_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
             message,
         });

@@ -43,11 +43,13 @@ pub enum ClientEvent {
     },
     /// An attempt to connect to endpoint `link` failed; the next one starts in `retry_ms`.
     /// `errno` is the OS error number, 0 when the failure was not the OS's (a timeout, a
-    /// refused handshake); `message` says what happened.
+    /// refused handshake); `message` says what happened. `auth`: the server refused the
+    /// security handshake (CURVE keys).
     ConnectFailed {
         link: u32,
         errno: u32,
         timed_out: bool,
+        auth: bool,
         retry_ms: u32,
         message: String,
     },
