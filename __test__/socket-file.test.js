@@ -38,9 +38,13 @@ test('a socket file left by a SIGKILLed server is replaced; a live server is ref
   // The client must have seen the death: a request written on the dead connection would
   // rightly fail with ECONNRESET, and that is not what this test is about.
   const gone = once(c, 'disconnect')
+  // An idle client does not keep the process alive: once the child's exit is seen, nothing
+  // else would, and the test would end before the disconnect is delivered.
+  const hold = setInterval(() => {}, 1000)
   first.kill('SIGKILL')
   await once(first, 'exit')
   await gone
+  clearInterval(hold)
   assert.ok(fs.existsSync(fileOf(ep)), 'the dead server left its socket file')
   const second = new Server(ep)
   try {
