@@ -4,7 +4,8 @@
 //! traffic (hello → ack, goodbye → reply) itself; sniff the route for everything else and
 //! publish one [`ServerEvent::Message`] carrying the route index, so only that route's handler
 //! runs in JS. Requests get a reply token; the corr stays here until the host replies with it.
-//! Outbound, replies, pushes, broadcasts and acks wait in one backlog for the socket.
+//! Outbound (`outbound`), replies, pushes, broadcasts and acks go to each client's own queue in
+//! the socket, never waiting on one; a full one refuses.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
