@@ -53,10 +53,15 @@ impl Arena {
 
     fn next_chunk(&mut self, need: usize) -> BytesMut {
         let size = CHUNK.max(need);
-        // The oldest free chunk: usually the front. Behind a front still held by queued
-        // messages (a peer that does not read), chunks whose messages were all refused or
-        // written are free too, and taking them keeps a refused flood in the same memory.
-        let free = (0..self.retired.len()).find(|&i| self.retired[i].try_reclaim(size));
+        // The oldest chunk is usually free (its messages were written first). When it is still
+        // held by queued messages (a peer that does not read), the newest may be free instead:
+        // in a refused flood every message cut from it was dropped at once, and taking it keeps
+        // the flood in the same memory. Two looks, not a scan: this runs on every chunk.
+        let n = self.retired.len();
+        let free = [0, n.saturating_sub(1)]
+            .into_iter()
+            .filter(|&i| i < n)
+            .find(|&i| self.retired[i].try_reclaim(size));
         let Some(at) = free else {
             if !self.retired.is_empty() {
                 self.last_burst = Some(Instant::now());
