@@ -170,6 +170,11 @@ export interface ClientStats {
   expiredUnsent: number
   /** Requests sent again (the `retries` option). */
   retries: number
+  /**
+   * Fire-and-forget messages written again after the connection they went out on was lost
+   * before a zerowire server confirmed handling them (they are counted once in `sent`).
+   */
+  replayed: number
   replies: number
   errorReplies: number
   timeouts: number
@@ -353,6 +358,19 @@ export interface Context {
   readonly publicKey: string | undefined
   /** True when the sender awaits a reply (client.request). */
   readonly isRequest: boolean
+  /**
+   * True when a server (this process before a restart, or another endpoint's) may have
+   * handled this message already: the client sent it again after losing the connection it
+   * first went out on. A message this process has read before never reaches a handler again;
+   * one it cannot rule out comes marked. Always false for requests.
+   */
+  readonly redelivered: boolean
+  /**
+   * `"<client session: 16 hex digits>:<seq>"`, the same on every delivery of this message:
+   * the key for an idempotent handler. Undefined for requests and for clients that do not
+   * number their sends (plain ZeroMQ DEALERs).
+   */
+  readonly messageId: string | undefined
   /** Answers later; false if already answered or not a request. */
   reply(raw: Payload): boolean
 }
@@ -379,6 +397,11 @@ export interface ServerStats {
   /** Replies and pushes whose client was gone. */
   unroutable: number
   malformed: number
+  /**
+   * Fire-and-forget messages a client sent again that this process had already read: not
+   * handed to handlers again (acked once the original is handled).
+   */
+  duplicates: number
   connects: number
   disconnects: number
   clients: number

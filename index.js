@@ -38,6 +38,7 @@ const {
   pack: SV_PACK,
   drain: SV_DRAIN,
   authorize: SV_AUTHORIZE,
+  seq: SV_SEQ,
 } = native.serverEventKinds()
 
 function codedError (Ctor, code, message, extra) {
@@ -482,15 +483,42 @@ SLOTS[SV_DISCONNECT] = 1
 SLOTS[SV_CLOSED] = 0
 SLOTS[SV_DRAIN] = 0
 SLOTS[SV_AUTHORIZE] = 2
+SLOTS[SV_SEQ] = 0
 
 /** What a handler gets with each message. One object per message, methods on the prototype. */
 class Context {
-  constructor (server, clientId, token, publicKey) {
+  constructor (server, clientId, token, publicKey, numbers, seqAt) {
     this.clientId = clientId
     /** Under CURVE, the client's long-term public key (Z85) it proved in the handshake. */
     this.publicKey = publicKey
     this._server = server
     this._token = token
+    // The batch's numbers and where this message's SV_SEQ event is in them (-1: none); read
+    // only if a handler asks.
+    this._numbers = numbers
+    this._seqAt = seqAt
+  }
+
+  /**
+   * True when an earlier server process (or connection) may have handled this message
+   * already: the client sent it again after losing the connection it first went out on.
+   */
+  get redelivered () {
+    return this._seqAt >= 0 && (this._numbers[this._seqAt + 4] >>> 31) === 1
+  }
+
+  /**
+   * `<client session, 16 hex digits>:<seq>`, the same every time this message is delivered;
+   * undefined for requests and for clients that do not number their sends.
+   */
+  get messageId () {
+    if (this._seqAt < 0) return undefined
+    const n = this._numbers
+    const at = this._seqAt
+    const session = n[at + 1].toString(16).padStart(8, '0') + n[at + 2].toString(16).padStart(8, '0')
+    const high = n[at + 4] & 0x7fffffff
+    const seq = high < 0x200000 ? String(high * 0x100000000 + n[at + 3]) : String((BigInt(high) << 32n) | BigInt(n[at + 3]))
+    return session + ':' + seq
   }
 
   /** True when the sender awaits a reply (client.request). */
@@ -627,6 +655,7 @@ class Server extends NativeHandle {
     let packed = null // the shared Buffer the next packed bodies are cut from
     let next = 1 // the next string or body
     let at = 0 // where the next packed body starts
+    let seqAt = -1 // the SV_SEQ event of the next message, if it has one
     for (let i = 0; i < numbers.length; i += 5) {
       const kind = numbers[i]
       if (kind === SV_PACK) {
@@ -634,8 +663,12 @@ class Server extends NativeHandle {
         at = 0
         continue
       }
+      if (kind === SV_SEQ) {
+        seqAt = i
+        continue
+      }
       try {
-        this._onEvent(batch, numbers, i, packed, next, at)
+        this._onEvent(batch, numbers, i, packed, next, at, seqAt)
       } catch (err) {
         // A throwing 'connect'/'disconnect'/'close' listener must not take the rest of the
         // batch with it (those events would be lost, yet acked to their clients). It still
@@ -645,19 +678,20 @@ class Server extends NativeHandle {
       // Advanced here, so an event that threw halfway cannot shift the ones after it.
       if (kind === SV_PACKED) at += numbers[i + 4]
       else next += SLOTS[kind]
+      seqAt = -1
     }
   }
 
   /** One event of a batch; its strings or body start at batch[next]. */
-  _onEvent (batch, numbers, i, packed, next, at) {
+  _onEvent (batch, numbers, i, packed, next, at, seqAt) {
     const kind = numbers[i]
     const client = numbers[i + 1]
     if (kind === SV_MESSAGE) {
-      this._dispatch(numbers[i + 2], client, numbers[i + 3], batch[next])
+      this._dispatch(numbers[i + 2], client, numbers[i + 3], batch[next], numbers, seqAt)
     } else if (kind === SV_PACKED) {
       // Buffer.from(arrayBuffer, offset, length) is a plain view; subarray() goes through the
       // species constructor and cost ≈ 3× more per message here.
-      this._dispatch(numbers[i + 2], client, numbers[i + 3], Buffer.from(packed.buffer, packed.byteOffset + at, numbers[i + 4]))
+      this._dispatch(numbers[i + 2], client, numbers[i + 3], Buffer.from(packed.buffer, packed.byteOffset + at, numbers[i + 4]), numbers, seqAt)
     } else if (kind === SV_CONNECT) {
       const info = parseHello(batch[next])
       const id = batch[next + 1]
@@ -715,8 +749,8 @@ class Server extends NativeHandle {
     }
   }
 
-  _dispatch (route, client, token, raw) {
-    const ctx = new Context(this, this._clients.get(client), token, this._keys === null ? undefined : this._keys.get(client))
+  _dispatch (route, client, token, raw, numbers, seqAt) {
+    const ctx = new Context(this, this._clients.get(client), token, this._keys === null ? undefined : this._keys.get(client), numbers, seqAt)
     const handler = this._handlers[route]
     if (handler === undefined || route === NO_ROUTE) {
       if (this.listenerCount('message') > 0) {

@@ -4,7 +4,7 @@ use zerowire_core::latency::Summary;
 use zerowire_core::{ClientStats, ServerStats};
 
 /// The counters `client.stats()` shows, by their JS names.
-pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 27] {
+pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 28] {
     [
         ("sent", s.sent),
         ("refused", s.refused),
@@ -21,6 +21,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 27] {
         ("written", s.written),
         ("expiredUnsent", s.expired_unsent),
         ("retries", s.retries),
+        ("replayed", s.replayed),
         ("replies", s.replies),
         ("errorReplies", s.error_replies),
         ("timeouts", s.timeouts),
@@ -36,7 +37,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 27] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 29] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 30] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -46,6 +47,7 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 29] {
         ("pushes", s.pushes),
         ("unroutable", s.unroutable),
         ("malformed", s.malformed),
+        ("duplicates", s.duplicates),
         ("connects", s.connects),
         ("disconnects", s.disconnects),
         ("clients", s.clients),

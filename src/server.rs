@@ -92,8 +92,20 @@ impl Wing for JsServer {
                     client,
                     token,
                     body,
+                    seq,
                     ..
                 } => {
+                    if let Some(seq) = seq {
+                        // Numbers only, read by JS when a handler asks (`ctx.messageId`).
+                        let flag = if seq.redelivered { 1 << 31 } else { 0 };
+                        batch.event([
+                            SV_SEQ,
+                            (seq.session >> 32) as u32,
+                            seq.session as u32,
+                            seq.seq as u32,
+                            ((seq.seq >> 32) as u32 & 0x7fff_ffff) | flag,
+                        ]);
+                    }
                     if self.buffers && body.len() < ffi::ZERO_COPY_MIN {
                         if pack.full_for(body.len()) {
                             pack.fill(batch);
@@ -173,6 +185,9 @@ const SV_PACK: u32 = 5;
 const SV_DRAIN: u32 = 6;
 /// A CURVE client awaits the `authorize` function's answer (`serverAuthorize`).
 const SV_AUTHORIZE: u32 = 7;
+/// The next message's client session, seq and redelivered flag: [kind, session high, session
+/// low, seq low, seq high | redelivered << 31].
+const SV_SEQ: u32 = 8;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("connect", SV_CONNECT),
     ("message", SV_MESSAGE),
@@ -182,6 +197,7 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("pack", SV_PACK),
     ("drain", SV_DRAIN),
     ("authorize", SV_AUTHORIZE),
+    ("seq", SV_SEQ),
 ];
 
 /// `{ connect: 0, … }`: the numbers a batch's events carry.

@@ -2,7 +2,8 @@
 // A zerowire Server that appends every message it handles to a file, synchronously, before
 // its handler returns. The file survives a SIGKILL, so the test can compare exactly what each
 // server incarnation handled with what the client counted as delivered (the server acks only
-// what its handlers have run on).
+// what its handlers have run on). Each line: the body, R if the message came marked
+// redelivered (else -), and its messageId.
 // Usage: node counting_server.js <endpoint> <file>
 const fs = require('node:fs')
 const { Server } = require('../..')
@@ -16,7 +17,7 @@ server.on('message', (raw, ctx) => {
     first = false
     fs.writeSync(fd, `first ${Date.now()}\n`)
   }
-  fs.writeSync(fd, `${raw}\n`)
+  fs.writeSync(fd, `${raw} ${ctx.redelivered ? 'R' : '-'} ${ctx.messageId}\n`)
   if (ctx.isRequest) ctx.reply(`ok:${raw}`)
 })
 fs.writeSync(fd, `bound ${Date.now()}\n`)

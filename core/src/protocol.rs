@@ -45,31 +45,97 @@ pub const CONTROL_PING: u8 = b'P';
 /// everything sent before it, and treats the client as gone.
 pub const CONTROL_GOODBYE: u8 = b'G';
 
-/// Control kind a server sends unasked: body is the number of fire-and-forget messages it has
-/// read from this connection so far (u64 little-endian). It lets the client count what was
-/// delivered and, when a connection dies, exactly what was not confirmed.
+/// Control kind of a sequence mark: the client restates which session and seq the next
+/// fire-and-forget message on this connection carries (body as the hello's `session`, `seq`,
+/// `resent`). Sent only where the implicit numbering jumps: replays of another endpoint's
+/// session, and back. A zerowire server does not answer it.
+pub const CONTROL_SEQ: u8 = b'S';
+
+/// Control kind a server sends unasked: body is a client session (u64 little-endian) and the
+/// seq below which every fire-and-forget message of that session has been handled (u64
+/// little-endian). It lets the client forget (and count as delivered) what it kept for replay.
 pub const CONTROL_ACK: u8 = b'A';
 
-/// An ack: corr `0x00 'A' 0 0 0 0`, body the cumulative count.
-pub fn encode_ack(count: u64) -> (Bytes, Bytes) {
+/// Where a connection's implicit numbering of fire-and-forget messages starts: the next one
+/// carries `seq` of `session`, each following one the next seq; the first `resent` of them
+/// were already written on an earlier connection (replays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub session: u64,
+    pub seq: u64,
+    pub resent: u64,
+}
+
+impl Run {
+    fn json_fields(&self, out: &mut String) {
+        out.push_str(&format!(
+            "\"session\":\"{:016x}\",\"seq\":{},\"resent\":{}",
+            self.session, self.seq, self.resent
+        ));
+    }
+
+    /// The body of a sequence mark.
+    pub fn body(&self) -> Bytes {
+        let mut s = String::from("{");
+        self.json_fields(&mut s);
+        s.push('}');
+        Bytes::from(s)
+    }
+
+    /// Reads the run of a hello or a sequence mark: `None` when it has none (a client that
+    /// does not number its sends) or it is malformed.
+    pub fn parse(body: &[u8]) -> Option<Run> {
+        let session = crate::sniff::Sniffer::new("session", 4096).sniff(body)?;
+        if session.len() != 16 {
+            return None;
+        }
+        let session = u64::from_str_radix(std::str::from_utf8(session).ok()?, 16).ok()?;
+        Some(Run {
+            session,
+            seq: json_u64(body, b"\"seq\":")?,
+            resent: json_u64(body, b"\"resent\":")?,
+        })
+    }
+}
+
+/// The unsigned integer right after `key` (which ends in `:`), if there is one.
+fn json_u64(body: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(body, key)? + key.len();
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// An ack: corr `0x00 'A' 0 0 0 0`, body the session and the seq below which all is handled.
+pub fn encode_ack(session: u64, handled: u64) -> (Bytes, Bytes) {
+    let mut body = [0u8; 16];
+    body[..8].copy_from_slice(&session.to_le_bytes());
+    body[8..].copy_from_slice(&handled.to_le_bytes());
     (
         encode_control(CONTROL_ACK, 0),
-        Bytes::copy_from_slice(&count.to_le_bytes()),
+        Bytes::copy_from_slice(&body),
     )
 }
 
-/// The count of an ack body, if it is one.
-pub fn parse_ack_count(body: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(body.try_into().ok()?))
+/// The session and handled seq of an ack body, if it is one.
+pub fn parse_ack_seq(body: &[u8]) -> Option<(u64, u64)> {
+    let body: &[u8; 16] = body.try_into().ok()?;
+    let session = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let handled = u64::from_le_bytes(body[8..].try_into().ok()?);
+    Some((session, handled))
 }
 
 /// The hello body a client sends.
-pub fn hello_body(pid: u32, ppid: u32, name: Option<&str>) -> Bytes {
+pub fn hello_body(pid: u32, ppid: u32, name: Option<&str>, run: &Run) -> Bytes {
     let mut s = format!("{{\"pid\":{pid},\"ppid\":{ppid}");
     if let Some(name) = name {
         s.push_str(",\"name\":");
         json_string(&mut s, name);
     }
+    s.push(',');
+    run.json_fields(&mut s);
     s.push('}');
     Bytes::from(s)
 }
@@ -106,6 +172,21 @@ fn json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// 64 random bits, different per call and per process: client ids and client sessions (a
+/// restarted process never continues an old one's numbering).
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// The kind byte of a control corr, if it is one.
@@ -213,10 +294,23 @@ mod tests {
 
     #[test]
     fn hello_and_ack_round_trip() {
-        let hello = hello_body(12, 1, Some("web \"1\"\n"));
+        let run = Run {
+            session: 0x00ab_cdef_0123_4567,
+            seq: 41,
+            resent: 3,
+        };
+        let hello = hello_body(12, 1, Some("web \"1\"\n"), &run);
         assert_eq!(
             &hello[..],
-            br#"{"pid":12,"ppid":1,"name":"web \"1\"\u000a"}"#
+            br#"{"pid":12,"ppid":1,"name":"web \"1\"\u000a","session":"00abcdef01234567","seq":41,"resent":3}"#
+        );
+        assert_eq!(Run::parse(&hello), Some(run));
+        assert_eq!(Run::parse(&run.body()), Some(run));
+        assert_eq!(Run::parse(br#"{"pid":12,"ppid":1}"#), None);
+        assert_eq!(Run::parse(br#"{"session":"abc","seq":1,"resent":0}"#), None);
+        assert_eq!(
+            Run::parse(br#"{"session":"00abcdef01234567","seq":"1","resent":0}"#),
+            None
         );
         let ack = ack_body("a1b2c3", 4321);
         assert_eq!(parse_ack(&ack), Some(("a1b2c3".into(), 4321)));
@@ -224,10 +318,10 @@ mod tests {
         assert_eq!(parse_ack(br#"{"clientId":"x"}"#), None);
         assert_eq!(control_kind(&encode_control(CONTROL_HELLO, 3)), Some(b'H'));
         assert_eq!(control_kind(&encode_corr(3)), None);
-        let (corr, body) = encode_ack(1 << 40);
+        let (corr, body) = encode_ack(u64::MAX - 1, 1 << 40);
         assert_eq!(control_kind(&corr), Some(CONTROL_ACK));
-        assert_eq!(parse_ack_count(&body), Some(1 << 40));
-        assert_eq!(parse_ack_count(b"short"), None);
+        assert_eq!(parse_ack_seq(&body), Some((u64::MAX - 1, 1 << 40)));
+        assert_eq!(parse_ack_seq(b"short"), None);
     }
 
     #[test]

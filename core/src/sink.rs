@@ -32,6 +32,9 @@ pub struct Row {
     pub client: Arc<str>,
     /// The message, exactly as it arrived.
     pub raw: Bytes,
+    /// Its client session and seq, if its client numbers its sends: the writer stores each
+    /// (session, seq) once, whatever replays bring.
+    pub seq: Option<(u64, u64)>,
 }
 
 /// Counters of every sink of one server. Several writer threads add to them, hence fetch_add
@@ -157,6 +160,7 @@ mod tests {
             received_at_ms: i64::from(i),
             client: Arc::from("c"),
             raw: Bytes::from(i.to_string()),
+            seq: None,
         }
     }
 

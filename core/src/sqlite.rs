@@ -107,6 +107,7 @@ mod tests {
                 received_at_ms: 1_700_000_000_000 + i,
                 client: client.clone(),
                 raw: Bytes::from(format!("{{\"type\":\"log\",\"i\":{i}}}")),
+                seq: None,
             });
         }
         drop(sink);

@@ -289,8 +289,7 @@ fn stats_until(
 }
 
 #[test]
-fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
-    use zerowire_core::client::DropReason;
+fn acks_confirm_only_what_the_host_handled_and_the_rest_is_replayed() {
     let ep = endpoint("acks");
     let s = S::new(&ep);
     let c = C::new(&ep, "acks");
@@ -315,24 +314,55 @@ fn acks_confirm_only_what_the_host_handled_and_the_rest_is_peer_lost() {
     assert_eq!(s.events(50).len(), 50);
     let mut st = s.staging.borrow_mut();
     s.server.close_with(&mut st, Duration::ZERO);
-    let ev = c.events(2);
+    let ev = c.events(1);
     assert!(
         ev.contains(&ClientEvent::Disconnected { link: 0 }),
         "{ev:?}"
     );
-    assert!(
-        ev.contains(&ClientEvent::Dropped {
-            reason: DropReason::PeerLost,
-            count: 50
-        }),
-        "{ev:?}"
-    );
+    drop(st);
+    drop(s);
+    // Nothing unconfirmed is dropped: the 50 wait in the client, counted against its marks.
     let st = c.client.stats();
     assert_eq!(
         (st.delivered, st.dropped_peer_lost, st.in_flight),
-        (100, 50, 0)
+        (100, 0, 50)
+    );
+    // The next server gets them first, marked redelivered (the dead one may have handled
+    // them), numbered as before: seqs 100..150 of the client's session.
+    let s = S::new(&ep);
+    let got = s.events(51);
+    let seqs: Vec<_> = got
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Message { seq, .. } => *seq,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs.len(), 50, "{got:?}");
+    for (k, seq) in seqs.iter().enumerate() {
+        assert_eq!(seq.seq, 100 + k as u64);
+        assert!(seq.redelivered);
+        assert_eq!(seq.session, seqs[0].session);
+    }
+    s.server.handled();
+    let st = stats_until(&c, |s| s.delivered == 150);
+    assert_eq!(
+        (
+            st.delivered,
+            st.dropped_peer_lost,
+            st.in_flight,
+            st.replayed
+        ),
+        (150, 0, 0, 50)
     );
     assert_eq!(st.sent, st.delivered + st.refused + st.dropped);
+    // New sends after the replays are not marked.
+    c.send("{\"type\":\"log\"}");
+    let got = s.events(1);
+    assert!(
+        matches!(&got[..], [ServerEvent::Message { seq: Some(q), .. }] if q.seq == 150 && !q.redelivered),
+        "{got:?}"
+    );
 }
 
 #[test]

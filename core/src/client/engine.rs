@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use zeromq::{SocketEvent, ZmqError, ZmqMessage};
 
 use super::event::{ClientEvent, DropReason, DropTally};
-use super::link::{self, Beat, Connected, Goodbye, Io, Link, ServerKind, Watch};
+use super::link::{self, Beat, Connected, Goodbye, Io, Link, Retained, ServerKind, Watch};
 use super::options::ClientOptions;
 use super::requests::{Pending, Requests};
 use super::stats::{ClientCounters, ClientEngineCounters};
@@ -30,6 +30,15 @@ use crate::spin::Spin;
 use crate::trim::Trim;
 
 mod inbound;
+
+/// What writing one kept message again came to.
+enum Resend {
+    Wrote,
+    /// No connection to a server that acks can take it now.
+    Blocked,
+    /// The connection at this index failed.
+    Lost(usize),
+}
 
 /// How often an engine paused at its receive bound looks whether the host caught up.
 const RECEIVE_PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
@@ -70,9 +79,13 @@ impl ClientEngine {
         counters: Arc<ClientCounters>,
         parts: EngineParts<ClientOut, ClientControl, ClientEvent>,
     ) -> Self {
+        // One session per endpoint, so each connection's numbering stays contiguous however
+        // the round-robin spreads the sends.
+        let session = protocol::random_id();
         let links: Vec<Link> = endpoints
             .into_iter()
-            .map(|e| Link::new(e, &options))
+            .enumerate()
+            .map(|(i, e)| Link::new(e, &options, session.wrapping_add(i as u64)))
             .collect();
         ClientEngine {
             options,
@@ -141,7 +154,9 @@ impl ClientEngine {
     /// not "delivered". The barrier is a control request sent after the last message; the
     /// server reads in order, so any reply to it means everything before it was read.
     fn drained(&mut self) -> bool {
-        if !(self.backlog.is_empty() && self.queue.rx.is_empty()) {
+        if !(self.backlog.is_empty() && self.queue.rx.is_empty())
+            || self.links.iter().any(Link::resending)
+        {
             return false;
         }
         let mut done = true;
@@ -265,7 +280,8 @@ impl ClientEngine {
             .find(|&i| self.links[i].usable())
     }
 
-    /// Hands the backlog to the sockets, oldest first, until no socket can take more.
+    /// Hands the backlog to the sockets, oldest first, until no socket can take more. Replays
+    /// of kept messages go first, before anything newer.
     fn flush(&mut self) {
         let (mut released, mut released_bytes, mut written) = (0u64, 0u64, 0u64);
         let mut expired = 0u64;
@@ -273,10 +289,42 @@ impl ClientEngine {
         let mut lost_link = None;
         let n = self.links.len();
         let now = std::time::Instant::now();
-        while !self.backlog.is_empty() {
+        loop {
+            if let Some(j) = self.links.iter().position(Link::resending) {
+                match self.resend_one(j) {
+                    Resend::Wrote => {
+                        written += 1;
+                        continue;
+                    }
+                    Resend::Blocked => break,
+                    Resend::Lost(i) => {
+                        lost_link = Some(i);
+                        break;
+                    }
+                }
+            }
+            if self.backlog.is_empty() {
+                break;
+            }
             let Some(i) = self.pick_link() else {
                 break;
             };
+            let is_send = self.backlog.front().is_some_and(|o| o.request.is_none());
+            let link = &mut self.links[i];
+            let keeps = link.server != ServerKind::Plain;
+            if is_send && keeps && !link.continues_run(link.session, link.next_seq, false) {
+                // The server's numbering of this connection must be restated first.
+                let run = protocol::Run {
+                    session: link.session,
+                    seq: link.next_seq,
+                    resent: 0,
+                };
+                if link.write_mark(run, &mut self.control_seq) == Some(false) {
+                    lost_link = Some(i);
+                    break;
+                }
+                continue;
+            }
             let out = self.backlog.pop_front().expect("not empty");
             let len = out.body.len() as u64;
             let corr = match &out.request {
@@ -302,27 +350,45 @@ impl ClientEngine {
                     protocol::empty_corr()
                 }
             };
-            let is_send = out.request.is_none();
             if let Some(t) = out.queued_at {
                 let wait = now.saturating_duration_since(t);
                 self.counters.engine.queue_wait.record_duration(wait);
             }
             let link = &mut self.links[i];
             let conn = link.conn.as_mut().expect("usable link");
+            // A send to a server that may confirm it is kept (it counts against the marks
+            // until then), so a lost connection loses nothing: the engine owns the body
+            // already, keeping it costs a reference count.
+            let kept = (is_send && keeps).then(|| out.body.clone());
             let mut message = ZmqMessage::from(corr);
             message.push_back(out.body);
-            match conn.writer.start(message) {
-                // Handed over (done, or suspended on a full queue): the socket owns it now.
-                None | Some(Ok(())) => {
+            let result = conn.writer.start(message);
+            let handed_over = !matches!(result, Some(Err(ZmqError::ReturnToSender { .. })));
+            if handed_over {
+                written += 1;
+                link.unconfirmed = true;
+                if is_send {
+                    link.written += 1;
+                    if let Some(body) = kept {
+                        link.retained.push_back(Retained {
+                            seq: link.next_seq,
+                            body,
+                            epoch: link.epoch,
+                        });
+                    } else {
+                        released += 1;
+                        released_bytes += len;
+                    }
+                    link.next_seq += 1;
+                    link.advance_run();
+                } else {
                     released += 1;
                     released_bytes += len;
-                    written += 1;
-                    link.unconfirmed = true;
-                    if is_send {
-                        link.written += 1;
-                    }
-                    self.next_link = (i + 1) % n;
                 }
+            }
+            match result {
+                // Handed over (done, or suspended on a full queue): the socket owns it now.
+                None | Some(Ok(())) => self.next_link = (i + 1) % n,
                 Some(Err(ZmqError::ReturnToSender { message, .. })) => {
                     // No peer after all: the crate gave it back; it waits for the next one.
                     if let Some(body) = message.into_vec().pop() {
@@ -340,11 +406,8 @@ impl ClientEngine {
                     break;
                 }
                 Some(Err(_)) => {
-                    // Handed over and lost with the connection.
-                    released += 1;
-                    released_bytes += len;
-                    written += 1;
-                    if is_send {
+                    // Handed over and lost with the connection: kept ones are replayed.
+                    if is_send && !keeps {
                         peer_lost += 1;
                     }
                     lost_link = Some(i);
@@ -360,6 +423,61 @@ impl ClientEngine {
         self.drop_sends(DropReason::PeerLost, peer_lost);
         if let Some(i) = lost_link {
             self.disconnected(i);
+        }
+    }
+
+    /// Writes link `j`'s next kept message again: on its own connection if its server acks,
+    /// else on any connection whose server does (failover), after a sequence mark when that
+    /// connection's numbering does not continue with it.
+    fn resend_one(&mut self, j: usize) -> Resend {
+        let acks = |l: &Link| l.usable() && l.server == ServerKind::Acks;
+        let i = if acks(&self.links[j]) {
+            j
+        } else {
+            match self.links.iter().position(acks) {
+                Some(i) => i,
+                None => return Resend::Blocked,
+            }
+        };
+        let (session, at, end) = {
+            let l = &self.links[j];
+            (l.session, l.resend, l.resend_end)
+        };
+        let (seq, body) = {
+            let r = &self.links[j].retained[at];
+            (r.seq, r.body.clone())
+        };
+        let target = &mut self.links[i];
+        if !target.continues_run(session, seq, true) {
+            let run = protocol::Run {
+                session,
+                seq,
+                resent: (end - at) as u64,
+            };
+            return match target.write_mark(run, &mut self.control_seq) {
+                Some(false) => Resend::Lost(i),
+                // The message itself follows once the writer is free.
+                _ if target.usable() => self.resend_one(j),
+                _ => Resend::Blocked,
+            };
+        }
+        let epoch = target.epoch;
+        let conn = target.conn.as_mut().expect("usable link");
+        let mut message = ZmqMessage::from(protocol::empty_corr());
+        message.push_back(body);
+        let result = conn.writer.start(message);
+        if matches!(result, Some(Err(ZmqError::ReturnToSender { .. }))) {
+            return Resend::Lost(i);
+        }
+        target.unconfirmed = true;
+        target.advance_run();
+        let source = &mut self.links[j];
+        source.retained[at].epoch = epoch;
+        source.resend += 1;
+        bump(&self.counters.engine.replayed, 1);
+        match result {
+            Some(Err(_)) => Resend::Lost(i),
+            _ => Resend::Wrote,
         }
     }
 
@@ -386,11 +504,31 @@ impl ClientEngine {
         }
     }
 
-    /// A peer that sends no acks: only replies and the close barrier confirm its reads.
+    /// A peer that sends no acks: only replies and the close barrier confirm its reads. What
+    /// was kept of the sends written to it is counted the plain way from now on.
     fn became_plain(&mut self, i: usize) {
         let link = &mut self.links[i];
         link.server = ServerKind::Plain;
         link.hello_deadline = None;
+        let (n, bytes) = link.release_written_on(link.epoch);
+        self.shared.release(n, bytes);
+        // Replays wait for a server that acks; with none connected nor maybe coming up on a
+        // live connection, nobody can confirm them.
+        let hope = self
+            .links
+            .iter()
+            .any(|l| l.conn.is_some() && l.server != ServerKind::Plain);
+        if !hope {
+            let mut lost = 0;
+            for link in &mut self.links {
+                if link.resending() {
+                    let (n, bytes) = link.drop_retained();
+                    self.shared.release(n, bytes);
+                    lost += n;
+                }
+            }
+            self.drop_sends(DropReason::PeerLost, lost);
+        }
     }
 
     fn expire(&mut self, now: Instant) {
@@ -443,6 +581,11 @@ impl ClientEngine {
         let (was_connected, lost) = link.reset(now, self.options.reconnect_interval);
         let epoch = link.epoch;
         self.drop_sends(DropReason::PeerLost, lost);
+        // What that connection carried and nobody confirmed goes again, on the next server
+        // that acks (this endpoint's once it is back, or another one's).
+        for link in &mut self.links {
+            link.lost_connection(epoch);
+        }
         if !was_connected {
             return;
         }
@@ -623,7 +766,12 @@ impl ClientEngine {
         self.shared.release(left, left_bytes);
         // Written but unconfirmed when the linger time ran out: maybe read, maybe not.
         for link in &mut self.links {
-            sends += link.unacked();
+            if link.server == ServerKind::Plain {
+                sends += link.unacked();
+            }
+            let (n, bytes) = link.drop_retained();
+            self.shared.release(n, bytes);
+            sends += n;
             link.acked = link.written;
             link.connecting = None;
             // Closing the socket here is safe: either the server confirmed everything or the

@@ -63,6 +63,14 @@ fn connect(
     })
 }
 
+/// A fire-and-forget message kept until a zerowire server confirms it handled it: the seq it
+/// carries in its link's session, and the connection it was last written on.
+pub(super) struct Retained {
+    pub seq: u64,
+    pub body: Bytes,
+    pub epoch: u32,
+}
+
 /// What the server on a connection has shown itself to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ServerKind {
@@ -108,10 +116,22 @@ pub(super) struct Link {
     pub acked: u64,
     /// The last attempt failed the CURVE handshake (until one succeeds).
     pub auth_failed: bool,
+    /// This endpoint's session: new sends written on this link are numbered in it, from
+    /// `next_seq` on, and kept in `retained` (oldest first) until acked, whichever
+    /// connection carried them.
+    pub session: u64,
+    pub next_seq: u64,
+    pub retained: std::collections::VecDeque<Retained>,
+    /// `retained[resend..resend_end]` must be written again (their connection was lost).
+    pub resend: usize,
+    pub resend_end: usize,
+    /// What the server expects of the next fire-and-forget message on the current
+    /// connection (the hello's run, advanced per message, or the last sequence mark's).
+    pub run: Option<protocol::Run>,
 }
 
 impl Link {
-    pub fn new(endpoint: Endpoint, options: &ClientOptions) -> Self {
+    pub fn new(endpoint: Endpoint, options: &ClientOptions, session: u64) -> Self {
         let file_name = endpoint
             .ipc_path()
             .and_then(Path::file_name)
@@ -135,7 +155,112 @@ impl Link {
             written: 0,
             acked: 0,
             auth_failed: false,
+            session,
+            next_seq: 0,
+            retained: std::collections::VecDeque::new(),
+            resend: 0,
+            resend_end: 0,
+            run: None,
         }
+    }
+
+    /// Whether some of this session's kept messages wait to be written again.
+    pub fn resending(&self) -> bool {
+        self.resend < self.resend_end
+    }
+
+    /// The run a message of `session` with `seq` continues, if it continues the connection's
+    /// current one; `resent` says whether it is a replay.
+    pub fn continues_run(&self, session: u64, seq: u64, resent: bool) -> bool {
+        self.run
+            .is_some_and(|r| r.session == session && r.seq == seq && (r.resent > 0) == resent)
+    }
+
+    /// A fire-and-forget message went out on the current connection: the run moves on.
+    pub fn advance_run(&mut self) {
+        if let Some(r) = self.run.as_mut() {
+            r.seq += 1;
+            r.resent = r.resent.saturating_sub(1);
+        }
+    }
+
+    /// Writes a sequence mark: the next fire-and-forget message is `run`'s first. `None` when
+    /// the writer is busy, `Some(false)` when the connection failed.
+    pub fn write_mark(&mut self, run: protocol::Run, control_seq: &mut u32) -> Option<bool> {
+        let conn = self.conn.as_mut()?;
+        if conn.writer.busy() {
+            return None;
+        }
+        *control_seq = control_seq.wrapping_add(1);
+        let mut message = ZmqMessage::from(protocol::encode_control(
+            protocol::CONTROL_SEQ,
+            *control_seq,
+        ));
+        message.push_back(run.body());
+        self.run = Some(run);
+        Some(!matches!(conn.writer.start(message), Some(Err(_))))
+    }
+
+    /// Forgets the kept messages of this session up to (not including) `handled`: a zerowire
+    /// server handled them. Returns how many, and their bytes.
+    pub fn confirm(&mut self, handled: u64) -> (u64, u64) {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while self.retained.front().is_some_and(|r| r.seq < handled) {
+            let r = self.retained.pop_front().expect("front exists");
+            n += 1;
+            bytes += r.body.len() as u64;
+        }
+        let n_usize = n as usize;
+        self.resend = self.resend.saturating_sub(n_usize);
+        self.resend_end = self.resend_end.saturating_sub(n_usize);
+        (n, bytes)
+    }
+
+    /// Forgets the kept messages written on connection `epoch` (a plain ROUTER cannot
+    /// confirm them, or a goodbye confirmed them). Returns how many, and their bytes.
+    pub fn release_written_on(&mut self, epoch: u32) -> (u64, u64) {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let (start, end) = (self.resend, self.resend_end);
+        let (mut resend, mut resend_end) = (start, end);
+        let mut at = 0usize;
+        self.retained.retain(|r| {
+            let keep = r.epoch != epoch;
+            if !keep {
+                n += 1;
+                bytes += r.body.len() as u64;
+                if at < start {
+                    resend -= 1;
+                }
+                if at < end {
+                    resend_end -= 1;
+                }
+            }
+            at += 1;
+            keep
+        });
+        self.resend = resend;
+        self.resend_end = resend_end.max(resend);
+        (n, bytes)
+    }
+
+    /// Connection `epoch` was lost: if it carried some of this session's kept messages, all
+    /// of them are written again, in order (a duplicate is recognised by the server that has
+    /// read it, and marked by any other).
+    pub fn lost_connection(&mut self, epoch: u32) {
+        if self.retained.iter().any(|r| r.epoch == epoch) {
+            self.resend = 0;
+            self.resend_end = self.retained.len();
+        }
+    }
+
+    /// Forgets every kept message (nobody left who could confirm them). How many, and bytes.
+    pub fn drop_retained(&mut self) -> (u64, u64) {
+        let n = self.retained.len() as u64;
+        let bytes = self.retained.iter().map(|r| r.body.len() as u64).sum();
+        self.retained.clear();
+        self.resend = 0;
+        self.resend_end = 0;
+        (n, bytes)
     }
 
     pub fn usable(&self) -> bool {
@@ -183,10 +308,25 @@ impl Link {
         let mut writer = Writer::new(send);
         let corr = protocol::encode_control(protocol::CONTROL_HELLO, hello_seq);
         let mut hello = ZmqMessage::from(corr.clone());
+        // The hello numbers what follows: this session's replays first, if any are due.
+        let run = match self.retained.get(self.resend) {
+            Some(r) if self.resending() => protocol::Run {
+                session: self.session,
+                seq: r.seq,
+                resent: (self.resend_end - self.resend) as u64,
+            },
+            _ => protocol::Run {
+                session: self.session,
+                seq: self.next_seq,
+                resent: 0,
+            },
+        };
+        self.run = Some(run);
         hello.push_back(protocol::hello_body(
             std::process::id(),
             parent_pid(),
             options.name.as_deref(),
+            &run,
         ));
         let failed = matches!(writer.start(hello), Some(Err(_)));
         let now = Instant::now();
@@ -231,7 +371,14 @@ impl Link {
     /// the sends written on it the server never confirmed.
     pub fn reset(&mut self, now: Instant, reconnect_interval: Duration) -> (bool, u64) {
         let was_connected = self.conn.take().is_some();
-        let lost = self.unacked();
+        // What a zerowire server (or one that may be) did not confirm is kept for replay;
+        // only a plain ROUTER's unconfirmed sends are beyond recovery.
+        let lost = if self.server == ServerKind::Plain {
+            self.unacked()
+        } else {
+            0
+        };
+        self.run = None;
         self.written = 0;
         self.acked = 0;
         self.unconfirmed = false;

@@ -44,6 +44,8 @@ pub struct ClientEngineCounters {
     pub expired_unsent: AtomicU64,
     /// Requests sent again (the `retries` option).
     pub retries: AtomicU64,
+    /// Fire-and-forget messages written again after their connection was lost.
+    pub replayed: AtomicU64,
     pub replies: AtomicU64,
     pub error_replies: AtomicU64,
     pub timeouts: AtomicU64,
@@ -83,6 +85,7 @@ pub struct ClientStats {
     pub written: u64,
     pub expired_unsent: u64,
     pub retries: u64,
+    pub replayed: u64,
     pub replies: u64,
     pub error_replies: u64,
     pub timeouts: u64,
@@ -129,6 +132,7 @@ impl ClientStats {
             written: engine.written.load(Relaxed),
             expired_unsent: engine.expired_unsent.load(Relaxed),
             retries: engine.retries.load(Relaxed),
+            replayed: engine.replayed.load(Relaxed),
             replies: engine.replies.load(Relaxed),
             error_replies: engine.error_replies.load(Relaxed),
             timeouts: engine.timeouts.load(Relaxed),

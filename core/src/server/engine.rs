@@ -109,12 +109,11 @@ struct KnownClient {
     last_heard: Instant,
     /// It said hello, so it speaks the control protocol and pings while alive.
     pings: bool,
-    /// Fire-and-forget messages read from it, and the count last acked to it.
-    sends_read: u64,
-    acked: u64,
-    /// (events handled by the host needed, `sends_read` then): an ack confirms only what the
-    /// host's handlers have run on, so a server killed right after an ack lost nothing acked.
-    marks: VecDeque<(u64, u64)>,
+    /// The numbering of its next fire-and-forget message (from its hello or last sequence
+    /// mark), if it numbers them.
+    run: Option<protocol::Run>,
+    /// The sessions it announced, most recent last (bounded).
+    sessions: Vec<u64>,
     /// Its requests waiting for the host's answer (their tokens go when it does).
     pending: u32,
 }
@@ -160,8 +159,12 @@ pub(super) struct ServerEngine {
     reading: bool,
     /// Also the inbound cap: a peer sending more is disconnected.
     max_message_bytes: usize,
-    /// Peers with sends not yet acked, and when to ack them.
-    unacked: Vec<u32>,
+    /// Client sessions: what was read and handled of each (`acks`).
+    sessions: HashMap<u64, acks::Session>,
+    /// Bumped per sequence event, to find the session idle longest.
+    session_clock: u64,
+    /// Sessions with sends not yet acked, and when to ack them.
+    unacked: Vec<u64>,
     ack_at: Option<Instant>,
     /// CURVE: the configuration, the keys the authorizer recorded by routing identity, the
     /// clients whose messages wait for the host's `authorize` answer (and the requests it was
@@ -218,6 +221,8 @@ impl ServerEngine {
             trim: Trim::default(),
             spin: Spin::default(),
             published: 0,
+            sessions: HashMap::default(),
+            session_clock: 0,
             unacked: Vec::new(),
             ack_at: None,
             reading: !options.start_paused,
@@ -257,9 +262,8 @@ impl ServerEngine {
                 id,
                 last_heard: Instant::now(),
                 pings: hello.is_some(),
-                sends_read: 0,
-                acked: 0,
-                marks: VecDeque::new(),
+                run: None,
+                sessions: Vec::new(),
                 pending: 0,
             },
         );
@@ -274,6 +278,7 @@ impl ServerEngine {
     fn forget(&mut self, index: u32, reason: DisconnectReason) {
         if let Some(peer) = self.peers.remove(&index) {
             self.by_identity.remove(&peer.identity);
+            self.sessions_left(index, &peer.sessions);
             if peer.pending > 0 {
                 // Nobody is left to answer: the tokens (and what they hold) go now.
                 self.tokens.retain(|_, r| r.client != index);
@@ -323,6 +328,7 @@ impl ServerEngine {
         match protocol::control_kind(&corr) {
             Some(CONTROL_HELLO) => {
                 let index = self.peer_for(&identity, Some(&body));
+                self.start_run(index, &body);
                 let id = self.peers[&index].id.clone();
                 let ack = protocol::ack_body(&id, std::process::id());
                 self.backlog
@@ -339,6 +345,12 @@ impl ServerEngine {
                     self.forget(index, DisconnectReason::Goodbye);
                 }
             }
+            Some(protocol::CONTROL_SEQ) => {
+                // A sequence mark is not answered: it only renumbers what follows.
+                if let Some(index) = known {
+                    self.start_run(index, &body);
+                }
+            }
             Some(_) => {
                 // Pings, and unknown kinds (a newer client), get an empty reply.
                 self.backlog.push_back(Outbound::control(Self::reply_frames(
@@ -352,14 +364,28 @@ impl ServerEngine {
                     Some(index) => index,
                     None => self.peer_for(&identity, None),
                 };
+                let seq = if corr.is_empty() {
+                    match self.sequence(client) {
+                        acks::Sequenced::Duplicate => {
+                            // Read before by this process: handled (or about to be), and
+                            // acked with the original.
+                            bump(&self.counters.duplicates, 1);
+                            return;
+                        }
+                        acks::Sequenced::Seq(seq) => Some(seq),
+                        acks::Sequenced::Unnumbered => None,
+                    }
+                } else {
+                    None
+                };
                 let route = match self.sniffer.sniff(&body).and_then(|n| self.routes.get(n)) {
                     Some(&Target::Host(index)) => index,
                     Some(&Target::Sink(i)) => {
-                        if corr.is_empty() {
+                        if let Some(seq) = &seq {
                             // Handed to the sink here and now: acked once all before it is.
-                            self.count_send(client, false);
+                            self.count_send(seq, false);
                         }
-                        self.sink(i, client, &identity, corr, body, arrival);
+                        self.sink(i, client, (&identity, corr), body, arrival, seq);
                         return;
                     }
                     None => NO_ROUTE,
@@ -373,7 +399,9 @@ impl ServerEngine {
                     1,
                 );
                 let token = if corr.is_empty() {
-                    self.count_send(client, true);
+                    if let Some(seq) = &seq {
+                        self.count_send(seq, true);
+                    }
                     NO_TOKEN
                 } else {
                     bump(&self.counters.requests, 1);
@@ -413,6 +441,7 @@ impl ServerEngine {
                     token,
                     body,
                     arrived: arrival.at,
+                    seq,
                 });
             }
         }
@@ -478,15 +507,7 @@ impl ServerEngine {
 }
 
 fn client_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    format!("{:012x}", protocol::random_id() & 0xffff_ffff_ffff)
 }
 
 impl ServerEngine {

@@ -25,6 +25,15 @@ impl DisconnectReason {
     }
 }
 
+/// A fire-and-forget message's place in its client session, and whether an earlier server
+/// process (or connection) may have handled it already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSeq {
+    pub session: u64,
+    pub seq: u64,
+    pub redelivered: bool,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerEvent {
     /// A client appeared: on its hello, or on its first message if it sends none. `info` is
@@ -52,6 +61,9 @@ pub enum ServerEvent {
         body: Bytes,
         /// When the engine read it.
         arrived: std::time::Instant,
+        /// Where it stands in its client's numbering (fire-and-forget from a client that
+        /// numbers its sends).
+        seq: Option<MessageSeq>,
     },
     Disconnect {
         client: u32,

@@ -21,6 +21,9 @@ pub struct ServerCounters {
     /// Replies and pushes whose client was gone.
     pub unroutable: AtomicU64,
     pub malformed: AtomicU64,
+    /// Fire-and-forget messages read again (a client's replay) and not handed on: this
+    /// process had read them already.
+    pub duplicates: AtomicU64,
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub clients: AtomicU64,
@@ -53,6 +56,7 @@ pub struct ServerStats {
     pub pushes: u64,
     pub unroutable: u64,
     pub malformed: u64,
+    pub duplicates: u64,
     pub connects: u64,
     pub disconnects: u64,
     pub clients: u64,
@@ -101,6 +105,7 @@ impl ServerStats {
             pushes: r(&c.pushes),
             unroutable: r(&c.unroutable),
             malformed: r(&c.malformed),
+            duplicates: r(&c.duplicates),
             connects: r(&c.connects),
             disconnects: r(&c.disconnects),
             clients: r(&c.clients),

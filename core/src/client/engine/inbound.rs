@@ -37,20 +37,29 @@ impl ClientEngine {
             }
             Inbound::Control { frame, body } => {
                 if protocol::control_kind(&frame) == Some(protocol::CONTROL_ACK) {
-                    if let Some(count) = protocol::parse_ack_count(&body) {
-                        // Cumulative, so a stale or repeated ack changes nothing.
-                        let count = count.min(link.written);
-                        if count > link.acked && link.server == ServerKind::Acks {
-                            bump(&counters.delivered, count - link.acked);
-                            link.acked = count;
+                    // Absolute per session, so a stale or repeated ack changes nothing; it may
+                    // confirm another endpoint's session replayed on this connection.
+                    if let Some((session, handled)) = protocol::parse_ack_seq(&body) {
+                        if let Some(owner) = self.links.iter_mut().find(|l| l.session == session) {
+                            let (n, bytes) = owner.confirm(handled);
+                            bump(&counters.delivered, n);
+                            self.shared.release(n, bytes);
                         }
                     }
                 } else if link.barrier.as_ref() == Some(&frame) {
                     // Everything before the goodbye was read.
                     link.barrier = None;
                     link.unconfirmed = false;
-                    bump(&counters.delivered, link.unacked());
+                    let epoch = link.epoch;
+                    if link.server == ServerKind::Plain {
+                        bump(&counters.delivered, link.unacked());
+                    }
                     link.acked = link.written;
+                    for l in &mut self.links {
+                        let (n, bytes) = l.release_written_on(epoch);
+                        bump(&counters.delivered, n);
+                        self.shared.release(n, bytes);
+                    }
                 } else if link.hello.as_ref() == Some(&frame) {
                     link.hello_deadline = None;
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.

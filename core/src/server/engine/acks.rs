@@ -1,71 +1,247 @@
-//! Acks: which of a client's sends the host has handled, confirmed to the client a few
-//! milliseconds apart (cumulative counts, so one small message confirms thousands).
+//! Client sessions and acks: what the server has read and handled of each client session's
+//! numbered sends, duplicates recognised, and the handled seq confirmed to the client a few
+//! milliseconds apart (absolute per session, so one small message confirms thousands).
 
 use super::*;
+use crate::server::event::MessageSeq;
 
 /// How long a client's confirmed sends may wait before they are acked: acks are cumulative, so
 /// under load one small message per client per interval confirms thousands.
 pub(super) const ACK_DELAY: Duration = Duration::from_millis(5);
 
+/// Sessions remembered at most. Beyond it the one idle longest among those with no
+/// connection and nothing in flight is forgotten: a replay of it is then delivered marked
+/// redelivered, never dropped.
+pub(super) const MAX_SESSIONS: usize = 16_384;
+
+/// Sessions one connection may announce (its own and, after a failover, its other
+/// endpoints'); beyond it the oldest is detached from the connection.
+const PEER_SESSIONS: usize = 16;
+
+/// What this process knows of one client session.
+pub(super) struct Session {
+    /// Every seq below it was read (or handled elsewhere, as the client's numbering shows):
+    /// a message below it is a duplicate.
+    read_next: u64,
+    /// Every seq below it was handled; the last value acked to the client.
+    handled_next: u64,
+    acked: u64,
+    /// The connection acks go to (the last one to announce the session).
+    peer: Option<u32>,
+    /// (events handled by the host needed, `handled_next` then): an ack confirms only what
+    /// the host's handlers have run on, so a server killed right after an ack lost nothing
+    /// acked.
+    marks: VecDeque<(u64, u64)>,
+    /// Ack even without news: a new connection has not heard the last ack.
+    reack: bool,
+    /// In `unacked`.
+    queued: bool,
+    last_active: u64,
+}
+
+/// What the numbering says of a fire-and-forget message just read.
+pub(super) enum Sequenced {
+    /// Its client does not number its sends.
+    Unnumbered,
+    /// Read before by this process.
+    Duplicate,
+    Seq(MessageSeq),
+}
+
 impl ServerEngine {
-    /// Notes a send from a client that understands acks. With `to_host`, its event is the
-    /// next one pushed and it counts as handled once the host has run that event's handler;
-    /// otherwise (a sink took it) once the host has handled everything pushed before it.
-    pub(super) fn count_send(&mut self, client: u32, to_host: bool) {
+    /// A hello or sequence mark from `client`: its next fire-and-forget message carries the
+    /// run's seq.
+    pub(super) fn start_run(&mut self, client: u32, body: &Bytes) {
+        let Some(run) = protocol::Run::parse(body) else {
+            return;
+        };
         let Some(peer) = self.peers.get_mut(&client) else {
             return;
         };
-        if !peer.pings {
-            return;
-        }
-        peer.sends_read += 1;
-        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
-        match peer.marks.back_mut() {
-            // Same unpublished batch: one mark covers it.
-            Some(mark) if mark.0 > self.published => *mark = (needed, peer.sends_read),
-            _ => {
-                if peer.marks.is_empty() {
-                    self.unacked.push(client);
+        peer.run = Some(run);
+        if !peer.sessions.contains(&run.session) {
+            if peer.sessions.len() >= PEER_SESSIONS {
+                let old = peer.sessions.remove(0);
+                if let Some(s) = self.sessions.get_mut(&old) {
+                    if s.peer == Some(client) {
+                        s.peer = None;
+                    }
                 }
-                peer.marks.push_back((needed, peer.sends_read))
             }
+            peer.sessions.push(run.session);
+        }
+        self.session_clock += 1;
+        let clock = self.session_clock;
+        if !self.sessions.contains_key(&run.session) {
+            self.forget_idle_session();
+        }
+        let needed = self.published + self.events.len() as u64;
+        let s = self.sessions.entry(run.session).or_insert(Session {
+            read_next: run.seq,
+            handled_next: run.seq,
+            acked: 0,
+            peer: None,
+            marks: VecDeque::new(),
+            reack: false,
+            queued: false,
+            last_active: clock,
+        });
+        s.peer = Some(client);
+        s.last_active = clock;
+        // The client numbers from the oldest message it has not seen acked: everything below
+        // that was handled, here or by another server.
+        if run.seq > s.read_next {
+            s.read_next = run.seq;
+            Self::push_mark(s, needed, run.seq, self.published);
+        }
+        s.reack = true;
+        if !s.queued {
+            s.queued = true;
+            self.unacked.push(run.session);
         }
         self.ack_at
             .get_or_insert_with(|| Instant::now() + ACK_DELAY);
     }
 
-    /// Acks, to each client with news, how many of its sends the host has handled.
+    /// Numbers a fire-and-forget message just read from `client`.
+    pub(super) fn sequence(&mut self, client: u32) -> Sequenced {
+        let Some(run) = self.peers.get_mut(&client).and_then(|p| p.run.as_mut()) else {
+            return Sequenced::Unnumbered;
+        };
+        let seq = run.seq;
+        let redelivered = run.resent > 0;
+        run.seq = run.seq.wrapping_add(1);
+        run.resent = run.resent.saturating_sub(1);
+        let session = run.session;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Sequenced::Unnumbered;
+        };
+        if seq < s.read_next {
+            return Sequenced::Duplicate;
+        }
+        s.read_next = seq + 1;
+        Sequenced::Seq(MessageSeq {
+            session,
+            seq,
+            redelivered,
+        })
+    }
+
+    /// Notes a numbered send. With `to_host`, its event is the next one pushed and it counts
+    /// as handled once the host has run that event's handler; otherwise (a sink took it) once
+    /// the host has handled everything pushed before it.
+    pub(super) fn count_send(&mut self, seq: &MessageSeq, to_host: bool) {
+        let Some(s) = self.sessions.get_mut(&seq.session) else {
+            return;
+        };
+        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
+        Self::push_mark(s, needed, seq.seq + 1, self.published);
+        if !s.queued {
+            s.queued = true;
+            self.unacked.push(seq.session);
+        }
+        self.ack_at
+            .get_or_insert_with(|| Instant::now() + ACK_DELAY);
+    }
+
+    fn push_mark(s: &mut Session, needed: u64, next: u64, published: u64) {
+        match s.marks.back_mut() {
+            // Same unpublished batch: one mark covers it.
+            Some(mark) if mark.0 > published || mark.0 >= needed => {
+                *mark = (mark.0.max(needed), mark.1.max(next));
+            }
+            _ => s.marks.push_back((needed, next)),
+        }
+    }
+
+    /// The connection `client` is gone: its sessions wait for another.
+    pub(super) fn sessions_left(&mut self, client: u32, sessions: &[u64]) {
+        for id in sessions {
+            if let Some(s) = self.sessions.get_mut(id) {
+                if s.peer == Some(client) {
+                    s.peer = None;
+                }
+            }
+        }
+    }
+
+    /// At the bound, forgets the session idle longest among those with no connection and
+    /// nothing waiting to be handled.
+    fn forget_idle_session(&mut self) {
+        if self.sessions.len() < MAX_SESSIONS {
+            return;
+        }
+        let idle = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer.is_none() && s.marks.is_empty() && !s.queued)
+            .min_by_key(|(_, s)| s.last_active)
+            .map(|(id, _)| *id);
+        if let Some(id) = idle {
+            self.sessions.remove(&id);
+        }
+    }
+
+    /// Acks, to each session's connection, the seq below which the host has handled it all.
     pub(super) fn send_acks(&mut self, now: Instant) {
         if self.ack_at.is_none_or(|t| now < t) {
             return;
         }
         let handled = self.outbox.handled();
         let mut waiting = Vec::new();
-        for client in std::mem::take(&mut self.unacked) {
-            let Some(peer) = self.peers.get_mut(&client) else {
+        for id in std::mem::take(&mut self.unacked) {
+            let Some(s) = self.sessions.get_mut(&id) else {
                 continue;
             };
-            let mut confirmed = peer.acked;
-            while let Some(&(needed, count)) = peer.marks.front() {
+            s.queued = false;
+            while let Some(&(needed, next)) = s.marks.front() {
                 if needed > handled {
                     break;
                 }
-                confirmed = count;
-                peer.marks.pop_front();
+                s.handled_next = s.handled_next.max(next);
+                s.marks.pop_front();
             }
-            if confirmed > peer.acked {
-                peer.acked = confirmed;
-                let (corr, body) = protocol::encode_ack(confirmed);
-                let mut m = ZmqMessage::from(peer.identity.clone());
-                m.push_back(corr);
-                m.push_back(body);
-                self.backlog.push_back(Outbound::control(m));
+            if s.handled_next > s.acked || s.reack {
+                if let Some(peer) = s.peer.and_then(|p| self.peers.get(&p)) {
+                    s.acked = s.handled_next;
+                    s.reack = false;
+                    let (corr, body) = protocol::encode_ack(id, s.handled_next);
+                    let mut m = ZmqMessage::from(peer.identity.clone());
+                    m.push_back(corr);
+                    m.push_back(body);
+                    self.backlog.push_back(Outbound::control(m));
+                }
             }
-            if !peer.marks.is_empty() {
-                waiting.push(client);
+            if !s.marks.is_empty() {
+                s.queued = true;
+                waiting.push(id);
             }
         }
         self.ack_at = (!waiting.is_empty()).then(|| now + ACK_DELAY);
         self.unacked = waiting;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_of_one_batch_merge() {
+        let mut s = Session {
+            read_next: 0,
+            handled_next: 0,
+            acked: 0,
+            peer: None,
+            marks: VecDeque::new(),
+            reack: false,
+            queued: false,
+            last_active: 0,
+        };
+        ServerEngine::push_mark(&mut s, 3, 5, 2);
+        ServerEngine::push_mark(&mut s, 4, 6, 2);
+        assert_eq!(s.marks, [(4, 6)]);
+        ServerEngine::push_mark(&mut s, 9, 7, 4);
+        assert_eq!(s.marks, [(4, 6), (9, 7)]);
     }
 }

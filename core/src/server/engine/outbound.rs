@@ -2,6 +2,7 @@
 //! handed to each client's own queue in the socket (never waiting on any of them).
 
 use super::*;
+use crate::server::event::MessageSeq;
 
 /// A message for one client, as the engine hands it to that client's queue in the socket.
 pub(super) struct Outbound {
@@ -48,16 +49,17 @@ impl ServerEngine {
         &mut self,
         i: usize,
         client: u32,
-        identity: &Bytes,
-        corr: Bytes,
+        (identity, corr): (&Bytes, Bytes),
         body: Bytes,
         arrival: Arrival,
+        seq: Option<MessageSeq>,
     ) {
         bump(&self.counters.sunk, 1);
         self.sinks[i].push(Row {
             received_at_ms: arrival.wall_ms,
             client: self.peers[&client].id.clone(),
             raw: body,
+            seq: seq.map(|s| (s.session, s.seq)),
         });
         if !corr.is_empty() {
             bump(&self.counters.requests, 1);
