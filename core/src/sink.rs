@@ -9,7 +9,10 @@
 //! own flow control, and no row is dropped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -55,6 +58,10 @@ pub type WriteBatch = Box<dyn FnMut(&[Row]) -> Result<(), String> + Send>;
 /// The engine's end of a sink: the channel, the rows waiting for room in it, the writer thread.
 pub struct Sink {
     tx: Option<Sender<Row>>,
+    /// Rows pushed so far, and how many of them the writer has finished with (in push order):
+    /// a client's send to a sink is acked only once its row is done.
+    pushed: u64,
+    done: Arc<AtomicU64>,
     overflow: VecDeque<Row>,
     thread: Option<JoinHandle<()>>,
 }
@@ -74,6 +81,8 @@ impl Sink {
         mut write: WriteBatch,
     ) -> Result<Sink, Error> {
         let (tx, rx) = crossbeam_channel::bounded::<Row>(CHANNEL_ROWS);
+        let done = Arc::new(AtomicU64::new(0));
+        let finished = done.clone();
         let thread = std::thread::Builder::new()
             .name(format!("zerowire-sink-{name}"))
             .spawn(move || {
@@ -91,12 +100,15 @@ impl Sink {
                             counters.errors.fetch_add(batch.len() as u64, Relaxed);
                         }
                     }
+                    finished.fetch_add(batch.len() as u64, Release);
                     batch.clear();
                 }
             })
             .map_err(|e| Error::Spawn(e.to_string()))?;
         Ok(Sink {
             tx: Some(tx),
+            pushed: 0,
+            done,
             overflow: VecDeque::new(),
             thread: Some(thread),
         })
@@ -104,6 +116,7 @@ impl Sink {
 
     /// Engine side: never waits. A row with no room goes to the overflow (see [`Sink::backed_up`]).
     pub fn push(&mut self, row: Row) {
+        self.pushed += 1;
         if !self.overflow.is_empty() {
             self.overflow.push_back(row);
             self.retry();
@@ -114,6 +127,17 @@ impl Sink {
                 self.overflow.push_back(row);
             }
         }
+    }
+
+    /// How many rows have been pushed: the next row is number `pushed() + 1`.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// How many of the pushed rows the writer has finished with (committed, or counted in
+    /// `errors`), in push order.
+    pub fn done(&self) -> u64 {
+        self.done.load(Acquire)
     }
 
     /// Moves overflow rows into the channel while there is room.

@@ -383,7 +383,7 @@ impl ServerEngine {
                     Some(&Target::Sink(i)) => {
                         if let Some(seq) = &seq {
                             // Handed to the sink here and now: acked once all before it is.
-                            self.count_send(seq, false);
+                            self.count_send(seq, Some(i));
                         }
                         self.sink(i, client, (&identity, corr), body, arrival, seq);
                         return;
@@ -400,7 +400,7 @@ impl ServerEngine {
                 );
                 let token = if corr.is_empty() {
                     if let Some(seq) = &seq {
-                        self.count_send(seq, true);
+                        self.count_send(seq, None);
                     }
                     NO_TOKEN
                 } else {
@@ -539,6 +539,9 @@ impl ServerEngine {
             let now = Instant::now();
             self.take_control(now);
             self.take_queue();
+            // Before the flush, so the acks go out now rather than at the next wake-up: the
+            // clients keep (and count against their marks) every send until it is acked.
+            self.send_acks(now);
             self.flush(&mut router);
             if self.queue.take_drain(&self.shared) {
                 self.events.push(ServerEvent::Drain);
@@ -546,7 +549,6 @@ impl ServerEngine {
             self.sweep(now);
             self.sweep_keys(now, &router);
             self.expire_requests(now);
-            self.send_acks(now);
             let (backlog, outbox) = (&self.backlog, &self.outbox);
             self.trim
                 .run_if_due(now, || backlog.is_empty() && outbox.is_empty());

@@ -28,15 +28,24 @@ pub(super) struct Session {
     acked: u64,
     /// The connection acks go to (the last one to announce the session).
     peer: Option<u32>,
-    /// (events handled by the host needed, `handled_next` then): an ack confirms only what
-    /// the host's handlers have run on, so a server killed right after an ack lost nothing
-    /// acked.
-    marks: VecDeque<(u64, u64)>,
+    /// What must be done before `handled_next` moves on: an ack confirms only what the
+    /// host's handlers have run on and what sinks have committed, so a server killed right
+    /// after an ack lost nothing acked.
+    marks: VecDeque<Mark>,
     /// Ack even without news: a new connection has not heard the last ack.
     reack: bool,
     /// In `unacked`.
     queued: bool,
     last_active: u64,
+}
+
+/// `handled_next` becomes `next` once the host has handled `events` events and, for a sink's
+/// row, sink `sink.0` has finished `sink.1` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Mark {
+    events: u64,
+    sink: Option<(usize, u64)>,
+    next: u64,
 }
 
 /// What the numbering says of a fire-and-forget message just read.
@@ -92,7 +101,12 @@ impl ServerEngine {
         // that was handled, here or by another server.
         if run.seq > s.read_next {
             s.read_next = run.seq;
-            Self::push_mark(s, needed, run.seq, self.published);
+            let mark = Mark {
+                events: needed,
+                sink: None,
+                next: run.seq,
+            };
+            Self::push_mark(s, mark, self.published);
         }
         s.reack = true;
         if !s.queued {
@@ -127,15 +141,20 @@ impl ServerEngine {
         })
     }
 
-    /// Notes a numbered send. With `to_host`, its event is the next one pushed and it counts
-    /// as handled once the host has run that event's handler; otherwise (a sink took it) once
-    /// the host has handled everything pushed before it.
-    pub(super) fn count_send(&mut self, seq: &MessageSeq, to_host: bool) {
+    /// Notes a numbered send. Without `sink`, its event is the next one pushed and it counts
+    /// as handled once the host has run that event's handler; with one (its row is the next
+    /// pushed to that sink), once the row is written and the host has handled everything
+    /// pushed before it.
+    pub(super) fn count_send(&mut self, seq: &MessageSeq, sink: Option<usize>) {
         let Some(s) = self.sessions.get_mut(&seq.session) else {
             return;
         };
-        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
-        Self::push_mark(s, needed, seq.seq + 1, self.published);
+        let mark = Mark {
+            events: self.published + self.events.len() as u64 + u64::from(sink.is_none()),
+            sink: sink.map(|i| (i, self.sinks[i].pushed() + 1)),
+            next: seq.seq + 1,
+        };
+        Self::push_mark(s, mark, self.published);
         if !s.queued {
             s.queued = true;
             self.unacked.push(seq.session);
@@ -144,13 +163,23 @@ impl ServerEngine {
             .get_or_insert_with(|| Instant::now() + ACK_DELAY);
     }
 
-    fn push_mark(s: &mut Session, needed: u64, next: u64, published: u64) {
+    fn push_mark(s: &mut Session, mark: Mark, published: u64) {
         match s.marks.back_mut() {
-            // Same unpublished batch: one mark covers it.
-            Some(mark) if mark.0 > published || mark.0 >= needed => {
-                *mark = (mark.0.max(needed), mark.1.max(next));
+            // Same unpublished batch (and the same sink, if any): one mark covers it.
+            Some(last)
+                if (last.events > published || last.events >= mark.events)
+                    && (last.sink.is_none()
+                        || mark.sink.is_none()
+                        || last.sink.map(|k| k.0) == mark.sink.map(|k| k.0)) =>
+            {
+                last.events = last.events.max(mark.events);
+                last.sink = match (last.sink, mark.sink) {
+                    (Some((i, a)), Some((_, b))) => Some((i, a.max(b))),
+                    (a, b) => a.or(b),
+                };
+                last.next = last.next.max(mark.next);
             }
-            _ => s.marks.push_back((needed, next)),
+            _ => s.marks.push_back(mark),
         }
     }
 
@@ -194,11 +223,12 @@ impl ServerEngine {
                 continue;
             };
             s.queued = false;
-            while let Some(&(needed, next)) = s.marks.front() {
-                if needed > handled {
+            while let Some(&mark) = s.marks.front() {
+                let sunk = mark.sink.is_none_or(|(i, n)| self.sinks[i].done() >= n);
+                if mark.events > handled || !sunk {
                     break;
                 }
-                s.handled_next = s.handled_next.max(next);
+                s.handled_next = s.handled_next.max(mark.next);
                 s.marks.pop_front();
             }
             if s.handled_next > s.acked || s.reack {
@@ -238,10 +268,18 @@ mod tests {
             queued: false,
             last_active: 0,
         };
-        ServerEngine::push_mark(&mut s, 3, 5, 2);
-        ServerEngine::push_mark(&mut s, 4, 6, 2);
-        assert_eq!(s.marks, [(4, 6)]);
-        ServerEngine::push_mark(&mut s, 9, 7, 4);
-        assert_eq!(s.marks, [(4, 6), (9, 7)]);
+        let mark = |events, sink, next| Mark { events, sink, next };
+        ServerEngine::push_mark(&mut s, mark(3, None, 5), 2);
+        ServerEngine::push_mark(&mut s, mark(4, None, 6), 2);
+        assert_eq!(s.marks, [mark(4, None, 6)]);
+        // A sink's row in the same batch waits for the row too.
+        ServerEngine::push_mark(&mut s, mark(4, Some((0, 10)), 7), 2);
+        assert_eq!(s.marks, [mark(4, Some((0, 10)), 7)]);
+        // Another sink's row: a mark of its own.
+        ServerEngine::push_mark(&mut s, mark(4, Some((1, 3)), 8), 2);
+        assert_eq!(s.marks.len(), 2);
+        // The next batch: a mark of its own.
+        ServerEngine::push_mark(&mut s, mark(9, None, 9), 4);
+        assert_eq!(s.marks.len(), 3);
     }
 }
