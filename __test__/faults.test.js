@@ -4,7 +4,7 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { spawn } = require('node:child_process')
+const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -12,22 +12,67 @@ const { Client, Server } = require('..')
 const { testProtos, bindAddress, uniqAddress, waitFor, runNode } = require('./helpers')
 
 const COUNTING_SERVER = path.join(__dirname, 'peers', 'counting_server.js')
+const SINK_SERVER = path.join(__dirname, 'peers', 'sink_server.js')
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Starts counting_server.js; resolves once it is bound. */
 function startCountingServer (endpoint, file) {
-  const child = spawn(process.execPath, [COUNTING_SERVER, endpoint, file], {
+  return startPeer(COUNTING_SERVER, endpoint, file)
+}
+
+/** Starts a server script of peers/ with its arguments; resolves once it is bound. */
+function startPeer (script, ...args) {
+  const child = spawn(process.execPath, [script, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('counting server did not start')), 10_000)
-    child.once('exit', (code, signal) => reject(new Error(`counting server exited (${code ?? signal})`)))
+    const timer = setTimeout(() => reject(new Error(`${path.basename(script)} did not start`)), 10_000)
+    child.once('exit', (code, signal) => reject(new Error(`${path.basename(script)} exited (${code ?? signal})`)))
     child.stdout.once('data', () => {
       clearTimeout(timer)
       child.removeAllListeners('exit')
       resolve(child)
     })
   })
+}
+
+/** Ends a peer the way a deploy would: stdin closes, it closes its server and exits. */
+function stop (child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once('exit', resolve)
+    child.stdin.end()
+  })
+}
+
+/** The rows of a SQLite query, read by python3's sqlite3. */
+function query (db, sql) {
+  const script = 'import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))'
+  return JSON.parse(execFileSync(process.env.PYTHON || 'python3', ['-c', script, db, sql], { encoding: 'utf8' }))
+}
+
+/**
+ * Sends messages 0..total-1 made by `body(n)`, paced to outlast a storm (a send refused at the
+ * marks is tried again later, keeping its number), while `storm()` runs; resolves with the
+ * storm's result once both are done.
+ */
+async function streamThrough (c, total, body, storm) {
+  let n = 0
+  let calm = false
+  const sending = (async () => {
+    while (n < total) {
+      const burst = calm ? 1000 : 80
+      for (let k = 0; k < burst && n < total; k++) {
+        if (!c.send(body(n))) break
+        n++
+      }
+      await sleep(5)
+    }
+  })()
+  const result = await storm()
+  calm = true
+  await sending
+  return result
 }
 
 function kill (child, signal = 'SIGKILL') {
@@ -138,6 +183,74 @@ for (const proto of testProtos('ipc', 'tcp')) {
     assert.equal(dropEvents['peer-lost'] || 0, 0)
     assert.equal(gaps.length, 5, 'every restarted server received messages')
     for (const gap of gaps) assert.ok(gap < 2000, `bind → first message took ${gap} ms (backoff, not the bind, decided)`)
+  })
+
+  // The same storm into toSqlite: the client replays what a killed server did not confirm
+  // (acked only once written), and the database skips what it already holds.
+  test(`[${proto}] a toSqlite server SIGKILLed and restarted 5 times during a 100 k stream: every message stored exactly once`, async (t) => {
+    const ep = await uniqAddress(proto)
+    const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-sink-')), 'log.db')
+    let server = await startPeer(SINK_SERVER, ep, db)
+    const c = new Client(ep, { lingerMs: 10_000 })
+    const TOTAL = 100_000
+    await streamThrough(c, TOTAL, (n) => `{"type":"log","n":${n}}`, async () => {
+      for (let restart = 0; restart < 5; restart++) {
+        await sleep(400)
+        await kill(server)
+        await sleep(150)
+        server = await startPeer(SINK_SERVER, ep, db)
+      }
+    })
+    await waitFor(() => c.stats().delivered === TOTAL, 60_000)
+    await c.close()
+    await stop(server)
+    const s = c.stats()
+    const [[rows, distinct, lo, hi]] = query(db, "SELECT count(*), count(DISTINCT raw), min(json_extract(raw, '$.n')), max(json_extract(raw, '$.n')) FROM logs")
+    t.diagnostic(`client: ${JSON.stringify({ sent: s.sent, delivered: s.delivered, refused: s.refused, replayed: s.replayed, dropped: s.dropped })}; rows ${rows}, distinct ${distinct}`)
+    assert.ok(s.replayed > 0, 'the storm made the client replay')
+    assert.deepEqual([rows, distinct, lo, hi], [TOTAL, TOTAL, 0, TOTAL - 1], 'every message stored exactly once')
+    assert.equal(s.dropped, 0)
+    assert.equal(s.sent, s.delivered + s.refused)
+  })
+
+  // Two endpoints, one of them killed for good: what it had not confirmed goes to the other,
+  // first, under its own messageIds, marked redelivered.
+  test(`[${proto}] failover: a killed endpoint's unconfirmed sends are replayed on the other one`, async (t) => {
+    const eps = [await uniqAddress(proto, 'a'), await uniqAddress(proto, 'b')]
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-failover-'))
+    const files = [path.join(dir, 'a.txt'), path.join(dir, 'b.txt')]
+    const servers = await Promise.all(eps.map((ep, i) => startCountingServer(ep, files[i])))
+    const c = new Client(eps, { lingerMs: 10_000 })
+    const ready = new Set()
+    c.on('ready', (info) => ready.add(info.endpoint))
+    await waitFor(() => ready.size === 2, 10_000)
+    const TOTAL = 20_000
+    await streamThrough(c, TOTAL, (n) => String(n), async () => {
+      await sleep(300)
+      await kill(servers[0])
+    })
+    await waitFor(() => c.stats().delivered === TOTAL, 60_000)
+    await c.close()
+    await stop(servers[1])
+    const s = c.stats()
+    const [a, b] = files.map(readServerFile)
+    const idOf = new Map()
+    a.seqs.forEach((n, k) => idOf.set(n, a.ids[k]))
+    let again = 0
+    b.seqs.forEach((n, k) => {
+      if (idOf.has(n)) {
+        again++
+        assert.ok(b.marked[k], `message ${n} handled again without being marked redelivered`)
+        assert.equal(b.ids[k], idOf.get(n), `message ${n} kept its messageId`)
+      } else {
+        idOf.set(n, b.ids[k])
+      }
+    })
+    t.diagnostic(`a handled ${a.seqs.length}, b ${b.seqs.length} (${again} again); client ${JSON.stringify({ delivered: s.delivered, replayed: s.replayed, dropped: s.dropped })}`)
+    for (let n = 0; n < TOTAL; n++) assert.ok(idOf.has(n), `message ${n} was never handled`)
+    assert.ok(a.seqs.length > 0 && s.replayed > 0, 'the killed endpoint had taken sends, and they were replayed')
+    assert.equal(s.dropped, 0)
+    assert.equal(s.delivered, TOTAL)
   })
 
   test(`[${proto}] a server that stops reading: the client queues up to its marks, then refuses; memory plateaus`, async () => {
@@ -271,6 +384,33 @@ sys.stdin.read()
     await lost
     await Promise.all([c.close(), c2.close(), server.close()])
     await assert.rejects(c.request('x', { retries: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+  })
+
+  // A request written on a connection that is then lost is retried elsewhere: it may be
+  // handled twice (at-least-once), but the caller gets exactly one answer.
+  test(`[${proto}] a retried request handled by a server killed before answering is answered once, by the next`, async () => {
+    const eps = [await uniqAddress(proto, 'a'), await uniqAddress(proto, 'b')]
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-retry-'))
+    const files = [path.join(dir, 'a.txt'), path.join(dir, 'b.txt')]
+    // a answers after 60 s: it handles the request and dies first.
+    const a = await startPeer(COUNTING_SERVER, eps[0], files[0], '60000')
+    const c = new Client(eps, { lingerMs: 1000 })
+    await new Promise((resolve) => c.once('ready', resolve))
+    const answers = []
+    const pending = c.request('{"type":"get"}', { timeoutMs: 30_000, retries: 2 }).then((r) => { answers.push(r); return r })
+    await waitFor(() => readServerFile(files[0]).seqs.length === 1, 10_000)
+    const b = await startPeer(COUNTING_SERVER, eps[1], files[1])
+    await waitFor(() => c.stats().connects >= 2 && c.isReady, 10_000)
+    await kill(a)
+    assert.equal(await pending, 'ok:{"type":"get"}')
+    await sleep(200)
+    const s = c.stats()
+    await c.close()
+    await stop(b)
+    assert.equal(readServerFile(files[0]).seqs.length, 1, 'the dead server had handled it')
+    assert.equal(readServerFile(files[1]).seqs.length, 1, 'the next one handled it again')
+    assert.deepEqual(answers, ['ok:{"type":"get"}'])
+    assert.deepEqual([s.retries, s.replies, s.lateReplies, s.resets], [1, 1, 0, 0])
   })
 
   test(`[${proto}] whenFull "drop-oldest": the newest sends are kept, the oldest dropped with reason overflow`, async () => {

@@ -4,11 +4,12 @@
 // server incarnation handled with what the client counted as delivered (the server acks only
 // what its handlers have run on). Each line: the body, R if the message came marked
 // redelivered (else -), and its messageId.
-// Usage: node counting_server.js <endpoint> <file>
+// Requests are answered `ok:<body>`, after [replyDelayMs] if given.
+// Usage: node counting_server.js <endpoint> <file> [replyDelayMs]
 const fs = require('node:fs')
 const { Server } = require('../..')
 
-const [endpoint, file] = process.argv.slice(2)
+const [endpoint, file, delay] = process.argv.slice(2)
 const fd = fs.openSync(file, 'a')
 const server = new Server(endpoint)
 let first = true
@@ -18,7 +19,9 @@ server.on('message', (raw, ctx) => {
     fs.writeSync(fd, `first ${Date.now()}\n`)
   }
   fs.writeSync(fd, `${raw} ${ctx.redelivered ? 'R' : '-'} ${ctx.messageId}\n`)
-  if (ctx.isRequest) ctx.reply(`ok:${raw}`)
+  if (!ctx.isRequest) return
+  if (delay === undefined) ctx.reply(`ok:${raw}`)
+  else setTimeout(() => ctx.reply(`ok:${raw}`), Number(delay))
 })
 fs.writeSync(fd, `bound ${Date.now()}\n`)
 process.stdout.write('ready\n')
