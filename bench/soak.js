@@ -3,7 +3,9 @@
 // another process that is restarted every minute (alternately SIGKILL and a graceful close),
 // for SOAK_MINUTES (default 10). Every ~10 s it prints client and server RSS, the client's
 // event-loop delay (p50/p99/max over the interval), rates, request outcomes by code and the
-// accounting; at the end it writes results/soak.json and results/soak.md.
+// accounting; at the end it writes results/soak.json and results/soak.md. A tenth of the sends
+// go to a toSqlite route: at the end the rows stored must equal the sends accepted for it,
+// each exactly once, or the soak exits non-zero.
 //
 //   npm run soak                       # 10 minutes
 //   SOAK_MINUTES=1 node bench/soak.js  # a quick check (also writes the results files)
@@ -12,7 +14,7 @@
 // counts to us over the fork() IPC channel at the end of every event-loop turn in which they
 // changed, so a SIGKILL loses at most the report of the last turn's messages.
 
-const { fork } = require('node:child_process')
+const { fork, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -23,15 +25,17 @@ const ROOT = path.join(__dirname, '..')
 // ---------------------------------------------------------------------------------------------
 // The server process.
 
-function serverMain (endpoint) {
+function serverMain (endpoint, db) {
   const { Server } = require(ROOT)
   const server = new Server(endpoint)
+  server.route('stored').toSqlite(db)
   let received = 0
+  let redelivered = 0
   let requests = 0
   let scheduled = false
   const report = () => {
     scheduled = false
-    process.send({ received, requests })
+    process.send({ received, redelivered, requests })
   }
   const changed = () => {
     if (!scheduled) {
@@ -39,11 +43,15 @@ function serverMain (endpoint) {
       setImmediate(report)
     }
   }
-  server.route('log', () => { received++; changed() })
+  server.route('log', (raw, ctx) => {
+    received++
+    if (ctx.redelivered) redelivered++
+    changed()
+  })
   server.route('req', (raw) => { requests++; changed(); return raw })
   server.on('message', () => { received++; changed() })
   process.on('SIGTERM', () => {
-    server.close().then(() => process.send({ received, requests, final: true }, () => process.exit(0)))
+    server.close().then(() => process.send({ received, redelivered, requests, final: true }, () => process.exit(0)))
   })
   process.on('disconnect', () => process.exit(0)) // the soak died: do not outlive it
   process.send({ ready: true })
@@ -58,6 +66,7 @@ const REPORT_EVERY_MS = 10_000
 const DOWN_MS = 500 // how long the server stays away at each restart
 const TICK_MS = 10
 const SENDS_PER_TICK = 30 // ≈ 3000 sends/s of ~1 KiB
+const STORED_EVERY = 10 // one send in this many goes to the toSqlite route
 const REQUESTS_PER_TICK = 3 // ≈ 300 requests/s
 const BURST_EVERY_MS = 15_000
 const BURST = 20_000 // sends in one tick
@@ -113,14 +122,15 @@ async function main () {
   const { Client } = require(ROOT)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-soak-'))
   const endpoint = process.env.SOAK_ENDPOINT || `ipc://${path.join(dir, 'soak.sock')}`
+  const db = path.join(dir, 'stored.db')
   const durationMs = MINUTES * 60_000
   const instances = [] // one per server process: { pid, start, end, how, received, requests }
 
   let server = null
   function startServer () {
     return new Promise((resolve, reject) => {
-      const child = fork(__filename, ['--server', endpoint], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      const inst = { pid: child.pid, startS: elapsed(), endS: null, how: null, received: 0, requests: 0, final: false }
+      const child = fork(__filename, ['--server', endpoint, db], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      const inst = { pid: child.pid, startS: elapsed(), endS: null, how: null, received: 0, redelivered: 0, requests: 0, final: false }
       instances.push(inst)
       const timer = setTimeout(() => reject(new Error('the server did not start in 10 s')), 10_000)
       child.on('message', (m) => {
@@ -130,6 +140,7 @@ async function main () {
           return
         }
         inst.received = m.received
+        inst.redelivered = m.redelivered
         inst.requests = m.requests
         if (m.final) inst.final = true
       })
@@ -164,7 +175,7 @@ async function main () {
   client.on('drop', (d) => { drops[d.reason] = (drops[d.reason] || 0) + d.count })
 
   // Our own tally of calls, next to what the client's counters say.
-  const own = { sendCalls: 0, sendAccepted: 0, sendRefused: 0, requests: 0, outcomes: {} }
+  const own = { sendCalls: 0, sendAccepted: 0, sendRefused: 0, storedAccepted: 0, requests: 0, outcomes: {} }
   let interval = { sendCalls: 0, requests: 0, outcomes: {} }
   const outcome = (code) => {
     own.outcomes[code] = (own.outcomes[code] || 0) + 1
@@ -172,11 +183,23 @@ async function main () {
   }
   let seq = 0
   let pendingRequests = 0
+  let stored = 0
   function sendOne () {
     own.sendCalls++
     interval.sendCalls++
-    if (client.send(`{"type":"log","seq":${seq++},"pad":"${PAD}"}`)) own.sendAccepted++
-    else own.sendRefused++
+    // The stored ones are numbered apart, so the database can be checked for each of them.
+    const body = own.sendCalls % STORED_EVERY === 0
+      ? `{"type":"stored","n":${stored},"pad":"${PAD}"}`
+      : `{"type":"log","seq":${seq++},"pad":"${PAD}"}`
+    if (client.send(body)) {
+      own.sendAccepted++
+      if (body.startsWith('{"type":"stored"')) {
+        own.storedAccepted++
+        stored++
+      }
+    } else {
+      own.sendRefused++
+    }
   }
   function requestOne () {
     own.requests++
@@ -196,7 +219,7 @@ async function main () {
   let restarting = false
   const restartLog = []
 
-  const serverTotals = () => instances.reduce((a, i) => ({ received: a.received + i.received, requests: a.requests + i.requests }), { received: 0, requests: 0 })
+  const serverTotals = () => instances.reduce((a, i) => ({ received: a.received + i.received, redelivered: a.redelivered + i.redelivered, requests: a.requests + i.requests }), { received: 0, redelivered: 0, requests: 0 })
 
   function report () {
     const now = Date.now()
@@ -216,7 +239,7 @@ async function main () {
       accounting: accounting(s),
       server: serverTotals(),
     }
-    sample.gap = own.sendAccepted - sample.server.received // accepted, not (yet) counted by a server
+    sample.gap = own.sendAccepted - own.storedAccepted - sample.server.received // accepted, not (yet) counted by a server
     samples.push(sample)
     eld.reset()
     interval = { sendCalls: 0, requests: 0, outcomes: {} }
@@ -288,32 +311,38 @@ async function main () {
   const end = client.stats()
   await stopServer('graceful (end)')
   eld.disable()
+  // Read back with python3's sqlite3, an independent reader of the file.
+  const script = 'import json, sqlite3, sys; print(json.dumps(sqlite3.connect(sys.argv[1]).execute("SELECT count(*), count(DISTINCT json_extract(raw, \'$.n\')) FROM logs").fetchone()))'
+  const [rows, distinct] = JSON.parse(execFileSync(process.env.PYTHON || 'python3', ['-c', script, db], { encoding: 'utf8' }))
+  const sink = { accepted: own.storedAccepted, rows, distinct, exact: rows === own.storedAccepted && distinct === rows }
 
-  const result = summarize({ endpoint, instances, samples, own, end, events, drops, restarts, restartLog })
+  const result = summarize({ endpoint, instances, samples, own, end, events, drops, restarts, restartLog, sink })
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true })
   fs.writeFileSync(path.join(__dirname, 'results', 'soak.json'), JSON.stringify(result, null, 2) + '\n')
   const md = markdown(result)
   fs.writeFileSync(path.join(__dirname, 'results', 'soak.md'), md)
   console.log('\n' + md)
+  console.log(`toSqlite route: ${sink.accepted} sends accepted, ${sink.rows} rows stored (${sink.distinct} distinct): ${sink.exact ? 'equal, each once' : 'NOT EQUAL'}`)
   fs.rmSync(dir, { recursive: true, force: true })
+  if (!sink.exact) process.exitCode = 1
 }
 
-function summarize ({ endpoint, instances, samples, own, end, events, drops, restarts, restartLog }) {
+function summarize ({ endpoint, instances, samples, own, end, events, drops, restarts, restartLog, sink }) {
   const cpus = os.cpus()
   const range = (xs) => {
     const v = xs.filter((x) => typeof x === 'number')
     return v.length ? { min: Math.min(...v), max: Math.max(...v), end: v[v.length - 1] } : null
   }
-  const total = instances.reduce((a, i) => ({ received: a.received + i.received, requests: a.requests + i.requests }), { received: 0, requests: 0 })
+  const total = instances.reduce((a, i) => ({ received: a.received + i.received, redelivered: a.redelivered + i.redelivered, requests: a.requests + i.requests }), { received: 0, redelivered: 0, requests: 0 })
   const acc = accounting(end)
-  let relation = 'n/a (this build has no delivered/droppedPeerLost)'
-  if (typeof end.delivered === 'number' && typeof end.droppedPeerLost === 'number') {
-    const lo = end.delivered
-    const hi = end.delivered + end.droppedPeerLost
-    relation = total.received >= lo && total.received <= hi
-      ? `holds: delivered ${lo} ≤ server total ${total.received} ≤ delivered + droppedPeerLost ${hi}`
-      : `VIOLATED: server total ${total.received} outside [delivered ${lo}, delivered + droppedPeerLost ${hi}]`
-  }
+  // At least once, never twice unmarked: every accepted log send was handled (all sends are
+  // delivered and none dropped), and the handlings not marked redelivered are at most one per
+  // send. (Delivered counts the stored ones too.)
+  const logs = own.sendAccepted - own.storedAccepted
+  const firsts = total.received - total.redelivered
+  const relation = end.dropped === 0 && total.received >= logs && firsts <= logs
+    ? `holds: ${logs} log sends accepted ≤ ${total.received} handled by the servers, of which ${firsts} unmarked ≤ ${logs} (${total.redelivered} marked redelivered); 0 dropped`
+    : `VIOLATED: ${logs} log sends accepted, ${total.received} handled, ${firsts} unmarked, ${end.dropped} dropped`
   return {
     date: new Date().toISOString(),
     machine: {
@@ -352,7 +381,8 @@ function summarize ({ endpoint, instances, samples, own, end, events, drops, res
     serverInstances: instances,
     serverTotal: total,
     serverVsClient: relation,
-    unaccountedSends: own.sendAccepted - total.received,
+    sink,
+    unaccountedSends: own.sendAccepted - own.storedAccepted - total.received,
     samples,
   }
 }
@@ -392,19 +422,22 @@ function markdown (r) {
     ...['sent', 'delivered', 'refused', 'dropped', 'droppedOverflow', 'droppedClosed', 'droppedPeerLost', 'inFlight'].map((k) => `| ${k} | ${a[k]} |`),
     `| sent = delivered + refused + dropped + inFlight | ${a.invariant} |`,
     `| send() calls / accepted / refused (counted by the soak) | ${r.own.sendCalls} / ${r.own.sendAccepted} / ${r.own.sendRefused} |`,
-    `| counted by the server processes (sum) | ${r.serverTotal.received} |`,
-    `| accepted − counted by the servers | ${r.unaccountedSends} |`,
+    `| log sends counted by the server processes (sum; marked redelivered) | ${r.serverTotal.received} (${r.serverTotal.redelivered}) |`,
+    `| log sends accepted − counted by the servers | ${r.unaccountedSends} |`,
+    `| toSqlite sends accepted / rows stored / distinct | ${r.sink.accepted} / ${r.sink.rows} / ${r.sink.distinct} |`,
 
     '',
-    `Server total vs client: ${r.serverVsClient}. A send is peer-lost when its connection died before the ` +
-      'server acked it; the servers may still have handled it (at most once), hence the range.',
+    `Server total vs client: ${r.serverVsClient}. The client replays what a server did not ack before ` +
+      'it died; a restarted server hands such a message on marked redelivered (it cannot know whether ' +
+      'the dead one handled it), hence at least once. The toSqlite route stores each exactly once: ' +
+      `${r.sink.exact ? 'sent = stored' : 'SENT ≠ STORED'}.`,
     '',
   ]
   return lines.join('\n')
 }
 
 if (process.argv[2] === '--server') {
-  serverMain(process.argv[3])
+  serverMain(process.argv[3], process.argv[4])
 } else {
   main().catch((err) => {
     console.error(err)
