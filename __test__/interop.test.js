@@ -4,7 +4,11 @@
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Client } = require('..')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const readline = require('node:readline')
+const { once } = require('node:events')
+const { Client, Server } = require('..')
 const { testProtos, bindAddress, startPyRouter, routerCount, waitFor } = require('./helpers')
 
 for (const transport of testProtos('ipc', 'tcp')) {
@@ -32,5 +36,74 @@ for (const transport of testProtos('ipc', 'tcp')) {
     assert.equal(s.count, 10_000)
     assert.equal(s.orderOk, true)
     await router.stop()
+  })
+}
+
+// A service still running the version before client sessions acks per-connection counts; a
+// newer client must keep working with it (as before: at most once, nothing kept for replay),
+// not wait forever for acks of a kind it will never get.
+for (const transport of testProtos('ipc', 'tcp')) {
+  test(`a zerowire server from before client sessions (count acks, over ${transport}://): every send delivered, nothing kept`, async () => {
+    const child = spawn(process.env.PYTHON || 'python3', [path.join(__dirname, 'peers', 'pyzmq_counting_acks.py'), bindAddress(transport)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      const [line] = await once(readline.createInterface({ input: child.stdout }), 'line')
+      const endpoint = line.split(' ')[1]
+      const c = new Client(endpoint, { sendHighWaterMark: 500 })
+      await once(c, 'ready')
+      const TOTAL = 5000
+      for (let i = 0; i < TOTAL;) {
+        if (c.send(String(i))) i++
+        else await once(c, 'drain')
+      }
+      await waitFor(() => c.stats().delivered === TOTAL, 20_000)
+      assert.equal(await c.request('count'), String(TOTAL))
+      const s = c.stats()
+      assert.deepEqual([s.delivered, s.dropped, s.replayed, s.inFlight], [TOTAL, 0, 0, 0])
+      await c.close()
+    } finally {
+      child.stdin.end()
+      child.kill('SIGKILL')
+    }
+  })
+}
+
+// The other way round: a client from before sessions says hello without one and expects its
+// sends acked as a count; a newer server numbers them itself and acks as it expects.
+const OLD_CLIENT = `
+import sys, zmq
+sock = zmq.Context().socket(zmq.DEALER)
+sock.connect(sys.argv[1])
+sock.send_multipart([b"\\x00H\\x01\\x00\\x00\\x00", b'{"pid":1,"ppid":1}'])
+corr, body = sock.recv_multipart()[:2]
+assert corr == b"\\x00H\\x01\\x00\\x00\\x00" and b"clientId" in body, (corr, body)
+for i in range(1000):
+    sock.send_multipart([b"", str(i).encode()])
+sock.setsockopt(zmq.RCVTIMEO, 20000)
+while True:
+    corr, body = sock.recv_multipart()[:2]
+    if corr[:2] == b"\\x00A":
+        assert len(body) == 8, body
+        n = int.from_bytes(body, "little")
+        if n == 1000:
+            print("acked", n, flush=True)
+            break
+`
+for (const transport of testProtos('ipc', 'tcp')) {
+  test(`a client from before client sessions (over ${transport}://): its sends handled and acked as a count`, async () => {
+    const server = new Server(bindAddress(transport))
+    let handled = 0
+    server.on('message', (raw, ctx) => {
+      handled++
+      assert.equal(ctx.redelivered, false)
+    })
+    const child = spawn(process.env.PYTHON || 'python3', ['-c', OLD_CLIENT, server.endpoint], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      const [code] = await once(child, 'exit')
+      assert.equal(code, 0)
+      assert.equal(handled, 1000)
+    } finally {
+      child.kill('SIGKILL')
+      await server.close()
+    }
   })
 }

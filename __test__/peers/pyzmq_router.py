@@ -16,10 +16,9 @@ import time
 import zmq
 
 
-def main():
-    endpoint = sys.argv[1]
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
+def bind_router(endpoint):
+    """A ROUTER bound to `endpoint` (tcp://host:0: a free port), and the endpoint bound."""
+    sock = zmq.Context().socket(zmq.ROUTER)
     # No high-water marks: a test peer must lose nothing, and with the defaults (1000) libzmq
     # does when this process is short of CPU (a loaded CI machine). On send, a ROUTER silently
     # drops what it sends to a peer whose pipe is full (a burst of delayed replies). On receive,
@@ -36,6 +35,11 @@ def main():
         endpoint = "%s:%d" % (endpoint[: endpoint.rindex(":")], port)
     else:
         sock.bind(endpoint)
+    return sock, endpoint
+
+
+def main():
+    sock, endpoint = bind_router(sys.argv[1])
     print("ready " + endpoint, flush=True)
 
     # Exit when the test goes away, even if it could not send SIGTERM.

@@ -119,6 +119,15 @@ pub fn encode_ack(session: u64, handled: u64) -> (Bytes, Bytes) {
     )
 }
 
+/// An ack to a client from before sessions: the count of its connection's fire-and-forget
+/// messages handled (u64 little-endian).
+pub fn encode_ack_count(handled: u64) -> (Bytes, Bytes) {
+    (
+        encode_control(CONTROL_ACK, 0),
+        Bytes::copy_from_slice(&handled.to_le_bytes()),
+    )
+}
+
 /// The session and handled seq of an ack body, if it is one.
 pub fn parse_ack_seq(body: &[u8]) -> Option<(u64, u64)> {
     let body: &[u8; 16] = body.try_into().ok()?;
@@ -140,25 +149,31 @@ pub fn hello_body(pid: u32, ppid: u32, name: Option<&str>, run: &Run) -> Bytes {
     Bytes::from(s)
 }
 
-/// The ack body a server sends back.
+/// The ack body a server sends back. `"acks":"session"`: it acks per client session and
+/// recognises replays (a server without it acks per-connection counts, 8-byte bodies).
 pub fn ack_body(client_id: &str, server_pid: u32) -> Bytes {
     let mut s = String::from("{\"clientId\":");
     json_string(&mut s, client_id);
-    s.push_str(&format!(",\"serverPid\":{server_pid}}}"));
+    s.push_str(&format!(
+        ",\"serverPid\":{server_pid},\"acks\":\"session\"}}"
+    ));
     Bytes::from(s)
 }
 
-/// Reads an ack: `None` if the body is not one (a plain ROUTER may echo the hello instead).
-pub fn parse_ack(body: &[u8]) -> Option<(String, u32)> {
+/// Reads an ack: the client id, the server's pid, and whether it acks per client session.
+/// `None` if the body is not one (a plain ROUTER may echo the hello instead).
+pub fn parse_ack(body: &[u8]) -> Option<(String, u32, bool)> {
     let id = crate::sniff::Sniffer::new("clientId", 256).sniff(body)?;
     let id = std::str::from_utf8(id).ok()?.to_owned();
-    let at = memchr::memmem::find(body, b"\"serverPid\":")? + 12;
-    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    let pid = std::str::from_utf8(&body[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((id, pid))
+    let pid = u32::try_from(json_u64(body, b"\"serverPid\":")?).ok()?;
+    let sessions = memchr::memmem::find(body, b"\"acks\":\"session\"").is_some();
+    Some((id, pid, sessions))
+}
+
+/// The count of an ack body from a server that predates client sessions (8 bytes: how many
+/// of this connection's fire-and-forget messages it handled).
+pub fn parse_ack_count(body: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(body.try_into().ok()?))
 }
 
 fn json_string(out: &mut String, s: &str) {
@@ -313,7 +328,12 @@ mod tests {
             None
         );
         let ack = ack_body("a1b2c3", 4321);
-        assert_eq!(parse_ack(&ack), Some(("a1b2c3".into(), 4321)));
+        assert_eq!(parse_ack(&ack), Some(("a1b2c3".into(), 4321, true)));
+        assert_eq!(
+            parse_ack(br#"{"clientId":"a1b2c3","serverPid":4321}"#),
+            Some(("a1b2c3".into(), 4321, false))
+        );
+        assert_eq!(parse_ack_count(&7u64.to_le_bytes()), Some(7));
         assert_eq!(parse_ack(b"echo:{\"pid\":1}"), None);
         assert_eq!(parse_ack(br#"{"clientId":"x"}"#), None);
         assert_eq!(control_kind(&encode_control(CONTROL_HELLO, 3)), Some(b'H'));

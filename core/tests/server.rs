@@ -319,6 +319,10 @@ fn acks_confirm_only_what_the_host_handled_and_the_rest_is_replayed() {
         ev.contains(&ClientEvent::Disconnected { link: 0 }),
         "{ev:?}"
     );
+    // Gone for good (its socket file too) before the next one binds the same path.
+    assert!(s
+        .server
+        .shutdown(&mut st, Duration::ZERO, Duration::from_secs(5)));
     drop(st);
     drop(s);
     // Nothing unconfirmed is dropped: the 50 wait in the client, counted against its marks.

@@ -311,7 +311,7 @@ impl ClientEngine {
             };
             let is_send = self.backlog.front().is_some_and(|o| o.request.is_none());
             let link = &mut self.links[i];
-            let keeps = link.server != ServerKind::Plain;
+            let keeps = link.server.keeps();
             if is_send && keeps && !link.continues_run(link.session, link.next_seq, false) {
                 // The server's numbering of this connection must be restated first.
                 let run = protocol::Run {
@@ -507,8 +507,14 @@ impl ClientEngine {
     /// A peer that sends no acks: only replies and the close barrier confirm its reads. What
     /// was kept of the sends written to it is counted the plain way from now on.
     fn became_plain(&mut self, i: usize) {
+        self.keeps_nothing(i, ServerKind::Plain);
+    }
+
+    /// A peer that cannot recognise replays (`kind`: Plain, or Counts): what was kept of the
+    /// sends written to it is counted per connection from now on, as before sessions.
+    pub(super) fn keeps_nothing(&mut self, i: usize, kind: ServerKind) {
         let link = &mut self.links[i];
-        link.server = ServerKind::Plain;
+        link.server = kind;
         link.hello_deadline = None;
         let (n, bytes) = link.release_written_on(link.epoch);
         self.shared.release(n, bytes);
@@ -517,7 +523,7 @@ impl ClientEngine {
         let hope = self
             .links
             .iter()
-            .any(|l| l.conn.is_some() && l.server != ServerKind::Plain);
+            .any(|l| l.conn.is_some() && l.server.keeps());
         if !hope {
             let mut lost = 0;
             for link in &mut self.links {
@@ -766,7 +772,7 @@ impl ClientEngine {
         self.shared.release(left, left_bytes);
         // Written but unconfirmed when the linger time ran out: maybe read, maybe not.
         for link in &mut self.links {
-            if link.server == ServerKind::Plain {
+            if !link.server.keeps() {
                 sends += link.unacked();
             }
             let (n, bytes) = link.drop_retained();

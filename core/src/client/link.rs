@@ -81,6 +81,16 @@ pub(super) enum ServerKind {
     /// Any other ZeroMQ ROUTER: it sends no acks. A reply to a request still proves that
     /// everything written before the request was read (a ROUTER reads a connection in order).
     Plain,
+    /// A zerowire server from before client sessions: it acks a count of this connection's
+    /// sends and recognises no replay, so nothing is kept for it (at most once, as for Plain).
+    Counts,
+}
+
+impl ServerKind {
+    /// Whether sends written to it are kept until acked (it acks per session, or may).
+    pub fn keeps(self) -> bool {
+        matches!(self, ServerKind::Unknown | ServerKind::Acks)
+    }
 }
 
 /// One endpoint and its connection, if any.
@@ -373,7 +383,7 @@ impl Link {
         let was_connected = self.conn.take().is_some();
         // What a zerowire server (or one that may be) did not confirm is kept for replay;
         // only a plain ROUTER's unconfirmed sends are beyond recovery.
-        let lost = if self.server == ServerKind::Plain {
+        let lost = if !self.server.keeps() {
             self.unacked()
         } else {
             0
@@ -452,7 +462,7 @@ impl Link {
         if conn.writer.busy() {
             return Goodbye::Waiting;
         }
-        let ready = self.server == ServerKind::Acks;
+        let ready = matches!(self.server, ServerKind::Acks | ServerKind::Counts);
         if !self.unconfirmed && (!ready || self.said_goodbye) {
             return Goodbye::Done;
         }

@@ -114,6 +114,8 @@ struct KnownClient {
     run: Option<protocol::Run>,
     /// The sessions it announced, most recent last (bounded).
     sessions: Vec<u64>,
+    /// Its hello had no session (a client from before them): acks are counts.
+    count_acks: bool,
     /// Its requests waiting for the host's answer (their tokens go when it does).
     pending: u32,
 }
@@ -264,6 +266,7 @@ impl ServerEngine {
                 pings: hello.is_some(),
                 run: None,
                 sessions: Vec::new(),
+                count_acks: false,
                 pending: 0,
             },
         );
@@ -328,7 +331,7 @@ impl ServerEngine {
         match protocol::control_kind(&corr) {
             Some(CONTROL_HELLO) => {
                 let index = self.peer_for(&identity, Some(&body));
-                self.start_run(index, &body);
+                self.start_run(index, &body, true);
                 let id = self.peers[&index].id.clone();
                 let ack = protocol::ack_body(&id, std::process::id());
                 self.backlog
@@ -348,7 +351,7 @@ impl ServerEngine {
             Some(protocol::CONTROL_SEQ) => {
                 // A sequence mark is not answered: it only renumbers what follows.
                 if let Some(index) = known {
-                    self.start_run(index, &body);
+                    self.start_run(index, &body, false);
                 }
             }
             Some(_) => {

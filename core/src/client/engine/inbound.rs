@@ -45,13 +45,21 @@ impl ClientEngine {
                             bump(&counters.delivered, n);
                             self.shared.release(n, bytes);
                         }
+                    } else if let Some(count) = protocol::parse_ack_count(&body) {
+                        // A server from before sessions: how many of this connection's sends
+                        // it handled (cumulative).
+                        let count = count.min(link.written);
+                        if count > link.acked && link.server == ServerKind::Counts {
+                            bump(&counters.delivered, count - link.acked);
+                            link.acked = count;
+                        }
                     }
                 } else if link.barrier.as_ref() == Some(&frame) {
                     // Everything before the goodbye was read.
                     link.barrier = None;
                     link.unconfirmed = false;
                     let epoch = link.epoch;
-                    if link.server == ServerKind::Plain {
+                    if !link.server.keeps() {
                         bump(&counters.delivered, link.unacked());
                     }
                     link.acked = link.written;
@@ -64,8 +72,16 @@ impl ClientEngine {
                     link.hello_deadline = None;
                     // A plain ROUTER may echo the hello back: only a real ack makes us ready.
                     match protocol::parse_ack(&body) {
-                        Some((client_id, server_pid)) => {
-                            link.server = ServerKind::Acks;
+                        Some((client_id, server_pid, sessions)) => {
+                            if !sessions {
+                                self.keeps_nothing(i, ServerKind::Counts);
+                            }
+                            let link = &mut self.links[i];
+                            link.server = if sessions {
+                                ServerKind::Acks
+                            } else {
+                                ServerKind::Counts
+                            };
                             link.next_ping = Some(Instant::now() + self.options.heartbeat_interval);
                             self.events.push(ClientEvent::Ready {
                                 link: i as u32,

@@ -60,12 +60,23 @@ pub(super) enum Sequenced {
 impl ServerEngine {
     /// A hello or sequence mark from `client`: its next fire-and-forget message carries the
     /// run's seq.
-    pub(super) fn start_run(&mut self, client: u32, body: &Bytes) {
-        let Some(run) = protocol::Run::parse(body) else {
-            return;
-        };
+    pub(super) fn start_run(&mut self, client: u32, body: &Bytes, hello: bool) {
         let Some(peer) = self.peers.get_mut(&client) else {
             return;
+        };
+        let run = match protocol::Run::parse(body) {
+            Some(run) => run,
+            // A client from before sessions: its sends are numbered here, in a session of its
+            // connection alone (it never replays), and acked as it expects, by count.
+            None if hello => {
+                peer.count_acks = true;
+                protocol::Run {
+                    session: protocol::random_id(),
+                    seq: 0,
+                    resent: 0,
+                }
+            }
+            None => return,
         };
         peer.run = Some(run);
         if !peer.sessions.contains(&run.session) {
@@ -235,7 +246,11 @@ impl ServerEngine {
                 if let Some(peer) = s.peer.and_then(|p| self.peers.get(&p)) {
                     s.acked = s.handled_next;
                     s.reack = false;
-                    let (corr, body) = protocol::encode_ack(id, s.handled_next);
+                    let (corr, body) = if peer.count_acks {
+                        protocol::encode_ack_count(s.handled_next)
+                    } else {
+                        protocol::encode_ack(id, s.handled_next)
+                    };
                     let mut m = ZmqMessage::from(peer.identity.clone());
                     m.push_back(corr);
                     m.push_back(body);
