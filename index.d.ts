@@ -143,8 +143,9 @@ export interface ClientStats {
   /** `send()` calls refused because a high-water mark was reached (returned false). */
   refused: number
   /**
-   * Sends a zerowire server confirmed its handlers ran on. To a plain ZeroMQ peer, which cannot
-   * confirm, a written send counts as delivered.
+   * Sends a zerowire server confirmed its handlers ran on (or its SQLite sink wrote). To a
+   * plain ZeroMQ peer, which cannot confirm, a send counts as delivered once a later reply or
+   * the close barrier proves it was read.
    */
   delivered: number
   /** Accepted sends dropped, all reasons: the sum of the three below. */
@@ -153,7 +154,11 @@ export interface ClientStats {
   droppedOverflow: number
   /** Queued, or written but unconfirmed, when close() ran out of lingerMs. */
   droppedClosed: number
-  /** Written to a connection that died before the server confirmed them (at most once: the server may have handled some). */
+  /**
+   * Written to a plain ZeroMQ peer over a connection that died before anything confirmed them
+   * (at most once: the peer may have read some). Sends to a zerowire server are replayed
+   * instead, so this stays 0 for them.
+   */
   droppedPeerLost: number
   /** Accepted sends not yet delivered or dropped. */
   inFlight: number
