@@ -63,6 +63,35 @@ for (const proto of testProtos('ipc', 'tcp')) {
     await server.close()
   })
 
+  test(`[${proto}] ctx.messageId numbers each client's sends in order; nothing is redelivered without a fault`, async () => {
+    const server = new Server(bindAddress(proto), { encoding: 'buffer' })
+    const ids = []
+    server.route('log', (raw, ctx) => { ids.push([ctx.messageId, ctx.redelivered, String(raw)]) })
+    server.route('get', (raw, ctx) => [ctx.messageId, ctx.redelivered].join())
+    const clients = [new Client(server.endpoint), new Client(server.endpoint)]
+    try {
+      // 5000 each: several batches, small bodies packed into shared Buffers.
+      for (let i = 0; i < 5000; i++) for (const [k, c] of clients.entries()) c.send(`{"type":"log","c":${k},"i":${i}}`)
+      await waitFor(() => ids.length === 10_000, 10_000)
+      assert.equal(await clients[0].request('{"type":"get"}'), ',false', 'requests carry no messageId')
+      const sessions = new Map()
+      for (const [id, redelivered, raw] of ids) {
+        assert.equal(redelivered, false)
+        const m = /^([0-9a-f]{16}):(\d+)$/.exec(id)
+        assert.ok(m, id)
+        const { c, i } = JSON.parse(raw)
+        if (!sessions.has(c)) sessions.set(c, m[1])
+        assert.equal(m[1], sessions.get(c), 'one session per client')
+        assert.equal(Number(m[2]), i, 'seqs count each client\'s sends from 0')
+      }
+      assert.notEqual(sessions.get(0), sessions.get(1))
+      assert.equal(server.stats().duplicates, 0)
+    } finally {
+      await Promise.all(clients.map((c) => c.close()))
+      await server.close()
+    }
+  })
+
   test(`[${proto}] a request is answered by return value, by promise, or by ctx.reply`, async () => {
     const server = new Server(bindAddress(proto))
     server.route('sync', () => 'by-return')
