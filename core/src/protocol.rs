@@ -92,20 +92,31 @@ impl Run {
         let session = u64::from_str_radix(std::str::from_utf8(session).ok()?, 16).ok()?;
         Some(Run {
             session,
-            seq: json_u64(body, b"\"seq\":")?,
-            resent: json_u64(body, b"\"resent\":")?,
+            seq: json_u64(body, b"\"seq\"")?,
+            resent: json_u64(body, b"\"resent\"")?,
         })
     }
 }
 
-/// The unsigned integer right after `key` (which ends in `:`), if there is one.
+/// The unsigned integer value of the first `key` (a quoted name) followed by `:` (JSON
+/// whitespace allowed around it), if there is one.
 fn json_u64(body: &[u8], key: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(body, key)? + key.len();
-    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&body[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    fn skip_ws(b: &[u8]) -> &[u8] {
+        let n = b
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
+        &b[n..]
+    }
+    for at in memchr::memmem::find_iter(body, key) {
+        let Some(value) = skip_ws(&body[at + key.len()..]).strip_prefix(b":") else {
+            continue;
+        };
+        let value = skip_ws(value);
+        let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+        return std::str::from_utf8(&value[..digits]).ok()?.parse().ok();
+    }
+    None
 }
 
 /// An ack: corr `0x00 'A' 0 0 0 0`, body the session and the seq below which all is handled.
@@ -165,7 +176,7 @@ pub fn ack_body(client_id: &str, server_pid: u32) -> Bytes {
 pub fn parse_ack(body: &[u8]) -> Option<(String, u32, bool)> {
     let id = crate::sniff::Sniffer::new("clientId", 256).sniff(body)?;
     let id = std::str::from_utf8(id).ok()?.to_owned();
-    let pid = u32::try_from(json_u64(body, b"\"serverPid\":")?).ok()?;
+    let pid = u32::try_from(json_u64(body, b"\"serverPid\"")?).ok()?;
     let sessions = memchr::memmem::find(body, b"\"acks\":\"session\"").is_some();
     Some((id, pid, sessions))
 }
@@ -322,6 +333,11 @@ mod tests {
         assert_eq!(Run::parse(&hello), Some(run));
         assert_eq!(Run::parse(&run.body()), Some(run));
         assert_eq!(Run::parse(br#"{"pid":12,"ppid":1}"#), None);
+        // Any JSON whitespace, as another implementation may write it.
+        assert_eq!(
+            Run::parse(b"{\"session\": \"00abcdef01234567\", \"seq\" : 41,\n \"resent\":\t3}"),
+            Some(run)
+        );
         assert_eq!(Run::parse(br#"{"session":"abc","seq":1,"resent":0}"#), None);
         assert_eq!(
             Run::parse(br#"{"session":"00abcdef01234567","seq":"1","resent":0}"#),
