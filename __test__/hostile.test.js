@@ -200,3 +200,63 @@ for (const proto of testProtos('ipc', 'tcp')) {
     }
   })
 }
+
+// A peer announcing session after session (sequence marks, 20 000 of them) cannot grow the
+// server's memory of sessions past its bound: the ones idle longest are forgotten, and a
+// replay of a forgotten one is handed on marked redelivered, not dropped. With few sessions,
+// the same replay is recognised and dropped as a duplicate.
+const SESSION_FLOOD = `
+import json, sys, time, zmq
+sock = zmq.Context().socket(zmq.DEALER)
+sock.connect(sys.argv[1])
+flood = int(sys.argv[2])
+def reply():
+    # Acks (control messages) may come first: the reply is the one with a request's corr.
+    while True:
+        corr, body = sock.recv_multipart()[:2]
+        if corr[:1] == b"\\x01":
+            return body
+def run(session, seq, resent):
+    return json.dumps({"session": "%016x" % session, "seq": seq, "resent": resent}).encode()
+sock.send_multipart([b"\\x00H\\x01\\x00\\x00\\x00", b'{"pid":1,"ppid":1,' + run(1, 0, 0)[1:]])
+sock.recv_multipart()
+sock.send_multipart([b"", b'{"type":"log","n":"first"}'])
+# Its reply comes after the handler of "first" ran (in order): session 1 is then idle.
+sock.send_multipart([b"\\x01\\x00\\x00\\x00\\x00", b'{"type":"done"}'])
+reply()
+time.sleep(0.05)
+for k in range(flood):
+    sock.send_multipart([b"\\x00S\\x02\\x00\\x00\\x00", run(1000 + k, 0, 0)])
+    if k % 1000 == 999:
+        time.sleep(0.02)
+time.sleep(0.2)
+sock.send_multipart([b"\\x00S\\x03\\x00\\x00\\x00", run(1, 0, 1)])
+sock.send_multipart([b"", b'{"type":"log","n":"again"}'])
+sock.send_multipart([b"\\x01\\x01\\x00\\x00\\x00", b'{"type":"done"}'])
+print(reply().decode(), flush=True)
+`
+for (const [flood, forgotten] of [[20_000, true], [100, false]]) {
+  test(`a peer announcing ${flood} sessions: ${forgotten ? 'the oldest is forgotten, its replay comes marked redelivered' : 'its replay is recognised and dropped'}`, async () => {
+    const { Server } = require('..')
+    const server = new Server(bindAddress('ipc'))
+    const seen = []
+    server.route('log', (raw, ctx) => { seen.push([JSON.parse(raw).n, ctx.redelivered, ctx.messageId]) })
+    server.route('done', () => 'done')
+    const child = spawn(process.env.PYTHON || 'python3', ['-c', SESSION_FLOOD, server.endpoint, String(flood)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      const [code] = await once(child, 'exit')
+      assert.equal(code, 0)
+      const first = ['first', false, '0000000000000001:0']
+      if (forgotten) {
+        assert.deepEqual(seen, [first, ['again', true, '0000000000000001:0']])
+        assert.equal(server.stats().duplicates, 0)
+      } else {
+        assert.deepEqual(seen, [first])
+        assert.equal(server.stats().duplicates, 1)
+      }
+    } finally {
+      child.kill('SIGKILL')
+      await server.close()
+    }
+  })
+}
