@@ -4,8 +4,10 @@
 //! The zeromq crate's DEALER does not reconnect, has no send limit of ours, no linger and no
 //! drain, so this loop owns all of that. It keeps messages in one backlog while no server is
 //! connected and spreads them round-robin over the connected links; times requests out and
-//! retries the idempotent ones; counts every accepted send as delivered (confirmed by the
-//! server's acks) or dropped with a reason; and on close drains for at most the linger time.
+//! retries the idempotent ones; keeps every send written to a server that acks until it is
+//! acked, and writes it again, first, when its connection is lost (`replay`); counts every
+//! accepted send as delivered or dropped with a reason; and on close drains for at most the
+//! linger time.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

@@ -120,8 +120,9 @@ pub(super) struct Link {
     pub server: ServerKind,
     /// The goodbye went out (and, once `barrier` is cleared, was answered).
     pub said_goodbye: bool,
-    /// Fire-and-forget messages written on this connection, and how many of them the server
-    /// confirmed (cumulative, as its acks are).
+    /// Fire-and-forget messages written on this connection, and how many of them were
+    /// confirmed: what counts them for a server that cannot confirm per session (a plain
+    /// ROUTER, by replies and the close barrier; an older zerowire server, by count acks).
     pub written: u64,
     pub acked: u64,
     /// The last attempt failed the CURVE handshake (until one succeeds).
