@@ -705,8 +705,8 @@ class Server extends NativeHandle {
 
   /**
    * Asks the `authorize` function about a CURVE client or an ipc peer (`request` names it to
-   * Rust). Anything
-   * but `true` (or a Promise of it) refuses: a throw, a rejection, a server closed meanwhile.
+   * Rust). Anything but `true` (or a Promise of it) refuses: a throw, a rejection, a server
+   * closed meanwhile.
    */
   _decide (request, publicKey, info) {
     const answer = (allow) => {

@@ -6,9 +6,9 @@ use super::*;
 
 impl ServerEngine {
     /// Under CURVE (or when the host decides about ipc peers), whether a message from a client
-    /// not known yet may go on now: its record is there and approved. One waiting for the host's answer has it held; one without a
-    /// record (refused, or left) is dropped and disconnected. Nothing from a client the host
-    /// has not approved reaches it.
+    /// not known yet may go on now: its record is there and approved. One waiting for the
+    /// host's answer has it held; one without a record (refused, or left) is dropped and
+    /// disconnected. Nothing from a client the host has not approved reaches it.
     pub(super) fn admit(&mut self, message: ZmqMessage, arrival: Arrival) -> Option<ZmqMessage> {
         let Some(keys) = self.keys.as_ref().filter(|_| self.gated) else {
             return Some(message);
