@@ -11,7 +11,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
-const { Client, Server } = require('..')
+const { Client, Server, curveKeypair } = require('..')
 const { ROOT, waitFor } = require('./helpers')
 
 const NOBODY = (() => {
@@ -182,6 +182,30 @@ test('a Client refuses an ipc server run by another uid before writing to it; ex
   } finally {
     server.child.stdin.end('stop\n')
     await server.done
+  }
+})
+
+test('CURVE over ipc: authorize gets the proven key and the uid and pid; ctx has all three', { skip: process.platform === 'win32' && 'no peer credentials on Windows' }, async () => {
+  const endpoint = `ipc://${path.join(openDir(), 's.sock')}`
+  const serverKeys = curveKeypair()
+  const clientKeys = curveKeypair()
+  const asked = []
+  const server = new Server(endpoint, {
+    curve: serverKeys,
+    authorize: (publicKey, info) => { asked.push({ publicKey, ...info }); return true },
+  })
+  server.route('who', (raw, ctx) => JSON.stringify({ key: ctx.publicKey, uid: ctx.uid, pid: ctx.pid }))
+  try {
+    const client = new Client(endpoint, { curve: { serverPublicKey: serverKeys.publicKey, ...clientKeys } })
+    const who = JSON.parse(await client.request('{"type":"who"}'))
+    await client.close()
+    assert.deepEqual(who, { key: clientKeys.publicKey, uid: process.getuid(), pid: process.pid })
+    assert.equal(asked.length, 1)
+    assert.equal(asked[0].publicKey, clientKeys.publicKey)
+    assert.equal(asked[0].uid, process.getuid())
+    assert.equal(asked[0].pid, process.pid)
+  } finally {
+    await server.close()
   }
 })
 
