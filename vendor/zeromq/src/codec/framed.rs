@@ -159,6 +159,8 @@ impl Stream for ZmqFramedRead {
 pub struct FramedIo {
     pub read_half: ZmqFramedRead,
     pub write_half: ZmqFramedWrite,
+    /// zerowire patch: an ipc connection's peer credentials, read when it was made.
+    pub(crate) credentials: Option<crate::PeerCredentials>,
 }
 
 impl FramedIo {
@@ -172,6 +174,7 @@ impl FramedIo {
         Self {
             read_half,
             write_half,
+            credentials: None,
         }
     }
 
