@@ -168,7 +168,8 @@ async function roundTrips (client, n) {
     }
   }
   await Promise.all(Array.from({ length: INFLIGHT }, worker))
-  return samples.sort()[Math.floor(n / 2)]
+  samples.sort()
+  return { p50: samples[Math.floor(n / 2)], p99: samples[Math.floor(n * 0.99)] }
 }
 
 async function measure (lib, dir) {
@@ -186,7 +187,7 @@ async function measure (lib, dir) {
     if (perf) await new Promise((resolve) => setTimeout(resolve, 300))
     const before = pids.map(threads)
     const t0 = process.hrtime.bigint()
-    const p50 = await roundTrips(client, N)
+    const { p50, p99 } = await roundTrips(client, N)
     const wallUs = Number(process.hrtime.bigint() - t0) / 1e3
     const after = pids.map(threads)
     let perTid = new Map()
@@ -206,7 +207,7 @@ async function measure (lib, dir) {
       }
       return { role, threads: d }
     })
-    return { lib, p50, wallUs, procs }
+    return { lib, p50, p99, wallUs, procs }
   } finally {
     server.child.kill()
   }
@@ -215,7 +216,7 @@ async function measure (lib, dir) {
 const fmt = (v) => v === undefined ? '—' : v.toFixed(2)
 
 function print (r) {
-  console.log(`\n${r.lib}: ${N} round trips of ${BYTES} B, ${INFLIGHT} in flight; p50 ${r.p50.toFixed(1)} µs (wall, noisy)`)
+  console.log(`\n${r.lib}: ${N} round trips of ${BYTES} B, ${INFLIGHT} in flight; p50 ${r.p50.toFixed(1)} µs, p99 ${r.p99.toFixed(1)} µs (wall, noisy)`)
   console.log('  process  thread            vol.cs  invol.cs  syscalls  wakes-issued  cpu µs   (per round trip)')
   const total = { vol: 0, invol: 0, syscalls: 0, wakes: 0, cpuNs: 0 }
   for (const p of r.procs) {
@@ -237,7 +238,7 @@ async function main () {
       const r = await measure(lib, dir)
       if (process.env.WAKEUPS_JSON === '1') {
         const procs = r.procs.map((p) => ({ role: p.role, threads: Object.fromEntries([...p.threads].map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([f, x]) => [f, f === 'threads' ? x : x / N]))])) }))
-        console.log(JSON.stringify({ lib: r.lib, bytes: BYTES, inflight: INFLIGHT, n: N, p50: r.p50, procs }))
+        console.log(JSON.stringify({ lib: r.lib, bytes: BYTES, inflight: INFLIGHT, n: N, p50: r.p50, p99: r.p99, procs }))
       } else {
         print(r)
       }
