@@ -89,9 +89,6 @@ impl ServerEngine {
                                     m.push_back(Bytes::from_static(ERROR_STATUS));
                                 }
                                 bump(&self.counters.replies, 1);
-                                // The wait for the host's answer is over: time it for the
-                                // choice between polling and parking.
-                                self.spin.settled(tokio::time::Instant::now());
                                 self.backlog
                                     .push_back(Outbound::data(m, Some(size), Some(at)));
                             }
