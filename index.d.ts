@@ -26,7 +26,7 @@ export type ZerowireErrorCode =
   | 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE'
   | 'EADDRINUSE' | 'ENAMETOOLONG' | 'EACCES' | 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM'
   | 'ERR_ZEROWIRE_SINK' | 'ERR_ZEROWIRE_OVERFLOW' | 'ERR_ZEROWIRE_NO_ADDON' | 'ECONNFAILED'
-  | 'EAUTH' | 'ERR_ZEROWIRE_INSECURE' | 'ERR_ZEROWIRE_UNSAFE_PATH'
+  | 'EAUTH' | 'ERR_ZEROWIRE_INSECURE' | 'ERR_ZEROWIRE_UNSAFE_PATH' | 'ERR_ZEROWIRE_PEER_UID'
   | (string & {})
 
 /**
@@ -99,6 +99,14 @@ export interface ClientOptions {
    * fail with EAUTH when no endpoint completes the handshake.
    */
   curve?: ClientCurveOptions
+  /**
+   * ipc:// only: the uid the server's process must run as, checked from the kernel
+   * (SO_PEERCRED) on each connection before anything is written to it. Default: this
+   * process's effective uid, or root. A number: exactly that uid. `false`: no check. A server
+   * of another uid is dropped; 'connectError' and its requests fail with
+   * ERR_ZEROWIRE_PEER_UID. Not checked where the OS gives no peer credentials (Windows).
+   */
+  expectServerUid?: number | false
 }
 
 /** Z85 keys, 40 characters each (`curveKeypair()`, libzmq's `zmq_curve_keypair`). */
@@ -228,7 +236,8 @@ export declare class Client extends EventEmitter {
   /**
    * Sends a request and resolves with the reply body. Rejects with code ETIMEDOUT, ECONNRESET
    * (its connection went down after it was written), EFULL, ECLOSED, EREMOTE (the server answered with an error reply), EMSGSIZE,
-   * ERR_INVALID_ARG_TYPE, or an AbortError.
+   * ERR_INVALID_ARG_TYPE, EAUTH or ERR_ZEROWIRE_PEER_UID (no server passed the CURVE or uid
+   * check: not sent), or an AbortError.
    */
   request(raw: Payload, options?: RequestOptions): Promise<string>
   stats(): ClientStats
@@ -253,8 +262,9 @@ export declare class Client extends EventEmitter {
   on(event: 'disconnect', listener: (info: { endpoint: string }) => void): this
   /**
    * A connection attempt failed, and why: the OS's code (ENOENT for an ipc:// path that does
-   * not exist), EAUTH when a server refused the CURVE handshake, or ETIMEDOUT when nobody
-   * accepted in time. The client tries again by itself.
+   * not exist), EAUTH when a server refused the CURVE handshake, ERR_ZEROWIRE_PEER_UID when an
+   * ipc server runs as a uid `expectServerUid` does not allow (dropped before anything was
+   * written), or ETIMEDOUT when nobody accepted in time. The client tries again by itself.
    */
   on(event: 'connectError', listener: (err: ZerowireError) => void): this
   /** Accepted sends were dropped; at most once per second per reason (and once at close). */
@@ -327,12 +337,14 @@ export interface ServerOptions {
    */
   curve?: CurveKeypair | { secretKey: string, publicKey?: string }
   /**
-   * With `curve`: which client keys may connect (default: any key). A list is checked in
-   * Rust during the handshake; a function is asked once per connection, before anything
-   * from that client reaches a handler (its messages are held until it answers; anything
-   * but `true` refuses and disconnects it).
+   * Who may connect (default: anyone who can reach the endpoint). A list of keys needs
+   * `curve` and is checked in Rust during the handshake. A function is asked once per
+   * connection, before anything from that client reaches a handler (its messages are held
+   * until it answers; anything but `true` refuses and disconnects it): under `curve` with
+   * the proven key, on ipc:// with the peer's uid and pid (`publicKey` null without `curve`).
+   * Without `curve` a function needs an ipc:// endpoint.
    */
-  authorize?: string[] | ((publicKey: string, info: AuthorizeInfo) => boolean | Promise<boolean>)
+  authorize?: string[] | ((publicKey: string | null, info: AuthorizeInfo) => boolean | Promise<boolean>)
   /**
    * Serve tcp:// on an address other hosts can reach (not loopback) without `curve`. Without
    * it such a bind throws ERR_ZEROWIRE_INSECURE.
@@ -341,9 +353,13 @@ export interface ServerOptions {
 }
 
 export interface AuthorizeInfo {
-  publicKey: string
+  /** Under CURVE, the key the client proved; null without CURVE. */
+  publicKey: string | null
   /** The client's ZeroMQ socket type ('DEALER' for a zerowire Client). */
   socketType: string
+  /** On ipc://, the client process's uid and pid, from the kernel (SO_PEERCRED). */
+  uid?: number
+  pid?: number
 }
 
 /** What a handler gets with each message. */
@@ -351,6 +367,10 @@ export interface Context {
   readonly clientId: string
   /** Under CURVE, the client's long-term public key (Z85), proven in its handshake. */
   readonly publicKey: string | undefined
+  /** On ipc://, the client process's uid, from the kernel (SO_PEERCRED). */
+  readonly uid: number | undefined
+  /** On ipc://, the client process's pid, from the kernel (SO_PEERCRED). */
+  readonly pid: number | undefined
   /** True when the sender awaits a reply (client.request). */
   readonly isRequest: boolean
   /** Answers later; false if already answered or not a request. */
@@ -362,7 +382,10 @@ export interface Context {
 export type Handler<Raw extends string | Buffer = string> = (raw: Raw, ctx: Context) => Payload | undefined | void | Promise<Payload | undefined | void>
 
 export interface ClientInfo {
+  /** On ipc://, from the kernel (SO_PEERCRED); elsewhere as the client's hello announced it. */
   pid?: number
+  /** On ipc://, the client process's uid, from the kernel (SO_PEERCRED). */
+  uid?: number
   ppid?: number
   name?: string
   /** Under CURVE, the client's long-term public key (Z85). */

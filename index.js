@@ -28,6 +28,7 @@ const {
   closed: EV_CLOSED,
   authFailed: EV_AUTH_FAILED,
   connectFailed: EV_CONNECT_FAILED,
+  peerUid: EV_PEER_UID,
 } = native.clientEventKinds()
 const {
   connect: SV_CONNECT,
@@ -323,6 +324,8 @@ class Client extends NativeHandle {
         this._settle(a, false, codedError(Error, 'ECONNRESET', 'the connection went down before the reply'))
       } else if (kind === EV_AUTH_FAILED) {
         this._settle(a, false, codedError(Error, 'EAUTH', 'no server completed the CURVE handshake (wrong server key, this client\'s key refused, or a server without CURVE): the request was not sent'))
+      } else if (kind === EV_PEER_UID) {
+        this._settle(a, false, codedError(Error, 'ERR_ZEROWIRE_PEER_UID', 'no ipc server ran as a uid expectServerUid allows: the request was not sent'))
       } else if (kind === EV_PUSH) {
         this.emit('message', batch[next++])
       } else if (kind === EV_CLOSED) {
@@ -341,7 +344,8 @@ class Client extends NativeHandle {
         if (DEBUG) debug('client: disconnected from %s, reconnecting', this.endpoints[a])
         this.emit('disconnect', { endpoint: this.endpoints[a] })
       } else if (kind === EV_CONNECT_FAILED) {
-        // c: bit 0 timed out, bit 1 the security handshake failed.
+        // c: bit 0 timed out, bit 1 the security handshake failed, bit 2 the server's uid
+        // was refused (expectServerUid).
         this._connectFailed(this.endpoints[a], numbers[i + 2], numbers[i + 3], numbers[i + 4], batch[next++])
       } else if (kind === EV_SLOW) {
         // Comes just before the reply's own event, so the request is still pending here.
@@ -366,7 +370,8 @@ class Client extends NativeHandle {
    */
   _connectFailed (endpoint, errno, how, retryMs, message) {
     let code = 'ECONNFAILED'
-    if (how & 2) code = 'EAUTH'
+    if (how & 4) code = 'ERR_ZEROWIRE_PEER_UID'
+    else if (how & 2) code = 'EAUTH'
     else if (how & 1) code = 'ETIMEDOUT'
     else if (errno > 0 && process.platform !== 'win32') {
       try { code = getSystemErrorName(-errno) } catch {}
@@ -485,10 +490,13 @@ SLOTS[SV_AUTHORIZE] = 2
 
 /** What a handler gets with each message. One object per message, methods on the prototype. */
 class Context {
-  constructor (server, clientId, token, publicKey) {
+  constructor (server, clientId, token, peer) {
     this.clientId = clientId
     /** Under CURVE, the client's long-term public key (Z85) it proved in the handshake. */
-    this.publicKey = publicKey
+    this.publicKey = peer === undefined ? undefined : peer.publicKey
+    /** On ipc, the client process's uid and pid, from the kernel (SO_PEERCRED). */
+    this.uid = peer === undefined ? undefined : peer.uid
+    this.pid = peer === undefined ? undefined : peer.pid
     this._server = server
     this._token = token
   }
@@ -544,8 +552,9 @@ class Server extends NativeHandle {
     const opts = readOptions(options)
     // A function decides here, on the JS thread; Rust holds the client's messages until it has.
     this._authorize = typeof opts.authorize === 'function' ? opts.authorize : null
-    // Under CURVE: client index → public key.
-    this._keys = opts.curve !== undefined ? new Map() : null
+    // Under CURVE, or on ipc: client index → { publicKey, uid, pid } (what Rust recorded of
+    // its connection), for every ctx.
+    this._peers = new Map()
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
     this._clients = new Map() // index → clientId
@@ -664,9 +673,11 @@ class Server extends NativeHandle {
       const publicKey = batch[next + 2]
       this._clients.set(client, id)
       this._byId.set(id, client)
-      if (publicKey !== undefined) {
-        info.publicKey = publicKey
-        this._keys.set(client, publicKey)
+      const peer = peerOf(publicKey, numbers, i)
+      if (peer !== undefined) {
+        // The kernel's pid, not the one the hello announced.
+        Object.assign(info, peer)
+        this._peers.set(client, peer)
       }
       if (DEBUG) debug('server %s: client %s connected %j', this.endpoint, id, info)
       this.emit('connect', id, info)
@@ -676,11 +687,15 @@ class Server extends NativeHandle {
       if (id === undefined) return
       this._clients.delete(client)
       this._byId.delete(id)
-      if (this._keys !== null) this._keys.delete(client)
+      this._peers.delete(client)
       if (DEBUG) debug('server %s: client %s disconnected (%s)', this.endpoint, id, reason)
       this.emit('disconnect', id, reason)
     } else if (kind === SV_AUTHORIZE) {
-      this._decide(client, batch[next], { publicKey: batch[next], socketType: batch[next + 1] })
+      const publicKey = batch[next] === undefined ? null : batch[next]
+      const info = { publicKey, socketType: batch[next + 1] }
+      const peer = peerOf(undefined, numbers, i)
+      if (peer !== undefined) Object.assign(info, peer)
+      this._decide(client, publicKey, info)
     } else if (kind === SV_DRAIN) {
       this.emit('drain')
     } else if (kind === SV_CLOSED) {
@@ -689,8 +704,9 @@ class Server extends NativeHandle {
   }
 
   /**
-   * Asks the `authorize` function about a CURVE client (`request` names it to Rust). Anything
-   * but `true` (or a Promise of it) refuses: a throw, a rejection, a server closed meanwhile.
+   * Asks the `authorize` function about a CURVE client or an ipc peer (`request` names it to
+   * Rust). Anything but `true` (or a Promise of it) refuses: a throw, a rejection, a server
+   * closed meanwhile.
    */
   _decide (request, publicKey, info) {
     const answer = (allow) => {
@@ -716,7 +732,7 @@ class Server extends NativeHandle {
   }
 
   _dispatch (route, client, token, raw) {
-    const ctx = new Context(this, this._clients.get(client), token, this._keys === null ? undefined : this._keys.get(client))
+    const ctx = new Context(this, this._clients.get(client), token, this._peers.get(client))
     const handler = this._handlers[route]
     if (handler === undefined || route === NO_ROUTE) {
       if (this.listenerCount('message') > 0) {
@@ -806,6 +822,21 @@ class Route {
 }
 
 /** The client's hello: { pid, ppid?, name? }; {} for clients without the control protocol. */
+/**
+ * What a connect or authorize event says of the peer: its CURVE key, and on ipc its uid and
+ * pid (the event's numbers: [kind, client, uid, pid, known], known bit 0 the uid, bit 1 the
+ * pid). Undefined when it says nothing.
+ */
+function peerOf (publicKey, numbers, i) {
+  const known = numbers[i + 4]
+  if (publicKey === undefined && known === 0) return undefined
+  const peer = {}
+  if (publicKey !== undefined) peer.publicKey = publicKey
+  if (known & 1) peer.uid = numbers[i + 2]
+  if (known & 2) peer.pid = numbers[i + 3]
+  return peer
+}
+
 function parseHello (json) {
   if (json === undefined) return {}
   try {

@@ -41,8 +41,9 @@ function startCounter () {
       bytes += bodyBytes
       if (count === waitingFor) check()
     },
-    ready () {
-      process.send({ ready: true })
+    /** `endpoint`: where the server is bound, when the parent could not choose it (tcp …:0). */
+    ready (endpoint) {
+      process.send(endpoint === undefined ? { ready: true } : { ready: true, endpoint })
     },
   }
 }

@@ -98,6 +98,18 @@ function headlineTable (report) {
   ]
 }
 
+/** CURVE's cost as per-round ratios: median (min–max over rounds). */
+function curveTable (rows) {
+  const cell = (s) => (s && s.median !== null ? `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : '—')
+  return [
+    'CURVE over tcp://127.0.0.1, per-round ratios, median (min–max over rounds); for msg/s below 1 is slower, for µs above 1 is slower:',
+    '',
+    '| figure | zerowire CURVE / plaintext | zeromq.js CURVE / plaintext | zerowire / zeromq.js, CURVE | zerowire / zeromq.js, plaintext |',
+    '|---|--:|--:|--:|--:|',
+    ...rows.map((r) => `| ${r.label} | ${cell(r.zerowireCurveToPlain)} | ${cell(r.zeromqJsCurveToPlain)} | ${cell(r.zerowireToZeromqJsCurve)} | ${cell(r.zerowireToZeromqJsPlain)} |`),
+  ].join('\n')
+}
+
 /**
  * The whole Markdown report. `readme: true` gives the summary for README.md, whose first line
  * reads as a sentence under the README's own "Performance" heading instead of a heading, with
@@ -120,6 +132,7 @@ function render (report, { readme = false } = {}) {
     ...headlineTable(report),
     table(report, readme ? SUMMARY : undefined),
     '',
+    ...(!readme && report.curveRatios ? [curveTable(report.curveRatios), ''] : []),
     ...(report.notes || []).flatMap((n) => [n, '']),
     readme
       ? `Targets met in this run: ${met} of ${report.targets.length}. Every figure of the run (${report.figures.length}), with each target: [bench/results/latest.md](bench/results/latest.md).`

@@ -22,7 +22,7 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 const zmq = require('zeromq')
-const { Client } = require('..')
+const { Client, curveKeypair } = require('..')
 const { encodeFrame, FrameReader, KIND_COUNT, KIND_ECHO } = require('./framing')
 const { render, updateReadme } = require('./readme')
 const { chart } = require('./chart')
@@ -287,9 +287,12 @@ function replyQueue () {
   }
 }
 
-/** A Node server (server.js, net_server.js): commands and counts over the fork() IPC channel. */
-function forkServer (script, address, ...args) {
-  const child = fork(path.join(__dirname, script), [address, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+/**
+ * A Node server (server.js, net_server.js): commands and counts over the fork() IPC channel.
+ * `env` adds to its environment (BENCH_CURVE_SECRET).
+ */
+function forkServer (script, address, args = [], env = {}) {
+  const child = fork(path.join(__dirname, script), [address, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } })
   const replies = replyQueue()
   child.on('message', (msg) => replies.push(msg))
   return {
@@ -327,11 +330,13 @@ async function startServer (server) {
     console.error(`bench: ${name} exited (${signal || code}), giving up`)
     process.exit(1)
   })
-  await replies.next(`${name} to start`)
+  const ready = await replies.next(`${name} to start`)
   // Counts only grow; waiting for a running total avoids resetting the server between figures.
   const expected = { count: 0, bytes: 0 }
   return {
     pid: child.pid,
+    /** Where it is bound, when it said (a tcp port it picked). */
+    endpoint: ready.endpoint,
     /** Waits until the server has counted `count` more fire-and-forget bodies. */
     async counted (count, bytes) {
       expected.count += count
@@ -364,8 +369,8 @@ async function startServer (server) {
 // fire (hand N messages over, respecting back-pressure), drained (nothing left queued on the
 // client side) and request (one round trip).
 
-async function openZerowire (endpoint) {
-  const client = new Client(endpoint, CLIENT_OPTIONS)
+async function openZerowire (endpoint, curve) {
+  const client = new Client(endpoint, curve ? { ...CLIENT_OPTIONS, curve: { serverPublicKey: curve.publicKey } } : CLIENT_OPTIONS)
   return {
     async sendBatch (body, n) {
       let refused = 0
@@ -413,8 +418,14 @@ async function openZerowire (endpoint) {
   }
 }
 
-async function openZeromqJs (endpoint) {
-  const dealer = new zmq.Dealer({ sendHighWaterMark: CLIENT_OPTIONS.sendHighWaterMark, linger: CLIENT_OPTIONS.lingerMs })
+async function openZeromqJs (endpoint, curve) {
+  // Under CURVE a fresh client key pair, as zerowire's Client makes when given none.
+  const keys = curve ? curveKeypair() : null
+  const dealer = new zmq.Dealer({
+    sendHighWaterMark: CLIENT_OPTIONS.sendHighWaterMark,
+    linger: CLIENT_OPTIONS.lingerMs,
+    ...(curve ? { curveServerKey: curve.publicKey, curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey } : {}),
+  })
   dealer.connect(endpoint)
   let nextCorr = 1
   return {
@@ -669,6 +680,12 @@ async function runLoad (lib, server, address) {
 // zerowire Server in Node handing Buffers (zw_server.js buffer), `zwserverUtf8` the same handing
 // strings, `net` the raw baseline. `floor` runs are uds_floor; `load` runs are load.js.
 
+const CURVE_RUNS = [
+  { id: 'zerowire@zwserver-tcp', open: 'zerowire', server: 'zwserverTcp', fire: [FIRE['1KiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+  { id: 'zerowire@zwserver-curve', open: 'zerowire', server: 'zwserverCurve', curve: true, fire: [FIRE['1KiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+  { id: 'zeromq.js@node-tcp', open: 'zeromq.js', server: 'nodeTcp', fire: [FIRE['1KiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+  { id: 'zeromq.js@node-curve', open: 'zeromq.js', server: 'nodeCurve', curve: true, fire: [FIRE['1KiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+]
 const RUNS = [
   { id: 'zerowire', open: 'zerowire', server: 'router', send: true, fire: [...FIRE_CASES, ...FIRE_BUFFER_CASES], rtt: RTT_CASES, inflight: RTT_CASES },
   { id: 'zeromq.js', open: 'zeromq.js', server: 'router', send: true, fire: FIRE_CASES, rtt: RTT_CASES, inflight: RTT_CASES },
@@ -677,11 +694,16 @@ const RUNS = [
   { id: 'zerowire@zwserver', open: 'zerowire', server: 'zwserver', fire: [...FIRE_CASES, FIRE_BUFFER['1MiB']], rtt: RTT_CASES, inflight: RTT_CASES },
   { id: 'zeromq.js@node', open: 'zeromq.js', server: 'node', fire: [...FIRE_CASES, FIRE_BUFFER['1MiB']], rtt: RTT_CASES, inflight: RTT_CASES },
   { id: 'zerowire@zwserver-utf8', open: 'zerowire', server: 'zwserverUtf8', fire: [FIRE['1KiB'], FIRE['1MiB']], rtt: RTT_CASES.slice(0, 1), inflight: [] },
+  // CURVE against plaintext over tcp://127.0.0.1, Node → Node: what encryption costs each
+  // library, and zerowire against zeromq.js with CURVE on both sides.
+  ...CURVE_RUNS,
   { id: 'load:zerowire', load: 'zerowire', server: 'router' },
   { id: 'load:zeromq.js', load: 'zeromq.js', server: 'router' },
   { id: 'load:net', load: 'net', server: 'net' },
 ]
 const OPEN = { zerowire: openZerowire, 'zeromq.js': openZeromqJs, net: openNet }
+// The CURVE servers' long-term key pair (zerowire's and zeromq.js's alike), made for this run.
+const CURVE_SERVER_KEYS = curveKeypair()
 
 async function runOnce (run, servers, addresses, executables) {
   const t0 = wallNs()
@@ -690,7 +712,7 @@ async function runOnce (run, servers, addresses, executables) {
   if (run.load) return { ...await runLoad(run.load, server, addresses[run.server]), seconds: Number(wallNs() - t0) / 1e9 }
   const pids = [process.pid, ...[...children].map((c) => c.pid)]
   const load0 = readTicks(pids)
-  const client = await OPEN[run.open](addresses[run.server])
+  const client = await OPEN[run.open](addresses[run.server], run.curve ? CURVE_SERVER_KEYS : undefined)
   const r = {}
   let surplus = 0
   for (const c of run.send ? SEND_CASES : []) {
@@ -738,6 +760,7 @@ const S_FIRE = 'Fire-and-forget, end to end: ZeroMQ clients → native ROUTER (c
 const S_FIRE_PAIRS = 'Fire-and-forget, Node → Node: zerowire Client → zerowire Server (`encoding: \'buffer\'`) vs zeromq.js Dealer → zeromq.js Router'
 const S_RTT = 'Request round trip µs, p50 / p99 / p99.9: ZeroMQ clients → native ROUTER (echo); net → its Node server; floor: native ping-pong'
 const S_RTT_PAIRS = 'Request round trip µs, p50 / p99 / p99.9, Node → Node (same pairs as above)'
+const S_CURVE = 'CURVE over tcp://127.0.0.1, Node → Node: zerowire Client → zerowire Server (`encoding: \'buffer\'`) vs zeromq.js Dealer → zeromq.js Router, plaintext and CURVE'
 const S_LOAD = 'One client alone in a process, 1 KiB fire-and-forget (ZeroMQ clients → native ROUTER, net → its Node server)'
 const PCT = ['p50', 'p99', 'p999']
 const ELD = ['p50', 'p99', 'max']
@@ -755,6 +778,10 @@ const rttRows = (section, prefix, zw, zj) => [
   ...RTT_CASES.map((c) => ({ section, id: `${prefix}inflight_${c.size.tag}`, label: `${c.label}, ${INFLIGHT} in flight`, unit: 'µs', better: 'lower', parts: PCT, cols: cols4(zw, zj, `inflight_${c.size.tag}`, { floor: false }) })),
   ...RTT_CASES.map((c) => ({ section, id: `${prefix}inflight_${c.size.tag}_rate`, label: `${c.label}, ${INFLIGHT} in flight: requests/s`, unit: 'req/s', better: 'higher', cols: cols4(zw, zj, `inflight_${c.size.tag}_rate`, { floor: false }) })),
 ]
+const CURVE_FIGURES = ['tcp', 'curve'].flatMap((mode) => [
+  { ...fireRow(S_CURVE, `${mode}_fire_1KiB`, FIRE['1KiB'], { zerowire: [`zerowire@zwserver-${mode}`, 'fire_1KiB'], 'zeromq.js': [`zeromq.js@node-${mode}`, 'fire_1KiB'] }), label: `fire-and-forget 1 KiB, ${mode === 'tcp' ? 'plaintext' : 'CURVE'}` },
+  { section: S_CURVE, id: `${mode}_rtt_100B`, label: `request round trip 100 B, one at a time, ${mode === 'tcp' ? 'plaintext' : 'CURVE'}`, unit: 'µs', better: 'lower', parts: PCT, cols: { zerowire: [`zerowire@zwserver-${mode}`, 'rtt_100B'], 'zeromq.js': [`zeromq.js@node-${mode}`, 'rtt_100B'] } },
+])
 const loadCols = (key) => ({ zerowire: ['load:zerowire', key], 'zeromq.js': ['load:zeromq.js', key], net: ['load:net', key] })
 const FIGURES = [
   ...SEND_CASES.map((c) => ({ section: S_SEND, id: c.key, label: `send() ${c.label}`, unit: 'µs/call', better: 'lower', cols: cols4('zerowire', 'zeromq.js', c.key, { net: false, floor: false }) })),
@@ -765,6 +792,7 @@ const FIGURES = [
   ...[FIRE['1KiB'], FIRE['1MiB']].map((c) => ({ ...fireRow(S_FIRE_PAIRS, `pair_utf8_${c.key}`, c, { zerowire: ['zerowire@zwserver-utf8', c.key], 'zeromq.js': ['zeromq.js@node', c.key] }), label: `fire-and-forget ${c.label}, zerowire Server handing strings` })),
   ...rttRows(S_RTT, '', 'zerowire', 'zeromq.js'),
   ...rttRows(S_RTT_PAIRS, 'pair_', 'zerowire@zwserver', 'zeromq.js@node'),
+  ...CURVE_FIGURES,
   { section: S_LOAD, id: 'eld_idle', label: 'event-loop delay, idle loop (1 ms timer)', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_idle') },
   { section: S_LOAD, id: 'eld_fixed', label: 'event-loop delay, sending 20 k msg/s', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_fixed') },
   { section: S_LOAD, id: 'eld_max', label: 'event-loop delay, sending at the highest rate', unit: 'µs', better: 'lower', parts: ELD, cols: loadCols('eld_max') },
@@ -886,6 +914,37 @@ function perRoundRatios (results) {
   return out
 }
 
+/**
+ * What CURVE costs, from the same rounds: per round, CURVE / plaintext for each library and
+ * zerowire / zeromq.js under CURVE, then the median and the spread (min, max) over rounds.
+ * Rates: CURVE / plaintext below 1 is a loss; latencies: above 1 is a loss.
+ */
+function curveRatios (results) {
+  const rows = []
+  const spread = (values) => {
+    const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x))
+    return { median: median(v), min: v.length ? Math.min(...v) : null, max: v.length ? Math.max(...v) : null, rounds: v.length }
+  }
+  const figures = [['fire_1KiB', 'fire-and-forget 1 KiB msg/s'], ['rtt_100B_p50', 'round trip 100 B p50'], ['rtt_100B_p99', 'round trip 100 B p99']]
+  for (const [key, label] of figures) {
+    const of = (run) => (results[run] || []).map((r) => r[key])
+    const per = (a, b) => a.map((v, i) => ratio(v, b[i]))
+    const zwTcp = of('zerowire@zwserver-tcp')
+    const zwCurve = of('zerowire@zwserver-curve')
+    const zjTcp = of('zeromq.js@node-tcp')
+    const zjCurve = of('zeromq.js@node-curve')
+    rows.push({
+      key,
+      label,
+      zerowireCurveToPlain: spread(per(zwCurve, zwTcp)),
+      zeromqJsCurveToPlain: spread(per(zjCurve, zjTcp)),
+      zerowireToZeromqJsCurve: spread(per(zwCurve, zjCurve)),
+      zerowireToZeromqJsPlain: spread(per(zwTcp, zjTcp)),
+    })
+  }
+  return rows
+}
+
 /** VmRSS and VmHWM of a process, in MiB (null if it is gone). */
 function rssOf (pid) {
   try {
@@ -931,10 +990,16 @@ async function main () {
   const servers = {
     router: await startServer(spawnRouter(executables.bench_router, addresses.router)),
     node: await startServer(forkServer('server.js', addresses.node)),
-    zwserver: await startServer(forkServer('zw_server.js', addresses.zwserver, 'buffer')),
-    zwserverUtf8: await startServer(forkServer('zw_server.js', addresses.zwserverUtf8, 'utf8')),
+    zwserver: await startServer(forkServer('zw_server.js', addresses.zwserver, ['buffer'])),
+    zwserverUtf8: await startServer(forkServer('zw_server.js', addresses.zwserverUtf8, ['utf8'])),
     net: await startServer(forkServer('net_server.js', addresses.net)),
+    zwserverTcp: await startServer(forkServer('zw_server.js', 'tcp://127.0.0.1:0', ['buffer'])),
+    zwserverCurve: await startServer(forkServer('zw_server.js', 'tcp://127.0.0.1:0', ['buffer'], { BENCH_CURVE_SECRET: CURVE_SERVER_KEYS.secretKey })),
+    nodeTcp: await startServer(forkServer('server.js', 'tcp://127.0.0.1:*')),
+    nodeCurve: await startServer(forkServer('server.js', 'tcp://127.0.0.1:*', [], { BENCH_CURVE_SECRET: CURVE_SERVER_KEYS.secretKey })),
   }
+  // The tcp servers picked their ports.
+  for (const name of ['zwserverTcp', 'zwserverCurve', 'nodeTcp', 'nodeCurve']) addresses[name] = servers[name].endpoint
   const results = Object.fromEntries(RUNS.map((run) => [run.id, []]))
   for (let round = 1; round <= ROUNDS; round++) {
     for (const run of RUNS) {
@@ -1005,6 +1070,7 @@ async function main () {
     // zerowire / zeromq.js within each round (the two runs are neighbours in time), then the
     // median over rounds: less sensitive to the machine drifting between rounds.
     ratioZerowireToZeromqJsPerRoundMedian: perRoundRatios(results),
+    curveRatios: curveRatios(results),
     targets: TARGETS.map((t) => ({ target: t.label, met: t.ok(summary) })),
     headline: headline(results),
     perRound: results,

@@ -40,6 +40,7 @@ impl Wing for Client {
                 ClientEvent::Timeout { id } => batch.event([EV_TIMEOUT, id, 0, 0, 0]),
                 ClientEvent::Reset { id } => batch.event([EV_RESET, id, 0, 0, 0]),
                 ClientEvent::AuthFailed { id } => batch.event([EV_AUTH_FAILED, id, 0, 0, 0]),
+                ClientEvent::ServerUidRefused { id } => batch.event([EV_PEER_UID, id, 0, 0, 0]),
                 ClientEvent::Push { body } => {
                     batch.event([EV_PUSH, 0, 0, 0, 0]);
                     batch.str(&body);
@@ -60,6 +61,7 @@ impl Wing for Client {
                     errno,
                     timed_out,
                     auth,
+                    peer_uid,
                     retry_ms,
                     message,
                 } => {
@@ -67,7 +69,7 @@ impl Wing for Client {
                         EV_CONNECT_FAILED,
                         link,
                         errno,
-                        u32::from(timed_out) | u32::from(auth) << 1,
+                        u32::from(timed_out) | u32::from(auth) << 1 | u32::from(peer_uid) << 2,
                         retry_ms,
                     ]);
                     batch.str(message.as_bytes());
@@ -111,6 +113,7 @@ const EV_DRAIN: u32 = 9;
 const EV_CLOSED: u32 = 10;
 const EV_AUTH_FAILED: u32 = 11;
 const EV_CONNECT_FAILED: u32 = 12;
+const EV_PEER_UID: u32 = 13;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("reply", EV_REPLY),
     ("errorReply", EV_ERROR_REPLY),
@@ -125,6 +128,7 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("closed", EV_CLOSED),
     ("authFailed", EV_AUTH_FAILED),
     ("connectFailed", EV_CONNECT_FAILED),
+    ("peerUid", EV_PEER_UID),
 ];
 
 /// `{ reply: 0, … }`: the numbers a batch's events carry.

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use zerowire_core::curve::{Authorize, ClientCurve, ServerCurve};
+use zerowire_core::peer::ServerUid;
 use zerowire_core::{ClientOptions, Error, ServerOptions};
 
 use crate::ffi::{Cx, Given, Thrown};
@@ -24,14 +25,16 @@ pub struct ServerBuild {
 }
 
 impl ServerBuild {
-    /// The options once every row is read: `authorize` belongs to `curve`.
+    /// The options once every row is read: `authorize` belongs to `curve`; without it only a
+    /// function may decide (about ipc peers, by their credentials: checked at the bind).
     pub fn finish(mut self) -> Result<ServerOptions, Thrown> {
         match (self.authorize.take(), self.core.curve.as_mut()) {
             (None, _) => {}
             (Some(a), Some(curve)) => curve.authorize = a,
+            (Some(Authorize::Host), None) => self.core.authorize_by_host = true,
             (Some(_), None) => return Err(Thrown::Type(
                 "ERR_INVALID_ARG_VALUE",
-                "options.authorize needs options.curve: only CURVE authenticates a client's key"
+                "options.authorize as a list of keys needs options.curve: only CURVE authenticates a client's key"
                     .into(),
             )),
         }
@@ -126,6 +129,26 @@ pub const CLIENT: &[(&str, Apply<ClientOptions>)] = &[
             public_key: text_field("curve", &fields, "publicKey")?,
             secret_key: text_field("curve", &fields, "secretKey")?,
         });
+        Ok(())
+    }),
+    ("expectServerUid", |o, v| {
+        o.expect_server_uid = match v {
+            Given::Bool(false) => ServerUid::Any,
+            Given::Number(_) => match u32::try_from(whole("expectServerUid", v)?) {
+                Ok(uid) => ServerUid::Only(uid),
+                Err(_) => {
+                    return Err(Error::InvalidOption(
+                        "options.expectServerUid must be a uid (0..=4294967295) or false".into(),
+                    )
+                    .into())
+                }
+            },
+            _ => {
+                return Err(Thrown::arg_type(
+                    "options.expectServerUid must be a uid (a number) or false",
+                ))
+            }
+        };
         Ok(())
     }),
 ];

@@ -63,8 +63,10 @@ impl Wing for JsServer {
                     id,
                     info,
                     public_key,
+                    credentials,
                 } => {
-                    batch.event([SV_CONNECT, client, 0, 0, 0]);
+                    let (uid, pid, known) = credential_slots(credentials);
+                    batch.event([SV_CONNECT, client, uid, pid, known]);
                     if info.is_empty() {
                         batch.skip();
                     } else {
@@ -82,9 +84,16 @@ impl Wing for JsServer {
                     request,
                     public_key,
                     socket_type,
+                    credentials,
                 } => {
-                    batch.event([SV_AUTHORIZE, request, 0, 0, 0]);
-                    batch.str(public_key.as_bytes());
+                    let (uid, pid, known) = credential_slots(credentials);
+                    batch.event([SV_AUTHORIZE, request, uid, pid, known]);
+                    match public_key {
+                        Some(key) => batch.str(key.as_bytes()),
+                        None => {
+                            batch.skip();
+                        }
+                    }
                     batch.str(socket_type.as_bytes());
                 }
                 ServerEvent::Message {
@@ -125,6 +134,19 @@ impl Wing for JsServer {
         }
         pack.fill(batch);
         last
+    }
+}
+
+/// An ipc peer's credentials as three event slots: uid, pid, and which of them are known
+/// (bit 0 the uid, bit 1 the pid).
+fn credential_slots(credentials: Option<zerowire_core::peer::PeerCredentials>) -> (u32, u32, u32) {
+    match credentials {
+        Some(c) => (
+            c.uid,
+            c.pid.unwrap_or(0),
+            1 | u32::from(c.pid.is_some()) << 1,
+        ),
+        None => (0, 0, 0),
     }
 }
 

@@ -56,3 +56,14 @@ async function scoped (): Promise<void> {
   await c.request('ping')
 }
 void scoped
+
+// ipc peer credentials and the server-uid check.
+const credServer = new Server('ipc:///tmp/x.sock', {
+  authorize: (publicKey: string | null, info) => publicKey === null && info.uid === 0 && typeof info.pid === 'number',
+})
+credServer.route('who', (_raw, ctx) => JSON.stringify({ uid: ctx.uid, pid: ctx.pid }))
+credServer.on('connect', (_id, info) => { const u: number | undefined = info.uid; void u })
+const credClient = new Client('ipc:///tmp/x.sock', { expectServerUid: false })
+const credClient2 = new Client('ipc:///tmp/x.sock', { expectServerUid: 65534 })
+const uidCode: ZerowireErrorCode = 'ERR_ZEROWIRE_PEER_UID'
+void credClient; void credClient2; void uidCode

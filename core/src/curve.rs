@@ -1,24 +1,22 @@
-//! CURVE for zerowire's sockets: the keys each wing is configured with, and the server's
-//! record of which client key stands behind which routing identity.
+//! CURVE for zerowire's sockets: the keys each wing is configured with, and who may connect
+//! to a server.
 //!
 //! The mechanism itself (RFC 26/27) is the `zeromq` crate's (vendor/zeromq/CURVE.md). The
 //! crate asks its authorizer once per connection, on that connection's task, after the client
 //! proved its long-term key and before the peer joins the ROUTER. The authorizer made here
 //! decides what can be decided there (a key list, or any key) and writes the key down under
-//! the peer's routing identity in [`PeerKeys`]; the server engine reads it when the peer's
+//! the peer's routing identity in [`PeerRecords`]; the server engine reads it when the peer's
 //! first message arrives, so every message it hands on carries the key it was sent with.
 //! When the host decides (an `authorize` function in JS), the crate lets the peer in and the
 //! engine holds its messages until the host has answered (`server/engine.rs`, `Awaiting`).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use foldhash::HashMap;
 use zeromq::{CurveKeyPair, CurvePeer, CurvePublicKey, CurveSecretKey, SocketOptions};
 
 use crate::error::Error;
+use crate::peer::PeerRecords;
 
 /// Who may connect to a CURVE server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,9 +113,9 @@ impl ServerCurve {
         Ok(())
     }
 
-    /// Makes `options` a CURVE server's whose authorizer records each admitted peer's key in
-    /// `keys`.
-    pub(crate) fn apply(&self, options: &mut SocketOptions, keys: &Arc<PeerKeys>) {
+    /// Makes `options` a CURVE server's whose authorizer records each admitted peer's key (and,
+    /// on ipc, its credentials) in `keys`.
+    pub(crate) fn apply(&self, options: &mut SocketOptions, keys: &Arc<PeerRecords>) {
         let Ok(secret) = secret_key(&self.secret_key) else {
             return;
         };
@@ -140,7 +138,13 @@ impl ServerCurve {
             {
                 return false;
             }
-            keys.admit(peer, approved)
+            keys.admit(
+                peer.identity.clone().into(),
+                Some(peer.public_key.to_z85().into()),
+                peer.socket_type.as_str(),
+                peer.credentials,
+                approved,
+            )
         });
     }
 }
@@ -190,76 +194,6 @@ pub(crate) fn with_client_keys(curve: &ClientCurve) -> ClientCurve {
         curve.secret_key = Some(secret);
     }
     curve
-}
-
-/// An admitted peer's key, as the authorizer recorded it.
-#[derive(Debug, Clone)]
-pub struct PeerKey {
-    /// Z85.
-    pub public_key: Arc<str>,
-    pub socket_type: &'static str,
-    /// Whether the host still has to approve it (an `authorize` function).
-    pub approved: bool,
-    recorded: Instant,
-}
-
-/// Routing identity → the key its connection proved, for the peers admitted and not yet seen
-/// to leave. Written by the authorizer (on the crate's connection tasks) and by the engine.
-#[derive(Default)]
-pub struct PeerKeys {
-    peers: Mutex<HashMap<Bytes, PeerKey>>,
-}
-
-/// A record still unmatched by a connected peer after this long was left by a connection
-/// that failed after its authorization (the sweep removes it).
-pub(crate) const STALE_RECORD: Duration = Duration::from_secs(10);
-
-impl PeerKeys {
-    /// Records a peer the authorizer lets in. A routing identity already on record belongs to
-    /// a peer still connected (or whose departure the engine has yet to see): the crate would
-    /// refuse the new connection anyway, and writing its key there would lend it to the peer
-    /// that has the identity.
-    fn admit(&self, peer: &CurvePeer, approved: bool) -> bool {
-        let identity: Bytes = peer.identity.clone().into();
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if peers.contains_key(&identity) {
-            return false;
-        }
-        peers.insert(
-            identity,
-            PeerKey {
-                public_key: peer.public_key.to_z85().into(),
-                socket_type: peer.socket_type.as_str(),
-                approved,
-                recorded: Instant::now(),
-            },
-        );
-        true
-    }
-
-    pub(crate) fn get(&self, identity: &Bytes) -> Option<PeerKey> {
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.get(identity).cloned()
-    }
-
-    pub(crate) fn approve(&self, identity: &Bytes) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = peers.get_mut(identity) {
-            p.approved = true;
-        }
-    }
-
-    pub(crate) fn remove(&self, identity: &Bytes) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.remove(identity);
-    }
-
-    /// Drops the records older than [`STALE_RECORD`] whose peer is not connected.
-    pub(crate) fn sweep(&self, connected: impl Fn(&Bytes) -> bool) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        peers.retain(|id, p| now.duration_since(p.recorded) < STALE_RECORD || connected(id));
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //!   engine → host [`host::outbox`], the engine thread and the step before an engine waits.
 //! - [`endpoint`] — `ipc://` / `tcp://`, parsed once; the OS's ipc path limit.
 //! - [`bind`]     — binding server endpoints: ipc socket files (stale, live, permissions), tcp.
-//! - [`curve`]    — CURVE keys of both wings, the server's identity → key record.
+//! - [`curve`]    — CURVE keys of both wings, who may connect to a CURVE server.
+//! - [`peer`]     — who a peer is: the server's identity → key and ipc credentials record,
+//!   the uid a client expects of its ipc server.
 //! - [`protocol`] — the wire envelope: correlation ids, control messages, inbound shapes.
 //! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
 //! - [`sink`]     — routes written by Rust instead of JS: a writer thread per sink, batches;
@@ -39,6 +41,7 @@ pub mod error;
 pub mod hooks;
 pub mod host;
 pub mod latency;
+pub mod peer;
 pub mod protocol;
 pub mod server;
 pub mod sink;

@@ -462,3 +462,51 @@ fn backpressure_never_duplicates_or_reorders() {
     let s = h.client.stats();
     assert_eq!((s.written, s.dropped_peer_lost, s.queued), (n as u64, 0, 0));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_server_of_an_unexpected_uid_gets_nothing_and_requests_fail_with_the_uid_error() {
+    use std::os::unix::fs::MetadataExt;
+    use zerowire_core::peer::ServerUid;
+    let (ep, dir) = tmp_endpoint("server-uid");
+    let r = router(&ep, Duration::ZERO);
+    let ours = std::fs::metadata(&dir).unwrap().uid();
+    let h = Harness::new(
+        &ep,
+        ClientOptions {
+            expect_server_uid: ServerUid::Only(ours.wrapping_add(1)),
+            ..Default::default()
+        },
+    );
+    h.send(body("for the right server only")).unwrap();
+    h.request(1, body("ask"), Some(Duration::from_secs(10)))
+        .unwrap();
+    let events = h.events(2, Duration::from_secs(5));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ClientEvent::ConnectFailed { peer_uid: true, message, .. } if message.contains(&format!("uid {ours}"))
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&ClientEvent::ServerUidRefused { id: 1 }),
+        "{events:?}"
+    );
+    assert!(
+        r.received.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the server got a message"
+    );
+
+    // The same server, expected: delivered.
+    let ok = Harness::new(
+        &ep,
+        ClientOptions {
+            expect_server_uid: ServerUid::Only(ours),
+            ..Default::default()
+        },
+    );
+    ok.send(body("hello")).unwrap();
+    let got = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got[2].as_ref(), b"hello");
+}

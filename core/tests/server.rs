@@ -469,3 +469,86 @@ fn a_peer_announcing_a_huge_frame_is_dropped_and_the_server_keeps_serving() {
     assert!(matches!(c.events(1)[..], [ClientEvent::Ready { .. }]));
     drop(s);
 }
+
+#[cfg(unix)]
+/// The uid of this process's files: what the kernel reports for our own connections.
+fn own_uid(ep: &str) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let path = ep.trim_start_matches("ipc://");
+    std::fs::metadata(path).unwrap().uid()
+}
+
+#[cfg(unix)]
+#[test]
+fn an_ipc_client_connects_with_the_kernels_uid_and_pid() {
+    let ep = endpoint("cred");
+    let s = S::new(&ep);
+    let _c = C::new(&ep, "cred");
+    match &s.events(1)[..] {
+        [ServerEvent::Connect {
+            credentials: Some(c),
+            public_key: None,
+            ..
+        }] => {
+            assert_eq!(c.uid, own_uid(&ep));
+            assert_eq!(c.pid, Some(std::process::id()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_host_decides_about_each_ipc_peer_and_a_refused_one_reaches_nothing() {
+    let ep = endpoint("authorize");
+    let (tx, woken) = crossbeam_channel::unbounded();
+    let options = ServerOptions {
+        authorize_by_host: true,
+        ..Default::default()
+    };
+    let s = S {
+        server: Server::bind(&ep, options, Box::new(ChannelWaker(tx))).unwrap(),
+        woken,
+        staging: RefCell::default(),
+    };
+    s.server.route("x", 1).unwrap();
+    let c = C::new(&ep, "asking");
+    c.send(r#"{"type":"x"}"#);
+    let asked = |events: Vec<ServerEvent>| -> u32 {
+        let mut request = None;
+        for e in events {
+            match e {
+                ServerEvent::Authorize {
+                    request: r,
+                    public_key: None,
+                    socket_type: "DEALER",
+                    credentials: Some(cred),
+                } => {
+                    assert_eq!(cred.pid, Some(std::process::id()));
+                    request = Some(r);
+                }
+                other => panic!("before the host's answer: {other:?}"),
+            }
+        }
+        request.expect("an authorize event")
+    };
+    let first = asked(s.events(1));
+    s.server.authorize(first, false);
+    // The client reconnects by itself: asked again, and nothing of the refused connection
+    // (its hello, its message) came through meanwhile.
+    let again = asked(s.events(1));
+    assert_ne!(again, first);
+    assert_eq!(s.server.stats().unauthorized, 1);
+    s.server.authorize(again, true);
+    c.send(r#"{"type":"x"}"#);
+    let ev = s.events(2);
+    assert!(
+        matches!(&ev[0], ServerEvent::Connect { credentials: Some(cred), .. } if cred.uid == own_uid(&ep)),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ServerEvent::Message { route: 1, .. })),
+        "{ev:?}"
+    );
+}

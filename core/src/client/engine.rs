@@ -475,6 +475,10 @@ impl ClientEngine {
             bump(&self.counters.engine.auth_failures, 1);
             self.links[i].auth_failed = true;
         }
+        let uid_refused = matches!(e, ZmqError::PeerCredentials(_));
+        if uid_refused {
+            self.links[i].uid_refused = true;
+        }
         let delay = self.links[i].connect_failed(&e, self.options.reconnect_max_interval);
         // The host hears why: a mistyped ipc path is ENOENT here, not a request timeout later.
         let os_error =
@@ -485,6 +489,17 @@ impl ClientEngine {
                 Some(io) => os_error(&io),
                 None => (0, e.to_string()),
             },
+            ZmqError::PeerCredentials(Some(c)) => (
+                0,
+                format!(
+                    "the ipc server runs as uid {}, which expectServerUid does not allow; nothing was written to it",
+                    c.uid
+                ),
+            ),
+            ZmqError::PeerCredentials(None) => (
+                0,
+                "the ipc server's credentials could not be read, so expectServerUid cannot hold; nothing was written to it".into(),
+            ),
             other => (0, other.to_string()),
         };
         self.events.push(ClientEvent::ConnectFailed {
@@ -492,22 +507,29 @@ impl ClientEngine {
             errno,
             timed_out: errno == 0 && matches!(e, ZmqError::ConnectTimeout(_)),
             auth: e.is_mechanism_failure(),
+            peer_uid: uid_refused,
             retry_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
             message,
         });
         self.fail_unauthenticated();
     }
 
-    /// When every endpoint failed the CURVE handshake, the requests waiting for one fail now
-    /// (EAUTH) rather than at their timeout: retrying with the same keys will not help. The
-    /// links keep trying (a server may come back with the right key); sends stay queued.
+    /// When every endpoint failed the CURVE handshake or runs as a uid `expectServerUid`
+    /// refuses, the requests waiting for one fail now (EAUTH, ERR_ZEROWIRE_PEER_UID) rather
+    /// than at their timeout: retrying will not help. The links keep trying (a server may come
+    /// back with the right key or as the right user); sends stay queued.
     fn fail_unauthenticated(&mut self) {
-        if !self.links.iter().all(|l| l.auth_failed) {
+        if !self.links.iter().all(|l| l.auth_failed || l.uid_refused) {
             return;
         }
+        let uid = self.links.iter().any(|l| l.uid_refused);
         for id in self.requests.ids() {
             self.requests.remove(id);
-            self.events.push(ClientEvent::AuthFailed { id });
+            self.events.push(if uid {
+                ClientEvent::ServerUidRefused { id }
+            } else {
+                ClientEvent::AuthFailed { id }
+            });
         }
         let (mut released, mut released_bytes) = (0u64, 0u64);
         self.backlog.retain(|o| {

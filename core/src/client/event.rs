@@ -27,6 +27,11 @@ pub enum ClientEvent {
     AuthFailed {
         id: u32,
     },
+    /// No endpoint was an ipc server of a uid `expectServerUid` allows: the request was never
+    /// sent.
+    ServerUidRefused {
+        id: u32,
+    },
     /// A message the server pushed (empty corr).
     Push {
         body: Bytes,
@@ -44,12 +49,14 @@ pub enum ClientEvent {
     /// An attempt to connect to endpoint `link` failed; the next one starts in `retry_ms`.
     /// `errno` is the OS error number, 0 when the failure was not the OS's (a timeout, a
     /// refused handshake); `message` says what happened. `auth`: the server refused the
-    /// security handshake (CURVE keys).
+    /// security handshake (CURVE keys). `peer_uid`: the ipc server runs as a uid
+    /// `expectServerUid` refuses, and was dropped before anything was written to it.
     ConnectFailed {
         link: u32,
         errno: u32,
         timed_out: bool,
         auth: bool,
+        peer_uid: bool,
         retry_ms: u32,
         message: String,
     },

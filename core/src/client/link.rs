@@ -22,6 +22,7 @@ use zeromq::{
 use super::options::ClientOptions;
 use crate::curve::ClientCurve;
 use crate::endpoint::Endpoint;
+use crate::peer::ServerUid;
 use crate::protocol;
 use crate::writer::Writer;
 
@@ -48,12 +49,14 @@ fn connect(
     timeout: Duration,
     max_message_bytes: usize,
     curve: Option<ClientCurve>,
+    server_uid: ServerUid,
 ) -> Connecting {
     Box::pin(async move {
         let mut options = protocol::socket_options(max_message_bytes);
         if let Some(curve) = &curve {
             curve.apply(&mut options);
         }
+        server_uid.apply(&mut options);
         options.connect_timeout(timeout);
         options.peer_send_high_water_mark(SOCKET_QUEUE_MESSAGES, usize::MAX);
         let mut socket = DealerSocket::with_options(options);
@@ -108,6 +111,9 @@ pub(super) struct Link {
     pub acked: u64,
     /// The last attempt failed the CURVE handshake (until one succeeds).
     pub auth_failed: bool,
+    /// The last attempt reached an ipc server of a uid `expectServerUid` refuses (until one
+    /// succeeds).
+    pub uid_refused: bool,
 }
 
 impl Link {
@@ -135,6 +141,7 @@ impl Link {
             written: 0,
             acked: 0,
             auth_failed: false,
+            uid_refused: false,
         }
     }
 
@@ -167,6 +174,7 @@ impl Link {
             bound,
             options.max_message_bytes,
             options.curve.clone(),
+            options.expect_server_uid,
         ));
     }
 
@@ -191,6 +199,7 @@ impl Link {
         let failed = matches!(writer.start(hello), Some(Err(_)));
         let now = Instant::now();
         self.auth_failed = false;
+        self.uid_refused = false;
         self.epoch = epoch;
         self.last_heard = now;
         self.hello = Some(corr);

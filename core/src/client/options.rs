@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::curve::ClientCurve;
 use crate::error::Error;
 use crate::host::check_limits;
+use crate::peer::ServerUid;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -40,6 +41,9 @@ pub struct ClientOptions {
     /// CURVE: the server key this client trusts (a server without its secret is never sent
     /// anything) and the client's own long-term keys.
     pub curve: Option<ClientCurve>,
+    /// ipc://: the uid the server's process must have; checked on each connection before
+    /// anything is written to it.
+    pub expect_server_uid: ServerUid,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +63,7 @@ impl Default for ClientOptions {
             slow_request: None,
             receive_high_water_bytes: 64 << 20,
             curve: None,
+            expect_server_uid: ServerUid::SameOrRoot,
         }
     }
 }

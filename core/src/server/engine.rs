@@ -31,11 +31,12 @@ use super::options::ServerOptions;
 use super::stats::ServerCounters;
 use super::{ServerControl, ServerOut, NO_ROUTE, NO_TOKEN};
 use crate::counter::bump;
-use crate::curve::{PeerKeys, ServerCurve, STALE_RECORD};
+use crate::curve::ServerCurve;
 use crate::host::outbox::Outbox;
 use crate::host::queue::{Consumer, QueueShared, Weighed};
 use crate::host::{self, EngineParts, RECV_BATCH};
 use crate::latency::Histogram;
+use crate::peer::{PeerRecords, STALE_RECORD};
 use crate::protocol::{self, CONTROL_GOODBYE, CONTROL_HELLO, ERROR_STATUS};
 use crate::sink::{Row, Sink};
 use crate::sniff::Sniffer;
@@ -163,11 +164,15 @@ pub(super) struct ServerEngine {
     /// Peers with sends not yet acked, and when to ack them.
     unacked: Vec<u32>,
     ack_at: Option<Instant>,
-    /// CURVE: the configuration, the keys the authorizer recorded by routing identity, the
-    /// clients whose messages wait for the host's `authorize` answer (and the requests it was
-    /// asked, by number), and what they hold in all.
+    /// CURVE: the configuration. CURVE or ipc: what the authorizer recorded by routing
+    /// identity (keys, credentials). `gated`: a peer's messages wait for its record's
+    /// approval (under CURVE, or when the host decides); then the clients whose messages wait
+    /// for the host's `authorize` answer (and the requests it was asked, by number), and what
+    /// they hold in all.
     curve: Option<ServerCurve>,
-    keys: Option<Arc<PeerKeys>>,
+    keys: Option<Arc<PeerRecords>>,
+    gated: bool,
+    host_authorizes: bool,
     awaiting: HashMap<Bytes, Awaiting>,
     auth_requests: HashMap<u32, Bytes>,
     next_auth: u32,
@@ -224,6 +229,8 @@ impl ServerEngine {
             max_message_bytes: options.max_message_bytes,
             keys: options.curve.as_ref().map(|_| Arc::default()),
             curve: options.curve.clone(),
+            gated: options.curve.is_some() || options.authorize_by_host,
+            host_authorizes: options.authorize_by_host,
             awaiting: HashMap::default(),
             auth_requests: HashMap::default(),
             next_auth: 0,
@@ -239,16 +246,15 @@ impl ServerEngine {
         self.next_client = self.next_client.wrapping_add(1).max(1);
         let index = self.next_client;
         let id: Arc<str> = client_id().into();
-        let public_key = self
-            .keys
-            .as_ref()
-            .and_then(|k| k.get(identity))
-            .map(|k| k.public_key);
+        let record = self.keys.as_ref().and_then(|k| k.get(identity));
+        let (public_key, credentials) =
+            record.map_or((None, None), |r| (r.public_key, r.credentials));
         self.events.push(ServerEvent::Connect {
             client: index,
             id: id.to_string(),
             info: hello.cloned().unwrap_or_default(),
             public_key,
+            credentials,
         });
         self.peers.insert(
             index,
@@ -477,6 +483,16 @@ impl ServerEngine {
     }
 }
 
+fn is_ipc(listener: &zeromq::Listener) -> bool {
+    #[cfg(unix)]
+    return matches!(listener, zeromq::Listener::Ipc(_));
+    #[cfg(not(unix))]
+    {
+        let _ = listener;
+        false
+    }
+}
+
 fn client_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -502,6 +518,10 @@ impl ServerEngine {
         if let (Some(curve), Some(keys)) = (&self.curve, &self.keys) {
             curve.apply(&mut options, keys);
             let _ = self.counters.curve.set(options.curve_stats());
+        } else if is_ipc(&listener) {
+            let records = Arc::new(PeerRecords::default());
+            records.record_ipc_peers(&mut options, self.host_authorizes);
+            self.keys = Some(records);
         }
         let mut socket = RouterSocket::with_options(options);
         let monitor = socket.monitor();

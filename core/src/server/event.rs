@@ -35,13 +35,16 @@ pub enum ServerEvent {
         info: Bytes,
         /// Under CURVE, the long-term public key (Z85) the client proved.
         public_key: Option<std::sync::Arc<str>>,
+        /// On ipc, the client process's credentials, as the kernel gave them.
+        credentials: Option<zeromq::PeerCredentials>,
     },
-    /// A CURVE client proved `public_key`; its messages wait until the host answers
-    /// `ServerControl::Authorize` with this `request`.
+    /// A client proved `public_key` (CURVE) or connected over ipc as `credentials`; its
+    /// messages wait until the host answers `ServerControl::Authorize` with this `request`.
     Authorize {
         request: u32,
-        public_key: std::sync::Arc<str>,
+        public_key: Option<std::sync::Arc<str>>,
         socket_type: &'static str,
+        credentials: Option<zeromq::PeerCredentials>,
     },
     /// `route` is the index the host registered (NO_ROUTE: none matched); `token` is the
     /// request's reply token (NO_TOKEN: fire-and-forget).

@@ -136,6 +136,11 @@ impl Server {
     ) -> Result<Server, Error> {
         let endpoint = Endpoint::for_bind(endpoint)?;
         options.validate()?;
+        if options.authorize_by_host && options.curve.is_none() && endpoint.ipc_path().is_none() {
+            return Err(Error::InvalidOption(
+                "options.authorize without options.curve needs an ipc:// endpoint: a tcp peer has neither a proven key nor a uid to decide by".into(),
+            ));
+        }
         let bound = bind::bind(&endpoint, options.socket_mode)?;
         if options.curve.is_none() && !options.insecure {
             if let Some(address) = bound.reachable_from_elsewhere() {

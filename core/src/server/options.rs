@@ -40,6 +40,9 @@ pub struct ServerOptions {
     pub curve: Option<ServerCurve>,
     /// Serve plaintext on an address other hosts can reach (refused by default).
     pub insecure: bool,
+    /// Without CURVE, on ipc://: the host decides about each peer by its credentials
+    /// (`ServerEvent::Authorize`). Under CURVE, `curve.authorize` says who decides.
+    pub authorize_by_host: bool,
 }
 
 impl Default for ServerOptions {
@@ -60,6 +63,7 @@ impl Default for ServerOptions {
             start_paused: false,
             curve: None,
             insecure: false,
+            authorize_by_host: false,
         }
     }
 }

@@ -54,6 +54,11 @@ pub enum ZmqError {
     /// zerowire patch: the peer did not complete the ZMTP handshake in time.
     #[error("Handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
+    /// zerowire patch: the ipc peer this socket connected to was refused by
+    /// `SocketOptions::ipc_peer_check` (`None`: its credentials could not be read). Nothing
+    /// was written to it.
+    #[error("ipc peer refused for its credentials ({0:?})")]
+    PeerCredentials(Option<crate::PeerCredentials>),
 }
 
 impl From<mpsc::TrySendError<Message>> for ZmqError {

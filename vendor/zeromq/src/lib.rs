@@ -3,6 +3,7 @@
 mod async_rt;
 mod backend;
 mod codec;
+mod credentials;
 // zerowire patch: the CURVE security mechanism (CURVE.md).
 mod curve;
 mod dealer;
@@ -199,6 +200,7 @@ pub mod __bench {
 }
 
 pub use crate::backend::{QueuedStats, TrySendError, URGENT_LANE_MESSAGES};
+pub use crate::credentials::{IpcPeerCheck, JoiningPeer, PeerAuthorizer, PeerCredentials};
 pub use crate::curve::{
     CurveAuthorizer, CurveKeyError, CurveKeyPair, CurvePeer, CurvePublicKey, CurveSecretKey,
     CurveStats,
@@ -369,6 +371,8 @@ pub struct SocketOptions {
     pub(crate) handshake_timeout: Option<Duration>,
     // zerowire patch: see `curve_server` and `curve_client`.
     pub(crate) curve: curve::CurveOptions,
+    // zerowire patch: see `peer_authorizer` and `ipc_peer_check`.
+    pub(crate) credentials: credentials::CredentialOptions,
 }
 
 /// zerowire patch: libzmq's `ZMQ_HANDSHAKE_IVL` default.
@@ -394,6 +398,7 @@ impl Default for SocketOptions {
             peer_send_grace: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             curve: curve::CurveOptions::default(),
+            credentials: credentials::CredentialOptions::default(),
         }
     }
 }
@@ -541,6 +546,35 @@ impl SocketOptions {
     /// closed for what they sent; shared, so read them while the socket runs.
     pub fn curve_stats(&self) -> Arc<CurveStats> {
         Arc::clone(&self.curve.stats)
+    }
+
+    /// zerowire patch. On a NULL-mechanism socket, asked once per connection, after the
+    /// READY exchange and before the peer joins the socket, whether it may; `false` closes
+    /// that connection (the monitor's `AcceptFailed` on a bound socket). It gets the identity
+    /// the socket will route the peer by and, for ipc, the peer's credentials as the kernel
+    /// gave them when the connection was made: where the owner learns which process stands
+    /// behind which identity. CURVE sockets have `curve_authorizer`, whose `CurvePeer` carries
+    /// the same credentials. Keep it quick: it runs on the connection's task.
+    pub fn peer_authorizer(
+        &mut self,
+        authorizer: impl Fn(&JoiningPeer) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.credentials.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// zerowire patch. For ipc connections this socket makes (and remakes): the peer's
+    /// credentials are read right after the connect, before anything is written, and a peer
+    /// `check` refuses (or whose credentials cannot be read) is dropped there; the connect
+    /// fails with `ZmqError::PeerCredentials`, which the crate does not retry by itself. As
+    /// libzmq has no such option, this is how a client knows the socket file it reached
+    /// belongs to the user it expects and not to whoever could create it.
+    pub fn ipc_peer_check(
+        &mut self,
+        check: impl Fn(&PeerCredentials) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.credentials.ipc_check = Some(Arc::new(check));
+        self
     }
 
     pub fn peer_identity(&mut self, peer_id: PeerIdentity) -> &mut Self {

@@ -191,11 +191,12 @@ pub(crate) fn peer_from_properties(
     }
 }
 
+/// zerowire patch: with the peer's socket type (for `peer_authorizer`).
 pub(crate) async fn ready_exchange(
     raw_socket: &mut FramedIo,
     socket_type: SocketType,
     props: Option<HashMap<String, Bytes>>,
-) -> ZmqResult<PeerIdentity> {
+) -> ZmqResult<(PeerIdentity, SocketType)> {
     let mut ready = ZmqCommand::ready(socket_type);
     if let Some(props) = props {
         ready.add_properties(props);
@@ -205,7 +206,11 @@ pub(crate) async fn ready_exchange(
     let ready_repl: Option<CodecResult<Message>> = raw_socket.read_half.next().await;
     match ready_repl {
         Some(Ok(Message::Command(command))) => match command.name {
-            ZmqCommandName::READY => peer_from_properties(socket_type, &command.properties),
+            ZmqCommandName::READY => {
+                let identity = peer_from_properties(socket_type, &command.properties)?;
+                let peer_type = SocketType::try_from(&command.properties["Socket-Type"][..])?;
+                Ok((identity, peer_type))
+            }
             _ => Err(ZmqError::Other("Failed to confirm ready state")),
         },
         Some(Ok(_)) => Err(ZmqError::Other("Failed to confirm ready state")),
@@ -241,7 +246,15 @@ pub(crate) async fn peer_handshake(
             crate::curve::handshake(raw_socket, &options.curve, backend.socket_type(), props).await
         } else {
             let props = (!props.is_empty()).then_some(props);
-            ready_exchange(raw_socket, backend.socket_type(), props).await
+            let (identity, socket_type) =
+                ready_exchange(raw_socket, backend.socket_type(), props).await?;
+            // zerowire patch: the owner's say on who joins, with the ipc peer's credentials.
+            options.credentials.admit(&crate::JoiningPeer {
+                identity: identity.clone(),
+                socket_type,
+                credentials: raw_socket.credentials,
+            })?;
+            Ok(identity)
         }
     }
     .await;

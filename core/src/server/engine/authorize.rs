@@ -1,16 +1,16 @@
-//! CURVE clients the host has yet to authorize (an `authorize` function): what they send is
-//! held, bounded, until the host answers; a refused one is disconnected and its messages
-//! dropped, so nothing of it reaches a handler.
+//! Clients the host has yet to authorize (an `authorize` function, asked about a CURVE key or
+//! an ipc peer's credentials): what they send is held, bounded, until the host answers; a
+//! refused one is disconnected and its messages dropped, so nothing of it reaches a handler.
 
 use super::*;
 
 impl ServerEngine {
-    /// Under CURVE, whether a message from a client not known yet may go on now: its key is
-    /// on record and approved. One waiting for the host's answer has it held; one without a
-    /// record (refused, or left) is dropped and disconnected. Nothing from a client the host
-    /// has not approved reaches it.
+    /// Under CURVE (or when the host decides about ipc peers), whether a message from a client
+    /// not known yet may go on now: its record is there and approved. One waiting for the
+    /// host's answer has it held; one without a record (refused, or left) is dropped and
+    /// disconnected. Nothing from a client the host has not approved reaches it.
     pub(super) fn admit(&mut self, message: ZmqMessage, arrival: Arrival) -> Option<ZmqMessage> {
-        let Some(keys) = &self.keys else {
+        let Some(keys) = self.keys.as_ref().filter(|_| self.gated) else {
             return Some(message);
         };
         let identity = message.get(0)?.clone();
@@ -53,6 +53,7 @@ impl ServerEngine {
                     request,
                     public_key: key.public_key,
                     socket_type: key.socket_type,
+                    credentials: key.credentials,
                 });
                 None
             }

@@ -194,6 +194,8 @@ impl Stream for ZmqFramedRead {
 pub struct FramedIo {
     pub read_half: ZmqFramedRead,
     pub write_half: ZmqFramedWrite,
+    /// zerowire patch: an ipc connection's peer credentials, read when it was made.
+    pub(crate) credentials: Option<crate::PeerCredentials>,
 }
 
 impl FramedIo {
@@ -207,6 +209,7 @@ impl FramedIo {
         Self {
             read_half: ZmqFramedRead::from_tokio(read_half, options),
             write_half: ZmqFramedWrite::new(write_half, ZmqCodec::new()),
+            credentials: None,
         }
     }
 
@@ -220,6 +223,7 @@ impl FramedIo {
         Self {
             read_half,
             write_half,
+            credentials: None,
         }
     }
 

@@ -184,6 +184,8 @@ pub struct CurvePeer {
     pub identity: PeerIdentity,
     /// The client's socket type, from its metadata.
     pub socket_type: SocketType,
+    /// zerowire patch: for an ipc connection, its peer's credentials (`None` for tcp).
+    pub credentials: Option<crate::PeerCredentials>,
 }
 
 /// Decides whether a client that proved its key may connect. Called once per handshake, on the
@@ -758,6 +760,7 @@ async fn server(
             public_key: client_long,
             identity: identity.clone(),
             socket_type: peer_type,
+            credentials: io.credentials,
         };
         if !authorizer(&peer) {
             // As libzmq does when ZAP refuses: an ERROR with status 400, then the close.

@@ -67,6 +67,17 @@ pub(crate) async fn connect(
 ) -> ZmqResult<(FramedIo, Endpoint)> {
     let raw_socket = UnixStream::connect(path).await?;
 
+    // zerowire patch: who listens there, checked before a byte is written (the stream is
+    // dropped, so closed, on a refusal).
+    #[cfg(target_family = "unix")]
+    let credentials = crate::credentials::of(&raw_socket);
+    #[cfg(windows)]
+    let credentials: std::io::Result<crate::PeerCredentials> = Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no peer credentials on this platform",
+    ));
+    options.credentials.check_connected(&credentials)?;
+
     #[cfg(target_family = "unix")]
     let peer_addr = raw_socket.peer_addr()?;
     #[cfg(target_family = "unix")]
@@ -75,7 +86,9 @@ pub(crate) async fn connect(
     #[cfg(windows)]
     let peer_addr = Some(path.to_owned());
 
-    Ok((make_framed(raw_socket, options), Endpoint::Ipc(peer_addr)))
+    let mut framed = make_framed(raw_socket, options);
+    framed.credentials = credentials.ok();
+    Ok((framed, Endpoint::Ipc(peer_addr)))
 }
 
 pub(crate) async fn begin_accept<T>(
@@ -160,7 +173,15 @@ where
                             let _ = peer_addr;
                             None
                         };
-                        (make_framed(raw_socket, Arc::clone(&options)), Endpoint::Ipc(peer_addr))
+                        // zerowire patch: the peer's credentials, for the socket's
+                        // authorizer (CURVE's or `peer_authorizer`).
+                        #[cfg(target_family = "unix")]
+                        let credentials = crate::credentials::of(&raw_socket).ok();
+                        #[cfg(windows)]
+                        let credentials = None;
+                        let mut framed = make_framed(raw_socket, Arc::clone(&options));
+                        framed.credentials = credentials;
+                        (framed, Endpoint::Ipc(peer_addr))
                     }).map_err(|err| err.into());
                     async_rt::task::spawn(cback(maybe_accepted));
                 },
