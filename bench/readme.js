@@ -72,6 +72,32 @@ function table (report, only) {
   return lines.join('\n')
 }
 
+/** "median (min–max)" over the rounds. */
+function fmtSpread (c, unit) {
+  if (!c) return '—'
+  return `${fmt(c.median, unit)} (${fmt(c.min, unit)}–${fmt(c.max, unit)})`
+}
+
+/** The headline figures: each peer's median with its run-to-run spread, and the ratios. */
+function headlineTable (report) {
+  if (!report.headline) return []
+  const lines = [
+    '| figure (Node → Node) | zerowire | zeromq.js 6 | `net` | zerowire / zeromq.js | zerowire / `net` |',
+    '|---|--:|--:|--:|--:|--:|',
+  ]
+  for (const h of report.headline) {
+    const unit = /msg\/s|requests\/s/.test(h.label) ? 'msg/s' : 'µs'
+    const r = (x) => (typeof x === 'number' ? x.toFixed(2) : '—')
+    lines.push(`| ${h.label} | ${fmtSpread(h.cols.zerowire, unit)} | ${fmtSpread(h.cols['zeromq.js'], unit)} | ${fmtSpread(h.cols.net, unit)} | ${r(h.toZeromqJs)} | ${r(h.toNet)} |`)
+  }
+  return [
+    `Headline: medians of ${report.rounds} interleaved rounds (lowest–highest round in brackets); ratios are taken within each round, then their median.`,
+    '',
+    ...lines,
+    '',
+  ]
+}
+
 /** CURVE's cost as per-round ratios: median (min–max over rounds). */
 function curveTable (rows) {
   const cell = (s) => (s && s.median !== null ? `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : '—')
@@ -103,6 +129,7 @@ function render (report, { readme = false } = {}) {
     `send() figures: ${report.sendTimerKind === 'wall' ? 'wall time (no per-thread CPU clock here)' : 'main-thread CPU time'} per call, including the hand-over of the tick's batch for zerowire; for zeromq.js, of a loop of awaited sends. Strings are sent by every client; "Buffer" rows send Buffers. Cells with " / " give the parts named in the row (p50 / p99 / p99.9, or p50 / p99 / max); the ratio column divides part by part.`,
     '',
     ...(readme ? ['![Fire-and-forget throughput and round-trip latency per size](bench/results/latest.svg)', ''] : []),
+    ...headlineTable(report),
     table(report, readme ? SUMMARY : undefined),
     '',
     ...(!readme && report.curveRatios ? [curveTable(report.curveRatios), ''] : []),

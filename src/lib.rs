@@ -2,7 +2,7 @@
 //! limits live in the `zerowire-core` crate, which has no N-API types.
 //!
 //! Module map:
-//! - [`ffi`]     — every raw N-API call and `unsafe` block, behind a small safe API: calls and
+//! - [`ffi`]     — every raw N-API and libuv call and `unsafe` block, behind a small safe API: calls and
 //!   tagged externals (`mod.rs`), payloads (`payload.rs`), engine → JS delivery and the event
 //!   batch (`wakeup.rs`), the OS calls behind the core's hooks (`os.rs`).
 //! - [`client`]  — the client wing's native functions (convert, then forward to the core) and

@@ -8,9 +8,9 @@
 //! - `payload`: [`Cx::payload`], a string (UTF-8 encoded once, straight into the buffer we
 //!   send) or a Uint8Array/Buffer (copied, unless a large view of a SharedArrayBuffer), and
 //!   the pool of long payloads' buffers;
-//! - `wakeup`: [`Wakeup`], one long-lived threadsafe function per handle that the engine
-//!   thread calls to have a batch delivered on the JS thread, and [`EventArray`], what a batch
-//!   is delivered as;
+//! - `wakeup`: [`Wakeup`], one libuv async handle per handle that the engine thread signals
+//!   to have a batch delivered on the JS thread, and [`EventArray`], what a batch is
+//!   delivered as;
 //! - `os`: the hooks the core calls on engine threads (scheduling, returning free memory).
 //!
 //! The exported functions are plain N-API callbacks rather than `#[napi]` methods: a class
@@ -46,8 +46,8 @@ pub type Callback = extern "C" fn(Env, sys::napi_callback_info) -> Value;
 
 /// Most events handed to JS in one call; the rest follow in the next turn of the event loop.
 pub const MAX_BATCH: usize = 4096;
-/// A raw pointer that may cross threads: N-API threadsafe functions are thread-safe by design,
-/// and references are only dereferenced (deleted) on the JS thread.
+/// A raw pointer that may cross threads: references are only dereferenced (deleted) on the
+/// JS thread.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 // SAFETY: see the type's comment; the pointee is never touched off the JS thread except

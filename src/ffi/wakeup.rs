@@ -1,22 +1,55 @@
-//! Engine → JS wake-ups: one long-lived threadsafe function per handle that the engine thread
-//! calls to have a batch delivered on the JS thread, and the array a batch is delivered as.
+//! Engine → JS wake-ups: one libuv async handle per handle that the engine thread signals to
+//! have a batch delivered on the JS thread, and the array a batch is delivered as.
+//!
+//! Not a threadsafe function: Node's holds a mutex while it signals the loop, and the JS thread,
+//! woken on the other core, then blocks on that mutex before it can look at the batch: a second
+//! sleep and wake-up of the JS thread on every reply (bench/NOTES.md, "Hops per request round
+//! trip"). `uv_async_send` is a flag and an eventfd write, and coalesces like our outbox does.
+
+use std::ffi::c_int;
 
 use super::*;
+
+// libuv, as exported by the Node binary that loads the addon.
+extern "C" {
+    fn uv_handle_size(kind: c_int) -> usize;
+    fn uv_async_init(
+        event_loop: *mut sys::uv_loop_s,
+        handle: *mut c_void,
+        callback: unsafe extern "C" fn(*mut c_void),
+    ) -> c_int;
+    fn uv_async_send(handle: *mut c_void) -> c_int;
+    fn uv_close(handle: *mut c_void, callback: unsafe extern "C" fn(*mut c_void));
+    fn uv_ref(handle: *mut c_void);
+    fn uv_unref(handle: *mut c_void);
+}
+
+/// `UV_ASYNC` in `uv_handle_type`.
+const UV_ASYNC: c_int = 1;
+
+/// A libuv async handle, which the engine thread may signal.
+#[derive(Clone, Copy)]
+struct UvAsync(*mut c_void);
+// SAFETY: the engine thread only passes it to `uv_async_send`, which is thread-safe, and only
+// while the gate is open (see `Gate`).
+unsafe impl Send for UvAsync {}
+// SAFETY: as above.
+unsafe impl Sync for UvAsync {}
 
 // ---------------------------------------------------------------------------------------------
 // Engine → JS wake-ups.
 
-/// The engine's way to the JS thread: a threadsafe function, closed for good when the handle
-/// finishes or its env goes away, so it is never called after Node may have freed it.
+/// The engine's way to the JS thread: a libuv async handle, shut for good when the handle
+/// finishes or its env goes away, so it is never signalled after it may have been closed.
 pub struct Gate {
     state: Mutex<GateState>,
 }
 
 struct GateState {
     open: bool,
-    tsfn: Option<SendPtr<sys::napi_threadsafe_function__>>,
-    /// A wake-up came before the threadsafe function existed (the engine starts first): it is
-    /// made up for when the function is set, or the outbox would wait forever.
+    uv: Option<UvAsync>,
+    /// A wake-up came before the async handle existed (the engine starts first): it is made up
+    /// for when the handle is set, or the outbox would wait forever.
     missed: bool,
 }
 
@@ -25,7 +58,7 @@ impl Gate {
         Arc::new(Gate {
             state: Mutex::new(GateState {
                 open: true,
-                tsfn: None,
+                uv: None,
                 missed: false,
             }),
         })
@@ -35,25 +68,23 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Signals the JS thread. The lock is the engine's alone on this path (the JS thread takes
+    /// it only to set and to shut the gate), so it never makes the JS thread wait.
     pub(super) fn call(&self) {
         let mut state = self.lock();
-        match (state.open, state.tsfn) {
-            (true, Some(tsfn)) => call_tsfn(tsfn),
+        match (state.open, state.uv) {
+            (true, Some(uv)) => send(uv),
             (true, None) => state.missed = true,
             _ => {}
         }
     }
 
-    fn set(&self, tsfn: SendPtr<sys::napi_threadsafe_function__>) {
+    fn set(&self, uv: UvAsync) {
         let mut state = self.lock();
-        state.tsfn = Some(tsfn);
+        state.uv = Some(uv);
         if std::mem::take(&mut state.missed) && state.open {
-            call_tsfn(tsfn);
+            send(uv);
         }
-    }
-
-    fn tsfn(&self) -> Option<SendPtr<sys::napi_threadsafe_function__>> {
-        self.lock().tsfn
     }
 
     pub fn shut(&self) {
@@ -61,17 +92,11 @@ impl Gate {
     }
 }
 
-fn call_tsfn(tsfn: SendPtr<sys::napi_threadsafe_function__>) {
-    // SAFETY: called with the gate's lock held while it is open; the function is released
-    // only after the gate is shut, under the same lock. Non-blocking call on an unbounded
-    // queue: never waits on the JS thread.
-    unsafe {
-        sys::napi_call_threadsafe_function(
-            tsfn.0,
-            ptr::null_mut(),
-            sys::ThreadsafeFunctionCallMode::nonblocking,
-        );
-    }
+fn send(uv: UvAsync) {
+    // SAFETY: called with the gate's lock held while it is open; the handle is closed only
+    // after the gate is shut, under the same lock. `uv_async_send` is libuv's one thread-safe
+    // call and never waits.
+    unsafe { uv_async_send(uv.0) };
 }
 
 /// The core's [`Waker`], implemented over a [`Gate`].
@@ -96,16 +121,29 @@ pub trait Delivery: Tagged {
     fn env_teardown(&self);
 }
 
-/// The long-lived threadsafe function of one handle, weak (unref'd) unless told otherwise.
+/// What the async handle's callback needs, pointed to by the handle's `data` field (libuv's
+/// first field of every handle). Lives until libuv's close callback.
+struct Context<T> {
+    env: Env,
+    callback: sys::napi_ref,
+    async_context: sys::napi_async_context,
+    /// One strong count of the handle, given back in `finish`.
+    handle: RefCell<Option<Rc<T>>>,
+    /// The memory of the async handle itself (`uv_handle_size` bytes).
+    memory: *mut [u64],
+}
+
+/// The async handle of one JS handle, weak (unref'd) unless told otherwise.
 pub struct Wakeup {
     gate: Arc<Gate>,
+    uv: *mut c_void,
     refd: Cell<bool>,
     finished: Cell<bool>,
 }
 
 impl Wakeup {
-    /// Creates the threadsafe function over `callback` (a JS function receiving each batch)
-    /// and the env cleanup hook for `handle`.
+    /// Creates the async handle that calls `callback` (a JS function receiving each batch) and
+    /// the env cleanup hook for `handle`.
     pub fn install<T: Delivery>(
         cx: &Cx,
         callback: Value,
@@ -113,37 +151,51 @@ impl Wakeup {
         handle: &Rc<T>,
     ) -> Result<Wakeup, Thrown> {
         let env = cx.env();
-        let name = string_value(env, b"zerowire");
-        let mut tsfn = ptr::null_mut();
-        // The function and the cleanup hook each own one strong count of the handle, given back
-        // in `tsfn_finalize` and when the hook runs or is removed.
-        let context = Rc::into_raw(handle.clone()) as *mut c_void;
-        // SAFETY: valid env and callback; the finalizer and call_js callbacks are typed for T.
-        let status = unsafe {
-            sys::napi_create_threadsafe_function(
-                env,
-                callback,
-                ptr::null_mut(),
-                name,
-                0,
-                1,
-                ptr::null_mut(),
-                Some(tsfn_finalize::<T>),
-                context,
-                Some(tsfn_call::<T>),
-                &mut tsfn,
-            )
-        };
-        if status != sys::Status::napi_ok {
-            // SAFETY: the count taken above was not handed to N-API.
-            drop(unsafe { Rc::from_raw(context as *const T) });
-            return Err(Thrown::arg_type("the event callback must be a function"));
+        let not_a_function = || Thrown::arg_type("the event callback must be a function");
+        let mut ty = sys::ValueType::napi_undefined;
+        let (mut event_loop, mut callback_ref, mut async_context) =
+            (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid env and values; each out-pointer is checked before use.
+        unsafe {
+            sys::napi_typeof(env, callback, &mut ty);
+            if ty != sys::ValueType::napi_function {
+                return Err(not_a_function());
+            }
+            let name = string_value(env, b"zerowire");
+            if sys::napi_get_uv_event_loop(env, &mut event_loop) != sys::Status::napi_ok
+                || sys::napi_create_reference(env, callback, 1, &mut callback_ref)
+                    != sys::Status::napi_ok
+                || sys::napi_async_init(env, ptr::null_mut(), name, &mut async_context)
+                    != sys::Status::napi_ok
+            {
+                return Err(Thrown::Plain(
+                    "ERR_ZEROWIRE_INTERNAL",
+                    "could not set up the event loop wake-up".into(),
+                ));
+            }
         }
-        // SAFETY: tsfn was just created on this env.
-        unsafe { sys::napi_unref_threadsafe_function(env, tsfn) };
-        gate.set(SendPtr(tsfn));
-        // Registered after the threadsafe function, so Node runs it before finalizing that.
-        // SAFETY: the hook and its argument match `env_cleanup::<T>`.
+        // SAFETY: plain libuv query.
+        let size = unsafe { uv_handle_size(UV_ASYNC) };
+        let memory = Box::into_raw(vec![0u64; size.div_ceil(8)].into_boxed_slice());
+        let uv = memory as *mut u64 as *mut c_void;
+        let context = Box::into_raw(Box::new(Context {
+            env,
+            callback: callback_ref,
+            async_context,
+            handle: RefCell::new(Some(handle.clone())),
+            memory,
+        }));
+        // SAFETY: `uv` is zeroed memory of the size libuv asked for, 8-byte aligned, freed
+        // only in `closed` (libuv's close callback). `data` is set after init, which does not
+        // touch it, and points to the context until then.
+        unsafe {
+            uv_async_init(event_loop, uv, on_wakeup::<T>);
+            *(uv as *mut *mut Context<T>) = context;
+            uv_unref(uv);
+        }
+        gate.set(UvAsync(uv));
+        // SAFETY: the hook and its argument match `env_cleanup::<T>`; it owns one strong count
+        // of the handle, given back when it runs or is removed.
         unsafe {
             sys::napi_add_env_cleanup_hook(
                 env,
@@ -153,6 +205,7 @@ impl Wakeup {
         }
         Ok(Wakeup {
             gate,
+            uv,
             refd: Cell::new(false),
             finished: Cell::new(false),
         })
@@ -167,51 +220,55 @@ impl Wakeup {
     }
 
     /// Keep the process alive while the wake-up may still bring something it waits for.
-    pub fn set_ref(&self, env: Env, want: bool) {
+    pub fn set_ref(&self, _env: Env, want: bool) {
         if self.finished.get() || self.refd.replace(want) == want {
             return;
         }
-        if let Some(t) = self.gate.tsfn() {
-            // SAFETY: the function is not released while `finished` is false.
-            unsafe {
-                if want {
-                    sys::napi_ref_threadsafe_function(env, t.0);
-                } else {
-                    sys::napi_unref_threadsafe_function(env, t.0);
-                }
+        // SAFETY: the handle is not closed while `finished` is false; JS thread only.
+        unsafe {
+            if want {
+                uv_ref(self.uv);
+            } else {
+                uv_unref(self.uv);
             }
         }
     }
 
     /// After the last batch (or from the cleanup hook): no more calls into JS; give back the
-    /// cleanup hook and release the threadsafe function.
+    /// cleanup hook and close the async handle.
     pub fn finish<T: Delivery>(&self, env: Option<Env>, handle: &T) {
         if self.finished.replace(true) {
             return;
         }
+        // Shut first: the engine never signals a handle that is closing.
         self.gate.shut();
-        let Some(env) = env else { return };
-        let hook_arg = handle as *const T as *mut c_void;
-        // SAFETY: same function and argument as registered in `install`; on success the hook
-        // will not run, so its strong count is ours to drop.
-        unsafe {
-            if sys::napi_remove_env_cleanup_hook(env, Some(env_cleanup::<T>), hook_arg)
-                == sys::Status::napi_ok
-            {
-                drop(Rc::from_raw(hook_arg as *const T));
-            }
-            if let Some(t) = self.gate.tsfn() {
-                sys::napi_release_threadsafe_function(
-                    t.0,
-                    sys::ThreadsafeFunctionReleaseMode::release,
-                );
+        // SAFETY: `data` points to the context set in `install` (same T), alive until `closed`.
+        let context = unsafe { &**(self.uv as *mut *mut Context<T>) };
+        let held = context.handle.borrow_mut().take();
+        if let Some(env) = env {
+            let hook_arg = handle as *const T as *mut c_void;
+            // SAFETY: same function and argument as registered in `install`; on success the
+            // hook will not run, so its strong count is ours to drop. The reference and the
+            // async context were made on this env, which is alive (we are called from it).
+            unsafe {
+                if sys::napi_remove_env_cleanup_hook(env, Some(env_cleanup::<T>), hook_arg)
+                    == sys::Status::napi_ok
+                {
+                    drop(Rc::from_raw(hook_arg as *const T));
+                }
+                sys::napi_delete_reference(env, context.callback);
+                sys::napi_async_destroy(env, context.async_context);
             }
         }
+        // SAFETY: JS thread; the gate is shut, so nothing signals the handle any more.
+        unsafe { uv_close(self.uv, closed::<T>) };
+        drop(held);
     }
 }
 
-unsafe extern "C" fn tsfn_finalize<T>(_env: Env, _data: *mut c_void, context: *mut c_void) {
-    drop(Rc::from_raw(context as *const T));
+unsafe extern "C" fn closed<T>(uv: *mut c_void) {
+    let context = Box::from_raw(*(uv as *mut *mut Context<T>));
+    drop(Box::from_raw(context.memory));
 }
 
 unsafe extern "C" fn env_cleanup<T: Delivery>(arg: *mut c_void) {
@@ -219,39 +276,55 @@ unsafe extern "C" fn env_cleanup<T: Delivery>(arg: *mut c_void) {
     handle.env_teardown();
 }
 
-unsafe extern "C" fn tsfn_call<T: Delivery>(
-    env: Env,
-    js_cb: Value,
-    context: *mut c_void,
-    _data: *mut c_void,
-) {
-    if env.is_null() || context.is_null() {
+unsafe extern "C" fn on_wakeup<T: Delivery>(uv: *mut c_void) {
+    let context = &**(uv as *mut *mut Context<T>);
+    // A count of our own: the delivery may finish the handle, which gives back the context's.
+    let Some(handle) = context.handle.borrow().clone() else {
+        return;
+    };
+    let env = context.env;
+    let mut scope = ptr::null_mut();
+    if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
         return;
     }
-    let handle = &*(context as *const T);
     let mut batch = EventArray::new(env);
     let last = handle.deliver(env, &mut batch);
+    let mut delivered = true;
     if batch.finish() {
-        let mut global = ptr::null_mut();
+        let (mut global, mut callback) = (ptr::null_mut(), ptr::null_mut());
         sys::napi_get_global(env, &mut global);
-        let mut argv = [batch.array];
-        let status =
-            sys::napi_call_function(env, global, js_cb, 1, argv.as_mut_ptr(), ptr::null_mut());
+        sys::napi_get_reference_value(env, context.callback, &mut callback);
+        let argv = [batch.array];
+        // A callback scope, as Node gives a threadsafe function's call: promises settled by
+        // the batch resolve (microtasks, nextTick) before the loop goes on.
+        let status = sys::napi_make_callback(
+            env,
+            context.async_context,
+            global,
+            callback,
+            1,
+            argv.as_ptr(),
+            ptr::null_mut(),
+        );
         let mut thrown = false;
         sys::napi_is_exception_pending(env, &mut thrown);
+        if thrown {
+            // Not ours to swallow: it reaches 'uncaughtException' as any callback's would.
+            let mut error = ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(env, &mut error);
+            sys::napi_fatal_exception(env, error);
+        }
         // A batch whose callback threw was not (all) handled: no ack may claim it was. The
         // JS side catches per event, so this only guards against a bug of ours there.
-        if status != sys::Status::napi_ok || thrown {
-            if last {
-                handle.finished(env);
-            }
-            return;
-        }
+        delivered = status == sys::Status::napi_ok && !thrown;
     }
-    handle.handled();
+    if delivered {
+        handle.handled();
+    }
     if last {
         handle.finished(env);
     }
+    sys::napi_close_handle_scope(env, scope);
 }
 
 /// A batch of events, for client and server alike: `[numbers, values…]`, where `numbers` is a

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::queue::Weighed;
 
-/// How the engine wakes the host. The binding implements it with a threadsafe function.
+/// How the engine wakes the host. The binding implements it with a libuv async handle.
 pub trait Waker: Send + Sync + 'static {
     fn wake(&self);
 }

@@ -27,7 +27,7 @@ impl<T> FrameableWrite for T where T: AsyncWrite + Unpin + Send + Sync {}
 /// still reducing read/poll loops for large receive bursts. Short-read
 /// recovery reduces initialization and allocation traffic after a burst ends.
 pub struct ZmqFramedRead {
-    inner: Box<dyn FrameableRead>,
+    inner: Source,
     codec: ZmqCodec,
     buffer: BytesMut,
     read_chunk_size: usize,
@@ -36,8 +36,31 @@ pub struct ZmqFramedRead {
     short_reads: usize,
 }
 
+/// zerowire patch: what the framed reader reads from. A tokio reader fills memory that may be
+/// uninitialised (`tokio::io::ReadBuf`), so the read room is not zeroed first; a `futures`
+/// reader needs an initialised slice, which costs a `memset` of each read's room (on a flood
+/// of 1 MiB messages, every message is read into fresh memory).
+enum Source {
+    Futures(Box<dyn FrameableRead>),
+    #[cfg(feature = "tokio-runtime")]
+    Tokio(Box<dyn tokio::io::AsyncRead + Unpin + Send + Sync>),
+}
+
 impl ZmqFramedRead {
     pub(crate) fn new(inner: Box<dyn FrameableRead>, options: Arc<SocketOptions>) -> Self {
+        Self::with_source(Source::Futures(inner), options)
+    }
+
+    /// zerowire patch: see [`Source`].
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn from_tokio(
+        inner: Box<dyn tokio::io::AsyncRead + Unpin + Send + Sync>,
+        options: Arc<SocketOptions>,
+    ) -> Self {
+        Self::with_source(Source::Tokio(inner), options)
+    }
+
+    fn with_source(inner: Source, options: Arc<SocketOptions>) -> Self {
         Self {
             inner,
             codec: ZmqCodec::with_options(&options),
@@ -70,16 +93,34 @@ impl ZmqFramedRead {
             .max(min_read_size)
             .min(self.options.read_buffer_max_size);
 
-        // futures::AsyncRead requires an initialized &mut [u8]. Grow BytesMut
-        // first, then trim back to the actual read length so the read path does
-        // not need a scratch buffer and a second data copy.
-        // The decoder checks frame length + maximum chunk size at the wire
-        // boundary, so preparing this slice cannot overflow its length.
-        self.buffer.resize(start + read_size, 0);
-
-        match Pin::new(&mut self.inner).poll_read(cx, &mut self.buffer[start..]) {
+        let read = match &mut self.inner {
+            Source::Futures(inner) => {
+                // futures::AsyncRead requires an initialized &mut [u8]. Grow BytesMut
+                // first, then trim back to the actual read length so the read path does
+                // not need a scratch buffer and a second data copy.
+                // The decoder checks frame length + maximum chunk size at the wire
+                // boundary, so preparing this slice cannot overflow its length.
+                self.buffer.resize(start + read_size, 0);
+                let read = Pin::new(inner).poll_read(cx, &mut self.buffer[start..]);
+                let filled = match read {
+                    Poll::Ready(Ok(n)) => n,
+                    _ => 0,
+                };
+                self.buffer.truncate(start + filled);
+                read
+            }
+            #[cfg(feature = "tokio-runtime")]
+            Source::Tokio(inner) => {
+                // Into the spare capacity, uninitialised: `poll_read_buf` hands it to the
+                // reader as a `ReadBuf` and advances the length by what was filled.
+                self.buffer.reserve(read_size);
+                let mut room = bytes::BufMut::limit(&mut self.buffer, read_size);
+                tokio_util::io::poll_read_buf(Pin::new(inner), cx, &mut room)
+            }
+        };
+        match read {
             Poll::Ready(Ok(bytes_read)) => {
-                self.buffer.truncate(start + bytes_read);
+                debug_assert_eq!(self.buffer.len(), start + bytes_read);
                 if bytes_read >= read_size
                     && self.read_chunk_size < self.options.read_buffer_max_size
                 {
@@ -102,14 +143,8 @@ impl ZmqFramedRead {
                 }
                 Poll::Ready(Ok(bytes_read))
             }
-            Poll::Ready(Err(error)) => {
-                self.buffer.truncate(start);
-                Poll::Ready(Err(error))
-            }
-            Poll::Pending => {
-                self.buffer.truncate(start);
-                Poll::Pending
-            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -164,6 +199,20 @@ pub struct FramedIo {
 }
 
 impl FramedIo {
+    /// zerowire patch: a tokio reader, read without zeroing (see [`Source`]).
+    #[cfg(feature = "tokio-runtime")]
+    pub(crate) fn from_tokio(
+        read_half: Box<dyn tokio::io::AsyncRead + Unpin + Send + Sync>,
+        write_half: Box<dyn FrameableWrite>,
+        options: Arc<SocketOptions>,
+    ) -> Self {
+        Self {
+            read_half: ZmqFramedRead::from_tokio(read_half, options),
+            write_half: ZmqFramedWrite::new(write_half, ZmqCodec::new()),
+            credentials: None,
+        }
+    }
+
     pub fn new(
         read_half: Box<dyn FrameableRead>,
         write_half: Box<dyn FrameableWrite>,

@@ -178,13 +178,9 @@ fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
 {
-    use tokio_util::compat::TokioAsyncReadCompatExt;
     let (read, write) = tokio::io::split(stream);
-    FramedIo::new(
-        Box::new(read.compat()),
-        Box::new(TokioWrite(write)),
-        options,
-    )
+    // zerowire patch: the reader stays a tokio one, so reads need no zeroed room.
+    FramedIo::from_tokio(Box::new(read), Box::new(TokioWrite(write)), options)
 }
 
 /// zerowire patch: a tokio writer as a `futures` one, vectored writes included.

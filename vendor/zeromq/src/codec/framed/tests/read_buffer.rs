@@ -98,7 +98,7 @@ fn read_buffer_recovery_requires_consecutive_short_positive_reads() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         for count in reads {
-            reader.inner = Box::new(Cursor::new(vec![7; count]));
+            reader.inner = Source::Futures(Box::new(Cursor::new(vec![7; count])));
             assert!(
                 matches!(reader.poll_read_into_buffer(&mut cx, 1), Poll::Ready(Ok(n)) if n == count)
             );
@@ -246,7 +246,7 @@ fn read_buffer_uses_configured_confirmation_count_and_recovery_floor() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         for count in reads {
-            reader.inner = Box::new(Cursor::new(vec![7; count]));
+            reader.inner = Source::Futures(Box::new(Cursor::new(vec![7; count])));
             assert!(
                 matches!(reader.poll_read_into_buffer(&mut cx, 1), Poll::Ready(Ok(n)) if n == count)
             );
@@ -285,4 +285,38 @@ fn read_buffer_shares_configuration_but_keeps_connection_state_independent() {
     assert!(Arc::ptr_eq(&first.options, &second.options));
     assert_eq!(first.short_reads, 1);
     assert_eq!(second.short_reads, 0);
+}
+
+/// zerowire patch: a tokio reader reads into uninitialised room (no zeroing) and decodes the
+/// same frames, small and large, across reads that end anywhere, over a real socket pair.
+#[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
+#[tokio::test]
+async fn tokio_reader_decodes_the_same_frames_without_zeroed_room() {
+    use tokio::io::AsyncWriteExt;
+    let small: Vec<u8> = (0..190u8).collect();
+    let large: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i % 251) as u8).collect();
+    let mut frames: Vec<&[u8]> = Vec::new();
+    for i in 0..300 {
+        frames.push(if i % 50 == 7 { &large } else { &small });
+    }
+    let stream = encoded_stream(&frames);
+    let (mut write, read) = tokio::net::UnixStream::pair().unwrap();
+    let writer = tokio::spawn(async move {
+        // Odd-sized writes, so reads end inside headers and bodies.
+        for chunk in stream.chunks(7919) {
+            write.write_all(chunk).await.unwrap();
+        }
+    });
+    let mut reader = ZmqFramedRead::from_tokio(Box::new(read), Arc::new(SocketOptions::default()));
+    let mut got = Vec::new();
+    while let Some(item) = reader.next().await {
+        if let Message::Message(message) = item.unwrap() {
+            got.push(message.get(0).unwrap().clone());
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(got.len(), frames.len());
+    for (got, want) in got.iter().zip(&frames) {
+        assert_eq!(got.as_ref(), *want);
+    }
 }
