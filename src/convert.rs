@@ -36,7 +36,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 27] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 29] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 31] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -63,6 +63,8 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 29] {
         ("sinkRows", s.sink_rows),
         ("sinkBatches", s.sink_batches),
         ("sinkErrors", s.sink_errors),
+        ("sinkLost", s.sink_lost),
+        ("sinkFailing", s.sink_failing),
         ("curveHandshakes", s.curve_handshakes),
         ("curveFailures", s.curve_failures),
         ("unauthorized", s.unauthorized),

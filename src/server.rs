@@ -117,6 +117,15 @@ impl Wing for JsServer {
                     batch.str(reason.as_str().as_bytes());
                 }
                 ServerEvent::Drain => batch.event([SV_DRAIN, 0, 0, 0, 0]),
+                ServerEvent::SinkError { route, message } => {
+                    batch.event([SV_SINK_ERROR, 0, 0, 0, 0]);
+                    batch.str(route.as_bytes());
+                    batch.str(message.as_bytes());
+                }
+                ServerEvent::SinkRecovered { route } => {
+                    batch.event([SV_SINK_RECOVERED, 0, 0, 0, 0]);
+                    batch.str(route.as_bytes());
+                }
                 ServerEvent::Closed => {
                     last = true;
                     batch.event([SV_CLOSED, 0, 0, 0, 0]);
@@ -173,6 +182,10 @@ const SV_PACK: u32 = 5;
 const SV_DRAIN: u32 = 6;
 /// A CURVE client awaits the `authorize` function's answer (`serverAuthorize`).
 const SV_AUTHORIZE: u32 = 7;
+/// A sink cannot write: its route and the cause (`'error'`, once per episode).
+const SV_SINK_ERROR: u32 = 8;
+/// A sink writes again: its route (`'sinkRecovered'`).
+const SV_SINK_RECOVERED: u32 = 9;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("connect", SV_CONNECT),
     ("message", SV_MESSAGE),
@@ -182,6 +195,8 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("pack", SV_PACK),
     ("drain", SV_DRAIN),
     ("authorize", SV_AUTHORIZE),
+    ("sinkError", SV_SINK_ERROR),
+    ("sinkRecovered", SV_SINK_RECOVERED),
 ];
 
 /// `{ connect: 0, … }`: the numbers a batch's events carry.

@@ -1,5 +1,6 @@
-//! Acks: which of a client's sends the host has handled, confirmed to the client a few
-//! milliseconds apart (cumulative counts, so one small message confirms thousands).
+//! Acks: which of a client's sends the host has handled (or a sink has committed), confirmed
+//! to the client a few milliseconds apart (cumulative counts, so one small message confirms
+//! thousands).
 
 use super::*;
 
@@ -7,11 +8,26 @@ use super::*;
 /// under load one small message per client per interval confirms thousands.
 pub(super) const ACK_DELAY: Duration = Duration::from_millis(5);
 
+/// Sends of a client up to `count` are acked once the host has handled `handled` events and,
+/// for a sink row among them, once `sink.0` has committed `sink.1` rows.
+pub(super) struct Mark {
+    handled: u64,
+    sink: Option<(usize, u64)>,
+    count: u64,
+}
+
+impl Mark {
+    pub(super) fn awaits_sink(&self) -> bool {
+        self.sink.is_some()
+    }
+}
+
 impl ServerEngine {
-    /// Notes a send from a client that understands acks. With `to_host`, its event is the
+    /// Notes a send from a client that understands acks. Without `sink`, its event is the
     /// next one pushed and it counts as handled once the host has run that event's handler;
-    /// otherwise (a sink took it) once the host has handled everything pushed before it.
-    pub(super) fn count_send(&mut self, client: u32, to_host: bool) {
+    /// a row handed to sink `i` at position `p` counts once the host has handled everything
+    /// pushed before it and the sink has committed it.
+    pub(super) fn count_send(&mut self, client: u32, sink: Option<(usize, u64)>) {
         let Some(peer) = self.peers.get_mut(&client) else {
             return;
         };
@@ -19,15 +35,27 @@ impl ServerEngine {
             return;
         }
         peer.sends_read += 1;
-        let needed = self.published + self.events.len() as u64 + u64::from(to_host);
+        let handled = self.published + self.events.len() as u64 + u64::from(sink.is_none());
         match peer.marks.back_mut() {
-            // Same unpublished batch: one mark covers it.
-            Some(mark) if mark.0 > self.published => *mark = (needed, peer.sends_read),
+            // Same unpublished batch, and no other sink's rows to wait for: one mark covers it.
+            Some(mark)
+                if mark.handled > self.published
+                    && (sink.is_none()
+                        || mark.sink.is_none_or(|(i, _)| Some(i) == sink.map(|s| s.0))) =>
+            {
+                mark.handled = handled;
+                mark.sink = sink.or(mark.sink);
+                mark.count = peer.sends_read;
+            }
             _ => {
                 if peer.marks.is_empty() {
                     self.unacked.push(client);
                 }
-                peer.marks.push_back((needed, peer.sends_read))
+                peer.marks.push_back(Mark {
+                    handled,
+                    sink,
+                    count: peer.sends_read,
+                })
             }
         }
         self.ack_at
@@ -46,11 +74,14 @@ impl ServerEngine {
                 continue;
             };
             let mut confirmed = peer.acked;
-            while let Some(&(needed, count)) = peer.marks.front() {
-                if needed > handled {
+            while let Some(mark) = peer.marks.front() {
+                let stored = mark
+                    .sink
+                    .is_none_or(|(i, row)| self.sinks[i].committed() >= row);
+                if mark.handled > handled || !stored {
                     break;
                 }
-                confirmed = count;
+                confirmed = mark.count;
                 peer.marks.pop_front();
             }
             if confirmed > peer.acked {
