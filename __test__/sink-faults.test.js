@@ -154,7 +154,7 @@ test('a lock held by another process past the busy timeout: nothing acked or ans
   try {
     for (let i = 0; i < 100; i++) client.send(`{"type":"log","i":${i}}`)
     let answer
-    const reply = client.request('{"type":"log","i":100}', { timeoutMs: 120_000 }).then((r) => { answer = r })
+    const reply = client.request('{"type":"log","i":100}', { timeoutMs: 120_000 }).then((r) => { answer = r }, (err) => { answer = err })
     // A client that leaves now: its goodbye is read while its rows wait for the lock, so the
     // goodbye's reply (which confirms everything before it) must wait as well.
     const leaving = await readyClient(server.endpoint, { lingerMs: 1000 })
@@ -266,4 +266,23 @@ test('the db, -wal and -shm files removed while running: reported, and the rows 
   assert.deepEqual(query(db, "SELECT count(*), min(json_extract(raw, '$.i')), max(json_extract(raw, '$.i')) FROM logs")[0], [50, 50, 99])
   assert.equal(errors.length, 1)
   assert.equal(server.stats().sinkLost, 0)
+})
+
+test('a client closing right after its sends to a sink is confirmed once they are committed, within its linger', async () => {
+  const db = path.join(tmpDir(), 'log.db')
+  const { server, errors } = sinkServer(db)
+  try {
+    for (let round = 0; round < 5; round++) {
+      const client = await readyClient(server.endpoint)
+      for (let i = 0; i < 1000; i++) client.send(`{"type":"log","round":${round},"i":${i}}`)
+      await client.close()
+      const s = client.stats()
+      assert.equal(s.delivered, 1000, `round ${round}: ${JSON.stringify(s)}`)
+      assert.ok(rows(db) >= 1000 * (round + 1), 'confirmed rows are in the file')
+    }
+  } finally {
+    await server.close()
+  }
+  assert.equal(rows(db), 5000)
+  assert.deepEqual(errors, [])
 })

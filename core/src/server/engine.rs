@@ -540,6 +540,10 @@ impl ServerEngine {
             self.expire_requests(now);
             self.send_acks(now);
             self.answer_goodbyes();
+            if !self.backlog.is_empty() {
+                // Acks and goodbye replies: now, not after the next wake-up.
+                self.flush(&mut router);
+            }
             let (backlog, outbox) = (&self.backlog, &self.outbox);
             self.trim
                 .run_if_due(now, || backlog.is_empty() && outbox.is_empty());
