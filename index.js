@@ -786,7 +786,7 @@ class Server extends NativeHandle {
     err.path = this._sinkPaths.get(route)
     if (DEBUG) debug('server %s: %s', this.endpoint, err.message)
     if (this.listenerCount('error') > 0) this.emit('error', err)
-    else process.emitWarning(err, 'ZerowireSinkWarning')
+    else process.emitWarning(err.message, { type: 'ZerowireSinkWarning', code: err.code })
   }
 
   _handlerFailed (err, ctx) {

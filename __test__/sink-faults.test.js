@@ -268,6 +268,29 @@ test('the db, -wal and -shm files removed while running: reported, and the rows 
   assert.equal(server.stats().sinkLost, 0)
 })
 
+test('without an error listener a sink failure is a process warning, and the server lives on', async () => {
+  const db = path.join(tmpDir(), 'log.db')
+  const server = new Server(tmpEndpoint())
+  server.route('log').toSqlite(db)
+  const warnings = []
+  const onWarning = (w) => { if (w.name === 'ZerowireSinkWarning') warnings.push(w) }
+  process.on('warning', onWarning)
+  const client = await readyClient(server.endpoint)
+  try {
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true })
+    await waitFor(() => warnings.length > 0, 30_000)
+    assert.equal(warnings[0].code, 'ERR_ZEROWIRE_SINK')
+    assert.match(warnings[0].message, /removed/)
+    client.send('{"type":"log","after":1}')
+    await waitFor(() => client.stats().delivered === 1, 30_000)
+  } finally {
+    process.off('warning', onWarning)
+    await client.close()
+    await server.close()
+  }
+  assert.equal(rows(db), 1)
+})
+
 test('a client closing right after its sends to a sink is confirmed once they are committed, within its linger', async () => {
   const db = path.join(tmpDir(), 'log.db')
   const { server, errors } = sinkServer(db)
