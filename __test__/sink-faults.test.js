@@ -201,9 +201,10 @@ test('a lock held by another process past the busy timeout: nothing acked or ans
   assert.equal(client.stats().droppedPeerLost, 0)
 })
 
-test('a full file system (a 1 MiB tmpfs): rows held and retried, one error, all stored once it grows', { skip: !isRoot && 'mounting a tmpfs needs root' }, async () => {
+test('a full file system (a 1 MiB tmpfs): rows held and retried, one error, all stored once it grows', { skip: !isRoot && 'mounting a tmpfs needs root' }, async (t) => {
   const dir = tmpDir()
   mountTmpfs(dir, '1m')
+  t.after(() => unmount(dir))
   const db = path.join(dir, 'log.db')
   const { server, errors, recovered } = sinkServer(db)
   let client
@@ -229,17 +230,13 @@ test('a full file system (a 1 MiB tmpfs): rows held and retried, one error, all 
     await client?.close()
     await server.close()
   }
-  try {
-    const s = server.stats()
-    assert.equal(rows(db), N)
-    assert.equal(query(db, "SELECT count(DISTINCT json_extract(raw, '$.i')) FROM logs")[0][0], N)
-    assert.equal(s.sinkRows, N)
-    assert.equal(s.sinkLost, 0)
-    assert.equal(errors.length, 1)
-    assert.equal(client.stats().droppedPeerLost, 0)
-  } finally {
-    unmount(dir)
-  }
+  const s = server.stats()
+  assert.equal(rows(db), N)
+  assert.equal(query(db, "SELECT count(DISTINCT json_extract(raw, '$.i')) FROM logs")[0][0], N)
+  assert.equal(s.sinkRows, N)
+  assert.equal(s.sinkLost, 0)
+  assert.equal(errors.length, 1)
+  assert.equal(client.stats().droppedPeerLost, 0)
 })
 
 test('the db, -wal and -shm files removed while running: reported, and the rows go to a new database at the path', async () => {
