@@ -265,6 +265,32 @@ test('the db, -wal and -shm files removed while running: reported, and the rows 
   assert.equal(server.stats().sinkLost, 0)
 })
 
+test('closing while the sink still cannot write ends, and counts what it gave up as lost, never as delivered', { skip: !isRoot && 'mounting a tmpfs needs root' }, async (t) => {
+  const dir = tmpDir()
+  mountTmpfs(dir, '1m')
+  t.after(() => unmount(dir))
+  const db = path.join(dir, 'log.db')
+  const { server, errors } = sinkServer(db)
+  const client = await readyClient(server.endpoint, { lingerMs: 500 })
+  for (let i = 0; i < 20; i++) client.send(`{"type":"log","i":${i}}`)
+  await waitFor(() => client.stats().delivered === 20, 30_000)
+  // Another file takes what space is left.
+  try { fs.writeFileSync(path.join(dir, 'filler'), Buffer.alloc(2 << 20)) } catch (err) { assert.equal(err.code, 'ENOSPC') }
+  for (let i = 20; i < 50; i++) client.send(`{"type":"log","i":${i}}`)
+  await waitFor(() => errors.length > 0, 30_000)
+  await client.close()
+  const started = Date.now()
+  await server.close()
+  const s = server.stats()
+  t.diagnostic(`close took ${Date.now() - started} ms; sinkLost ${s.sinkLost}, sinkErrors ${s.sinkErrors}`)
+  assert.equal(client.stats().delivered, 20, 'nothing acked after the disk filled up')
+  assert.equal(s.sinkRows, 20)
+  // Reading stopped once the sink failed: some of the 30 may still have waited in the socket.
+  assert.ok(s.sunk > 20 && s.sunk <= 50, `sunk ${s.sunk}`)
+  assert.equal(s.sinkLost, s.sunk - 20, 'what the sink held at close is counted lost')
+  assert.equal(rows(db), 20)
+})
+
 test('without an error listener a sink failure is a process warning, and the server lives on', async () => {
   const db = path.join(tmpDir(), 'log.db')
   const server = new Server(tmpEndpoint())
