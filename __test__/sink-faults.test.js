@@ -288,6 +288,7 @@ test('closing while the sink still cannot write ends, and counts what it gave up
   // Reading stopped once the sink failed: some of the 30 may still have waited in the socket.
   assert.ok(s.sunk > 20 && s.sunk <= 50, `sunk ${s.sunk}`)
   assert.equal(s.sinkLost, s.sunk - 20, 'what the sink held at close is counted lost')
+  assert.equal(s.sinkFailing, 0, 'a sink closed is no longer failing')
   assert.equal(rows(db), 20)
 })
 

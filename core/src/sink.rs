@@ -358,6 +358,10 @@ impl Writer {
     fn give_up(&self, held: u64) {
         let rest = self.rx.iter().count() as u64;
         self.counters.lost.fetch_add(held + rest, Relaxed);
+        // Gone, not failing: no recovery to tell.
+        if self.shared.failing.swap(false, Relaxed) {
+            self.counters.failing.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -491,6 +495,11 @@ mod tests {
         drop(sink);
         assert!(started.elapsed() >= CLOSE_GRACE);
         assert_eq!(counters.lost.load(Relaxed), 10);
+        assert_eq!(
+            counters.failing.load(Relaxed),
+            0,
+            "a sink gone is not failing"
+        );
         assert_eq!(counters.rows.load(Relaxed), 0);
     }
 
