@@ -42,6 +42,15 @@ export interface ZerowireError extends Error {
   endpoint?: string
   /** 'connectError': when the next attempt starts, in ms. */
   retryInMs?: number
+  /** A sink's 'error' (ERR_ZEROWIRE_SINK): its route and database path. */
+  route?: string
+  path?: string
+}
+
+/** 'sinkRecovered': the sink of `route` writes again; every row it held is stored. */
+export interface SinkRecovered {
+  route: string
+  path: string
 }
 
 export interface MessagesOptions {
@@ -464,8 +473,18 @@ export interface ServerStats {
   sunk: number
   sinkRows: number
   sinkBatches: number
-  /** Rows lost because their transaction failed (disk full, file removed, ...). */
+  /**
+   * Failed attempts to commit a batch (disk full, a lock held past the busy timeout, the file
+   * removed, ...). Each is retried with the rows kept: no row is lost by it.
+   */
   sinkErrors: number
+  /**
+   * Rows never stored: only those a sink still could not write 5 s after close() began
+   * (never acked to their clients, never answered). 0 otherwise.
+   */
+  sinkLost: number
+  /** Sinks that cannot write right now (the server reads nothing meanwhile). */
+  sinkFailing: number
   /** CURVE handshakes completed, and failed (wrong server key, plaintext peers, bad boxes). */
   curveHandshakes: number
   curveFailures: number
@@ -499,8 +518,13 @@ export interface Route {
    * Stores every message of this type in the SQLite database at `path` (table `logs` by
    * default: id, received_at ms, client_id, raw — the bytes as received: TEXT when valid UTF-8,
    * else a BLOB), batched in transactions on a Rust thread.
-   * A request of this type gets an empty reply once queued. Opens the file now: a bad path
-   * throws (ERR_ZEROWIRE_SINK). close() writes every row read before it.
+   * A send is acked to its client, and a request of this type answered with an empty reply,
+   * only once its row is committed. A failed commit is retried with a backoff, its rows
+   * kept, while the server reads nothing: 'error' (ERR_ZEROWIRE_SINK) once per episode,
+   * 'sinkRecovered' at its end. A database file removed while open is reported the same way
+   * and a new one is created at the path. Opens the file now: a bad path, or a file or
+   * directory that cannot be written, throws (ERR_ZEROWIRE_SINK). close() writes every row
+   * read before it.
    */
   toSqlite(path: string, options?: { table?: string }): Server
 }
@@ -531,7 +555,14 @@ export declare class Server extends EventEmitter {
   on<Raw extends string | Buffer = string>(event: 'message', listener: (raw: Raw, ctx: Context) => void): this
   on(event: 'connect', listener: (clientId: string, info: ClientInfo) => void): this
   on(event: 'disconnect', listener: (clientId: string, reason: 'goodbye' | 'closed' | 'timeout') => void): this
-  on(event: 'error', listener: (err: Error, ctx: Context) => void): this
+  /**
+   * A fire-and-forget handler threw (with its `ctx`), or a sink cannot write (a ZerowireError
+   * with code ERR_ZEROWIRE_SINK, `route` and `path`, and no `ctx`). Without a listener these
+   * become process warnings instead.
+   */
+  on(event: 'error', listener: (err: Error | ZerowireError, ctx: Context | undefined) => void): this
+  /** A sink that could not write writes again (after its 'error'). */
+  on(event: 'sinkRecovered', listener: (info: SinkRecovered) => void): this
   /** After a refused reply, `sendTo()` or `broadcast()`: the queue is down to half its marks. */
   on(event: 'drain', listener: () => void): this
   on(event: 'close', listener: () => void): this

@@ -40,6 +40,8 @@ const {
   drain: SV_DRAIN,
   authorize: SV_AUTHORIZE,
   seq: SV_SEQ,
+  sinkError: SV_SINK_ERROR,
+  sinkRecovered: SV_SINK_RECOVERED,
 } = native.serverEventKinds()
 
 function codedError (Ctor, code, message, extra) {
@@ -489,6 +491,8 @@ SLOTS[SV_CLOSED] = 0
 SLOTS[SV_DRAIN] = 0
 SLOTS[SV_AUTHORIZE] = 2
 SLOTS[SV_SEQ] = 0
+SLOTS[SV_SINK_ERROR] = 2
+SLOTS[SV_SINK_RECOVERED] = 1
 
 /** What a handler gets with each message. One object per message, methods on the prototype. */
 class Context {
@@ -585,6 +589,7 @@ class Server extends NativeHandle {
     this._peers = new Map()
     this._handlers = [undefined] // index 0: no route (the 'message' event)
     this._routes = new Map() // name → index
+    this._sinkPaths = new Map() // sink route name → its database path
     this._clients = new Map() // index → clientId
     this._byId = new Map() // clientId → index
     this._closePromise = null
@@ -732,6 +737,12 @@ class Server extends NativeHandle {
       this._decide(client, publicKey, info)
     } else if (kind === SV_DRAIN) {
       this.emit('drain')
+    } else if (kind === SV_SINK_ERROR) {
+      this._sinkFailed(batch[next], batch[next + 1])
+    } else if (kind === SV_SINK_RECOVERED) {
+      const route = batch[next]
+      if (DEBUG) debug('server %s: sink of route %s writes again', this.endpoint, route)
+      this.emit('sinkRecovered', { route, path: this._sinkPaths.get(route) })
     } else if (kind === SV_CLOSED) {
       this._finishClose()
     }
@@ -814,6 +825,20 @@ class Server extends NativeHandle {
     }
   }
 
+  /**
+   * A sink cannot write (once per episode): its rows are kept and written again, nothing is
+   * acked meanwhile and the socket is not read. 'error' listeners hear of it, or it becomes a
+   * process warning: a full disk must not kill the server holding the rows.
+   */
+  _sinkFailed (route, message) {
+    const err = codedError(Error, 'ERR_ZEROWIRE_SINK', `sink of route ${JSON.stringify(route)} cannot write, retrying: ${message}`)
+    err.route = route
+    err.path = this._sinkPaths.get(route)
+    if (DEBUG) debug('server %s: %s', this.endpoint, err.message)
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+    else process.emitWarning(err.message, { type: 'ZerowireSinkWarning', code: err.code })
+  }
+
   _handlerFailed (err, ctx) {
     // A request gets the error as its reply; a fire-and-forget handler's error goes to
     // 'error' listeners (or becomes a process warning): it never kills the server.
@@ -836,9 +861,12 @@ class Route {
   /**
    * Messages of this type are stored in the SQLite database at `path` (created if missing;
    * table `options.table`, default 'logs': id, received_at, client_id, raw) by a Rust
-   * thread, in batched transactions. They never wake JS. A request of this type is answered
-   * with an empty reply once queued. server.close() writes every row read before it.
-   * Opens the file now: a bad path throws (code ERR_ZEROWIRE_SINK). Returns the server.
+   * thread, in batched transactions. They never wake JS. A send is acked to its client, and
+   * a request of this type answered with an empty reply, only once its row is committed.
+   * A failed commit is retried with a backoff while the server stops reading; 'error'
+   * (code ERR_ZEROWIRE_SINK) once per episode, 'sinkRecovered' at its end. server.close()
+   * writes every row read before it. Opens the file now: a bad path or a file that cannot be
+   * written throws (code ERR_ZEROWIRE_SINK). Returns the server.
    */
   toSqlite (path, options) {
     if (typeof path !== 'string' || path === '') {
@@ -849,6 +877,7 @@ class Route {
       throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', 'options.table must be a string')
     }
     native.serverSinkSqlite(this.server._h, this.name, path, table)
+    this.server._sinkPaths.set(this.name, path)
     // A later route(name, handler) must register anew to take the route back from the sink.
     this.server._routes.delete(this.name)
     return this.server

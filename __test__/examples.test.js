@@ -52,8 +52,12 @@ test('the README examples are the example files verbatim, and the README names t
 })
 
 test('the demo prints the quick start command, which works as printed; POST /log answers 422 for what is not a log', async (t) => {
-  // A fresh temporary directory: the demo's defaults (endpoint, database) live there.
+  // A fresh temporary directory stands for a shared /tmp: the demo's defaults live under it.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-demo-'))
+  fs.chmodSync(tmp, 0o1777)
+  // Another user's database at a guessable path, created first to read the logs: not used.
+  const planted = path.join(tmp, 'zerowire-demo.db')
+  execFileSync('python3', ['-c', 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("CREATE TABLE logs (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, client_id TEXT NOT NULL, raw TEXT NOT NULL)"); c.commit()', planted])
   const env = { ...process.env, TMPDIR: tmp, PORT: '0', ZW_ENDPOINT: '', ZW_DB: '' }
   const demo = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
   t.after(() => { if (demo.exitCode === null) demo.kill('SIGKILL') })
@@ -64,12 +68,23 @@ test('the demo prints the quick start command, which works as printed; POST /log
 
   const printed = out.match(/^ *(node examples\/quickstart\.js (\S+))$/m)
   assert.ok(printed, `the demo prints the quick start command:\n${out}`)
-  assert.equal(printed[2], `ipc://${path.join(tmp, 'zerowire-demo.sock')}`)
-  for (const args of [printed[1].split(' ').slice(1), ['examples/quickstart.js']]) {
-    const r = spawnSync(process.execPath, args, { cwd: ROOT, env, encoding: 'utf8', timeout: 20_000 })
-    assert.equal(r.status, 0, `node ${args.join(' ')}: ${r.stderr}`)
+  // Its socket and database are in a new directory only this user may enter.
+  const dir = path.dirname(printed[2].slice('ipc://'.length))
+  assert.equal(path.dirname(dir), tmp)
+  assert.match(path.basename(dir), /^zerowire-demo-\w{6}$/)
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o700)
+  assert.equal(printed[2], `ipc://${path.join(dir, 'zerowire-demo.sock')}`)
+  const db = path.join(dir, 'zerowire-demo.db')
+  assert.ok(out.includes(`sqlite3.connect("${db}")`), 'the printed reader opens that database')
+  for (let run = 0; run < 2; run++) {
+    const r = spawnSync(process.execPath, printed[1].split(' ').slice(1), { cwd: ROOT, env, encoding: 'utf8', timeout: 20_000 })
+    assert.equal(r.status, 0, `${printed[1]}: ${r.stderr}`)
     assert.match(r.stdout, /time reply: \{"now":"[\d-]+T[\d:.]+Z"\}/)
   }
+  // Without an endpoint it says how to run it (there is no default to guess).
+  const usage = spawnSync(process.execPath, ['examples/quickstart.js'], { cwd: ROOT, env, encoding: 'utf8', timeout: 20_000 })
+  assert.equal(usage.status, 1)
+  assert.match(usage.stderr, /usage: node examples\/quickstart\.js <endpoint>/)
 
   const post = async (body) => {
     const res = await fetch(`${url}/log`, { method: 'POST', body })
@@ -86,7 +101,8 @@ test('the demo prints the quick start command, which works as printed; POST /log
   demo.kill('SIGINT')
   assert.equal(await exited, 0)
   const script = 'import json, sqlite3, sys; print(json.dumps([r[0] for r in sqlite3.connect(sys.argv[1]).execute("SELECT raw FROM logs")]))'
-  const rows = JSON.parse(execFileSync('python3', ['-c', script, path.join(tmp, 'zerowire-demo.db')], { encoding: 'utf8' }))
+  const rows = JSON.parse(execFileSync('python3', ['-c', script, db], { encoding: 'utf8' }))
+  assert.deepEqual(JSON.parse(execFileSync('python3', ['-c', script, planted], { encoding: 'utf8' })), [], 'nothing went to the planted database')
   assert.deepEqual(rows.filter((raw) => !raw.includes('signed in')), ['{"type":"log","msg":"first key"}', '{"msg":"a later key", "type" : "log"}'])
   assert.equal(rows.length, 2002, 'the two quick start runs\' 1000 logs each, and the two POSTed logs')
 })

@@ -1,17 +1,21 @@
 'use strict'
 // `npm run demo`: starts the service (examples/service) and the web app (examples/app), prints
 // a session to paste, and on Ctrl-C stops the app (its client drains into the service), then
-// the service (which flushes SQLite), and exits 0. Env: PORT, ZW_ENDPOINT, ZW_DB. The endpoint's
-// default is the quick start's (examples/quickstart.js), so it runs against the demo as it is.
+// the service (which flushes SQLite), and exits 0. Env: PORT, ZW_ENDPOINT, ZW_DB. By default the
+// socket and the database go to a new directory of this user's (mode 0700) under the temporary
+// directory: at a fixed path in a shared /tmp, another user could create the database first and
+// read the logs, or bind the socket first and receive them. It is kept, with the logs, on exit.
 
 const { fork } = require('node:child_process')
+const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
+const dir = process.env.ZW_ENDPOINT && process.env.ZW_DB ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-demo-'))
 const env = {
   ...process.env,
-  ZW_ENDPOINT: process.env.ZW_ENDPOINT || `ipc://${path.join(os.tmpdir(), 'zerowire-demo.sock')}`,
-  ZW_DB: process.env.ZW_DB || path.join(os.tmpdir(), 'zerowire-demo.db'),
+  ZW_ENDPOINT: process.env.ZW_ENDPOINT || `ipc://${path.join(dir, 'zerowire-demo.sock')}`,
+  ZW_DB: process.env.ZW_DB || path.join(dir, 'zerowire-demo.db'),
   PORT: process.env.PORT ?? '3000',
 }
 
@@ -32,7 +36,7 @@ async function shutdown () {
   shuttingDown = true
   const appCode = app ? await stopped(app, 'SIGINT') : 0
   const serviceCode = await stopped(service, 'SIGTERM')
-  console.log('demo: stopped')
+  console.log(`demo: stopped; the logs are in ${env.ZW_DB}`)
   process.exit(appCode === 0 && serviceCode === 0 ? 0 : 1)
 }
 process.on('SIGINT', shutdown)

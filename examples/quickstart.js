@@ -1,8 +1,6 @@
 // Quick start: fire-and-forget and request/reply from one client.
-// Run: node examples/quickstart.js [endpoint], with a service listening there (`npm run demo`
-// starts one at the default endpoint, ipc:///tmp/zerowire-demo.sock on Linux).
-const { join } = require('node:path')
-const { tmpdir } = require('node:os')
+// Run: node examples/quickstart.js <endpoint>, with a service listening there (`npm run demo`
+// starts one, and prints this command with its endpoint).
 const { Client } = require('zerowire')
 
 async function main (endpoint) {
@@ -21,7 +19,11 @@ async function main (endpoint) {
   await client.close() // drains what is still queued (at most lingerMs)
 }
 
-main(process.argv[2] || `ipc://${join(tmpdir(), 'zerowire-demo.sock')}`).catch((err) => {
+if (!process.argv[2]) {
+  console.error('usage: node examples/quickstart.js <endpoint>   (e.g. ipc:///path/to/service.sock)')
+  process.exit(1)
+}
+main(process.argv[2]).catch((err) => {
   console.error(err)
   process.exit(1)
 })

@@ -37,7 +37,7 @@ pub fn client_stats(s: &ClientStats) -> [(&'static str, u64); 28] {
     ]
 }
 
-pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 30] {
+pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 32] {
     [
         ("received", s.received),
         ("routed", s.routed),
@@ -65,6 +65,8 @@ pub fn server_stats(s: &ServerStats) -> [(&'static str, u64); 30] {
         ("sinkRows", s.sink_rows),
         ("sinkBatches", s.sink_batches),
         ("sinkErrors", s.sink_errors),
+        ("sinkLost", s.sink_lost),
+        ("sinkFailing", s.sink_failing),
         ("curveHandshakes", s.curve_handshakes),
         ("curveFailures", s.curve_failures),
         ("unauthorized", s.unauthorized),

@@ -138,6 +138,15 @@ impl Wing for JsServer {
                     batch.str(reason.as_str().as_bytes());
                 }
                 ServerEvent::Drain => batch.event([SV_DRAIN, 0, 0, 0, 0]),
+                ServerEvent::SinkError { route, message } => {
+                    batch.event([SV_SINK_ERROR, 0, 0, 0, 0]);
+                    batch.str(route.as_bytes());
+                    batch.str(message.as_bytes());
+                }
+                ServerEvent::SinkRecovered { route } => {
+                    batch.event([SV_SINK_RECOVERED, 0, 0, 0, 0]);
+                    batch.str(route.as_bytes());
+                }
                 ServerEvent::Closed => {
                     last = true;
                     batch.event([SV_CLOSED, 0, 0, 0, 0]);
@@ -210,6 +219,10 @@ const SV_AUTHORIZE: u32 = 7;
 /// The next message's client session, seq and redelivered flag: [kind, session high, session
 /// low, seq low, seq high | redelivered << 31].
 const SV_SEQ: u32 = 8;
+/// A sink cannot write: its route and the cause (`'error'`, once per episode).
+const SV_SINK_ERROR: u32 = 9;
+/// A sink writes again: its route (`'sinkRecovered'`).
+const SV_SINK_RECOVERED: u32 = 10;
 const EVENT_KINDS: &[(&str, u32)] = &[
     ("connect", SV_CONNECT),
     ("message", SV_MESSAGE),
@@ -220,6 +233,8 @@ const EVENT_KINDS: &[(&str, u32)] = &[
     ("drain", SV_DRAIN),
     ("authorize", SV_AUTHORIZE),
     ("seq", SV_SEQ),
+    ("sinkError", SV_SINK_ERROR),
+    ("sinkRecovered", SV_SINK_RECOVERED),
 ];
 
 /// `{ connect: 0, … }`: the numbers a batch's events carry.

@@ -16,8 +16,9 @@
 //!   the uid a client expects of its ipc server.
 //! - [`protocol`] — the wire envelope: correlation ids, control messages, inbound shapes.
 //! - [`sniff`]    — finds the top-level "type" value in the first bytes of a JSON message.
-//! - [`sink`]     — routes written by Rust instead of JS: a writer thread per sink, batches;
-//!   `sqlite` is the SQLite writer (cargo feature `sqlite`, on by default).
+//! - [`sink`]     — routes written by Rust instead of JS: a writer thread per sink, batches,
+//!   a failed batch kept and retried, the committed count acks wait for; `sqlite` is the
+//!   SQLite writer (cargo feature `sqlite`, on by default).
 //! - [`arena`]    — host side: the chunks short messages are encoded into, reused once written.
 //! - [`latency`]  — latency histograms (percentiles), one writer thread each.
 //! - [`error`]    — the error enum of this layer, each variant with a Node-style code.

@@ -415,8 +415,8 @@ fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
         c.send(&format!(r#"{{"type":"log","i":{i}}}"#));
     }
     c.send(r#"{"type":"other"}"#);
-    // A request to a sink is acknowledged with an empty reply once queued; being on the same
-    // connection, it also proves every earlier message was read.
+    // A request to a sink is answered with an empty reply once its row is committed; being on
+    // the same connection, it also proves every earlier message was read.
     c.request(1, r#"{"type":"log","i":1000}"#);
     let replies: Vec<ClientEvent> = c
         .events(2)
@@ -443,8 +443,13 @@ fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
     ));
     let stats = s.server.stats();
     assert_eq!(
-        (stats.sunk, stats.sink_rows, stats.sink_errors),
-        (1001, 1001, 0)
+        (
+            stats.sunk,
+            stats.sink_rows,
+            stats.sink_errors,
+            stats.sink_lost
+        ),
+        (1001, 1001, 0, 0)
     );
     assert!(stats.sink_batches >= 1 && stats.sink_batches <= 1001);
 
@@ -584,5 +589,98 @@ fn the_host_decides_about_each_ipc_peer_and_a_refused_one_reaches_nothing() {
         ev.iter()
             .any(|e| matches!(e, ServerEvent::Message { route: 1, .. })),
         "{ev:?}"
+    );
+}
+
+/// Polls `what` for up to 30 s.
+fn wait_until(mut what: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !what() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sink_rows_are_acked_and_answered_only_once_committed_and_a_failure_is_told_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use zerowire_core::sink::{Row, Sink};
+
+    let ep = endpoint("sinkfail");
+    let s = S::new(&ep);
+    let failing = Arc::new(AtomicBool::new(true));
+    let stored = Arc::new(std::sync::Mutex::new(0usize));
+    let (f, st) = (failing.clone(), stored.clone());
+    let store = Box::new(move |rows: &[Row]| {
+        if f.load(Ordering::SeqCst) {
+            return Err("disk full".to_string());
+        }
+        *st.lock().unwrap() += rows.len();
+        Ok(())
+    });
+    let sink = Sink::spawn("log", s.server.sink_counters(), store).unwrap();
+    s.server.route_to_sink("log", sink).unwrap();
+    let c = C::new(&ep, "sinker");
+    let ready = c.events(1);
+    assert!(matches!(ready[0], ClientEvent::Ready { .. }), "{ready:?}");
+    for i in 0..100 {
+        c.send(&format!(r#"{{"type":"log","i":{i}}}"#));
+    }
+    c.request(1, r#"{"type":"log","i":100}"#);
+
+    let mut told = Vec::new();
+    wait_until(|| {
+        told.extend(s.server.take_events());
+        s.server.handled();
+        s.server.stats().sink_errors >= 3
+    });
+    let errors: Vec<_> = told
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::SinkError { .. }))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![&ServerEvent::SinkError {
+            route: "log".into(),
+            message: "disk full".into()
+        }],
+        "once per episode, not per attempt"
+    );
+    assert_eq!(s.server.stats().sink_failing, 1);
+    assert_eq!(c.client.stats().delivered, 0, "nothing acked before commit");
+    assert!(
+        !c.client
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Reply { .. })),
+        "no reply before commit"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let answered = c.events(1);
+    assert!(
+        matches!(&answered[..], [ClientEvent::Reply { id: 1, body }] if body.is_empty()),
+        "the request answered '' once stored: {answered:?}"
+    );
+    wait_until(|| {
+        // Acks wait for the host too (everything published before a row): it handles all.
+        told.extend(s.server.take_events());
+        s.server.handled();
+        c.client.stats().delivered == 100
+    });
+    wait_until(|| {
+        told.extend(s.server.take_events());
+        told.iter().any(|e| {
+            *e == ServerEvent::SinkRecovered {
+                route: "log".into(),
+            }
+        })
+    });
+    let stats = s.server.stats();
+    assert_eq!(*stored.lock().unwrap(), 101);
+    assert_eq!(
+        (stats.sink_rows, stats.sink_lost, stats.sink_failing),
+        (101, 0, 0)
     );
 }

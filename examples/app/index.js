@@ -2,12 +2,14 @@
 // The app process: `node examples/app` (npm run demo starts it). Env: PORT (default 3000; 0
 // picks a free one), ZW_ENDPOINT (the service's endpoint).
 
-const { join } = require('node:path')
-const { tmpdir } = require('node:os')
 const { Client } = require('zerowire')
 const { createApp } = require('./app')
 
-const endpoint = process.env.ZW_ENDPOINT || `ipc://${join(tmpdir(), 'zerowire-demo.sock')}`
+const endpoint = process.env.ZW_ENDPOINT
+if (!endpoint) {
+  console.error('app: ZW_ENDPOINT must name the service\'s endpoint (npm run demo sets it)')
+  process.exit(1)
+}
 const client = new Client(endpoint, { name: 'demo-app', requestTimeoutMs: 2000 })
 const { server, close } = createApp(client)
 

@@ -3,11 +3,14 @@
 // `stats` push each second. Env: ZW_ENDPOINT, ZW_DB (the SQLite file), ZW_STATS_MS.
 const { Server } = require('zerowire')
 
+const { mkdtempSync } = require('node:fs')
 const { join } = require('node:path')
 const { tmpdir } = require('node:os')
 
-const endpoint = process.env.ZW_ENDPOINT || `ipc://${join(tmpdir(), 'zerowire-demo.sock')}`
-const db = process.env.ZW_DB || join(tmpdir(), 'zerowire-demo.db')
+// By default in a new directory only this user can enter (0700), not at a guessable path in /tmp.
+const dir = process.env.ZW_ENDPOINT && process.env.ZW_DB ? '' : mkdtempSync(join(tmpdir(), 'zerowire-demo-'))
+const endpoint = process.env.ZW_ENDPOINT || `ipc://${join(dir, 'zerowire-demo.sock')}`
+const db = process.env.ZW_DB || join(dir, 'zerowire-demo.db')
 const server = new Server(endpoint)
 
 server.route('log').toSqlite(db) // table logs: id, received_at, client_id, raw

@@ -47,8 +47,10 @@ mod acks;
 mod authorize;
 mod outbound;
 mod requests;
+mod sinks;
 
 use outbound::Outbound;
+use sinks::SinkReply;
 
 /// Inbound messages waiting for the host before the engine stops reading the socket.
 const MAX_UNDELIVERED: usize = 50_000;
@@ -129,6 +131,12 @@ pub(super) struct ServerEngine {
     sniffer: Sniffer,
     routes: HashMap<Vec<u8>, Target>,
     sinks: Vec<Sink>,
+    /// Per sink, requests to answer once their rows are committed.
+    sink_replies: Vec<VecDeque<SinkReply>>,
+    /// While reading is held back: when clients are next told the server is alive.
+    next_keepalive: Option<Instant>,
+    /// Goodbyes (client, corr) to answer once the client's rows in sinks are committed.
+    goodbyes: Vec<(u32, Bytes)>,
     peers: HashMap<u32, KnownClient>,
     by_identity: HashMap<Bytes, u32>,
     next_client: u32,
@@ -207,6 +215,9 @@ impl ServerEngine {
             sniffer: Sniffer::new(&options.type_field, options.sniff_bytes),
             routes: HashMap::default(),
             sinks: Vec::new(),
+            sink_replies: Vec::new(),
+            next_keepalive: None,
+            goodbyes: Vec::new(),
             peers: HashMap::default(),
             by_identity: HashMap::default(),
             next_client: 0,
@@ -344,13 +355,19 @@ impl ServerEngine {
                     .push_back(Outbound::control(Self::reply_frames(&identity, &corr, ack)));
             }
             Some(CONTROL_GOODBYE) => {
+                let index = self.by_identity.get(&identity).copied();
+                if let Some(index) = index.filter(|&i| self.awaits_sink(i)) {
+                    // The reply confirms everything before it: not before its rows commit.
+                    self.goodbyes.push((index, corr));
+                    return;
+                }
                 // Everything this client sent before the goodbye has been read: confirm it.
                 self.backlog.push_back(Outbound::control(Self::reply_frames(
                     &identity,
                     &corr,
                     Bytes::new(),
                 )));
-                if let Some(&index) = self.by_identity.get(&identity) {
+                if let Some(index) = index {
                     self.forget(index, DisconnectReason::Goodbye);
                 }
             }
@@ -390,10 +407,6 @@ impl ServerEngine {
                 let route = match self.sniffer.sniff(&body).and_then(|n| self.routes.get(n)) {
                     Some(&Target::Host(index)) => index,
                     Some(&Target::Sink(i)) => {
-                        if let Some(seq) = &seq {
-                            // Handed to the sink here and now: acked once all before it is.
-                            self.count_send(seq, Some(i));
-                        }
                         self.sink(i, client, (&identity, corr), body, arrival, seq);
                         return;
                     }
@@ -462,10 +475,7 @@ impl ServerEngine {
                 ServerControl::Route { name, index } => {
                     self.routes.insert(name, Target::Host(index));
                 }
-                ServerControl::Sink { name, sink } => {
-                    self.sinks.push(sink);
-                    self.routes.insert(name, Target::Sink(self.sinks.len() - 1));
-                }
+                ServerControl::Sink { name, sink } => self.add_sink(name, sink),
                 ServerControl::Close { linger } => {
                     self.close_deadline.get_or_insert(now + linger);
                 }
@@ -562,9 +572,13 @@ impl ServerEngine {
             let now = Instant::now();
             self.take_control(now);
             self.take_queue();
+            self.sink_news();
+            self.keep_alive(now);
             // Before the flush, so the acks go out now rather than at the next wake-up: the
             // clients keep (and count against their marks) every send until it is acked.
+            // Goodbyes held for sink rows follow their acks.
             self.send_acks(now);
+            self.answer_goodbyes();
             self.flush(&mut router);
             if self.queue.take_drain(&self.shared) {
                 self.events.push(ServerEvent::Drain);
@@ -578,7 +592,12 @@ impl ServerEngine {
             self.published += self.events.len() as u64;
             self.outbox.publish(&mut self.events);
             if let Some(deadline) = self.close_deadline {
-                let idle = self.backlog.is_empty() && self.queue.rx.is_empty();
+                // Rows still being committed are acked (and their requests answered) once they
+                // are, if that happens within the linger time.
+                let idle = self.backlog.is_empty()
+                    && self.queue.rx.is_empty()
+                    && self.sinks_settled()
+                    && self.goodbyes.is_empty();
                 if idle && self.ack_at.is_some() && now < deadline {
                     // Confirm what the host handled before going, rather than leave it to
                     // the clients to count as lost.
@@ -626,7 +645,7 @@ impl ServerEngine {
             .flatten()
             .fold(self.next_sweep, Instant::min),
         );
-        if paused {
+        if paused || self.sink_replies_waiting() {
             let poll = Instant::now() + PAUSE_POLL;
             timer = Some(timer.map_or(poll, |t| t.min(poll)));
         }

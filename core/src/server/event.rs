@@ -75,6 +75,16 @@ pub enum ServerEvent {
     /// A refused reply or push can be retried: the queue is down to half its high-water
     /// marks. Once per refusal episode.
     Drain,
+    /// The sink of route `route` cannot write (`message`: the path and the cause). Once per
+    /// episode; its rows are kept and written again, the socket is not read meanwhile.
+    SinkError {
+        route: String,
+        message: String,
+    },
+    /// The sink of route `route` writes again.
+    SinkRecovered {
+        route: String,
+    },
     Closed,
 }
 

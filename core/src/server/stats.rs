@@ -81,7 +81,11 @@ pub struct ServerStats {
     pub curve_rejected: u64,
     pub sink_rows: u64,
     pub sink_batches: u64,
+    /// Failed attempts to write a batch (each retried); rows given up at close (a sink that
+    /// still could not write); sinks that cannot write now.
     pub sink_errors: u64,
+    pub sink_lost: u64,
+    pub sink_failing: u64,
     pub queue_wait: Summary,
     pub service: Summary,
 }
@@ -127,6 +131,8 @@ impl ServerStats {
             sink_rows: r(&sinks.rows),
             sink_batches: r(&sinks.batches),
             sink_errors: r(&sinks.errors),
+            sink_lost: r(&sinks.lost),
+            sink_failing: r(&sinks.failing),
             queue_wait: queue_wait.summary(),
             service: service.summary(),
         }

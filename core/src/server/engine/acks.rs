@@ -154,16 +154,16 @@ impl ServerEngine {
     }
 
     /// Notes a numbered send. Without `sink`, its event is the next one pushed and it counts
-    /// as handled once the host has run that event's handler; with one (its row is the next
-    /// pushed to that sink), once the row is written and the host has handled everything
+    /// as handled once the host has run that event's handler; a row handed to sink `i` at
+    /// position `p` counts once the sink has committed it and the host has handled everything
     /// pushed before it.
-    pub(super) fn count_send(&mut self, seq: &MessageSeq, sink: Option<usize>) {
+    pub(super) fn count_send(&mut self, seq: &MessageSeq, sink: Option<(usize, u64)>) {
         let Some(s) = self.sessions.get_mut(&seq.session) else {
             return;
         };
         let mark = Mark {
             events: self.published + self.events.len() as u64 + u64::from(sink.is_none()),
-            sink: sink.map(|i| (i, self.sinks[i].pushed() + 1)),
+            sink,
             next: seq.seq + 1,
         };
         Self::push_mark(s, mark, self.published);
@@ -193,6 +193,33 @@ impl ServerEngine {
             }
             _ => s.marks.push_back(mark),
         }
+    }
+
+    /// Whether some of this client's sends are sink rows not yet committed.
+    pub(super) fn awaits_sink(&self, client: u32) -> bool {
+        let Some(peer) = self.peers.get(&client) else {
+            return false;
+        };
+        peer.sessions.iter().any(|id| {
+            self.sessions
+                .get(id)
+                .is_some_and(|s| s.marks.iter().any(|m| m.sink.is_some()))
+        })
+    }
+
+    /// Sends every connected session its last ack again at the next round (cumulative, so it
+    /// changes nothing but the client's last-heard time).
+    pub(super) fn reack_all(&mut self, now: Instant) {
+        for (id, s) in &mut self.sessions {
+            if s.peer.is_some() {
+                s.reack = true;
+                if !s.queued {
+                    s.queued = true;
+                    self.unacked.push(*id);
+                }
+            }
+        }
+        self.ack_at = Some(now);
     }
 
     /// The connection `client` is gone: its sessions wait for another.
@@ -242,7 +269,9 @@ impl ServerEngine {
             };
             s.queued = false;
             while let Some(&mark) = s.marks.front() {
-                let sunk = mark.sink.is_none_or(|(i, n)| self.sinks[i].done() >= n);
+                let sunk = mark
+                    .sink
+                    .is_none_or(|(i, n)| self.sinks[i].committed() >= n);
                 if mark.events > handled || !sunk {
                     break;
                 }

@@ -2,7 +2,6 @@
 //! handed to each client's own queue in the socket (never waiting on any of them).
 
 use super::*;
-use crate::server::event::MessageSeq;
 
 /// A message for one client, as the engine hands it to that client's queue in the socket.
 pub(super) struct Outbound {
@@ -43,35 +42,6 @@ impl Outbound {
 }
 
 impl ServerEngine {
-    /// Hands a message to sink `i`. A request there is acknowledged at once with an empty
-    /// reply: the row is queued, which is all a sink promises before close().
-    pub(super) fn sink(
-        &mut self,
-        i: usize,
-        client: u32,
-        (identity, corr): (&Bytes, Bytes),
-        body: Bytes,
-        arrival: Arrival,
-        seq: Option<MessageSeq>,
-    ) {
-        bump(&self.counters.sunk, 1);
-        self.sinks[i].push(Row {
-            received_at_ms: arrival.wall_ms,
-            client: self.peers[&client].id.clone(),
-            raw: body,
-            seq: seq.map(|s| (s.session, s.seq)),
-        });
-        if !corr.is_empty() {
-            bump(&self.counters.requests, 1);
-            bump(&self.counters.replies, 1);
-            self.backlog.push_back(Outbound::data(
-                Self::reply_frames(identity, &corr, Bytes::new()),
-                None,
-                Some(arrival.at),
-            ));
-        }
-    }
-
     /// Turns what the host staged into frames in the backlog.
     pub(super) fn take_queue(&mut self) {
         while let Ok(batch) = self.queue.rx.try_recv() {
