@@ -19,6 +19,7 @@ const { ROOT, tmpEndpoint, waitFor } = require('./helpers')
 
 const PYTHON = process.env.PYTHON || 'python3'
 const isRoot = process.getuid?.() === 0
+const hasSetpriv = spawnSync('setpriv', ['--version']).status === 0
 const NOBODY = 65534
 
 function tmpDir () {
@@ -105,7 +106,7 @@ test('toSqlite refuses a database on a read-only file system, with a coded error
   }
 })
 
-test('toSqlite refuses a file it may not write, and a directory it may not create the -wal in', { skip: !isRoot && 'runs the check as another user (needs root to switch to nobody)' }, () => {
+test('toSqlite refuses a file it may not write, and a directory it may not create the -wal in', { skip: !(isRoot && hasSetpriv) && 'runs the check as another user (needs root and setpriv to switch to nobody)' }, () => {
   // Root may write any file: the check runs in a child process as nobody.
   const base = tmpDir()
   fs.chmodSync(base, 0o755)
@@ -137,8 +138,11 @@ test('toSqlite refuses a file it may not write, and a directory it may not creat
       console.log(JSON.stringify(out))
     })()`
   const dbs = [readOnlyFile, readOnlyDir, writable].map((d) => path.join(d, 'log.db'))
-  const r = spawnSync(process.execPath, ['-e', script, ...dbs], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 30_000 })
-  assert.equal(r.status, 0, r.stderr)
+  // setpriv, not spawnSync's uid option: that one fails with EACCES when Node itself lives
+  // under a directory only root may enter (CI's cached Node versions in /root/.cache).
+  const asNobody = [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, '-e', script, ...dbs]
+  const r = spawnSync('setpriv', asNobody, { encoding: 'utf8', timeout: 30_000 })
+  assert.equal(r.status, 0, r.error?.message ?? r.stderr)
   const out = JSON.parse(r.stdout)
   assert.equal(out[dbs[0]].code, 'ERR_ZEROWIRE_SINK', JSON.stringify(out))
   assert.match(out[dbs[0]].message, /read-only|readonly/)
