@@ -231,15 +231,19 @@ for (const proto of testProtos('ipc', 'tcp')) {
       child.stdout.on('data', (d) => { out += d })
       return once(child, 'exit').then(() => ({ pid: child.pid, id: out.trim() }))
     }
-    const [polite, killed] = await Promise.all([run('close'), run('kill')])
-    await waitFor(() => disconnects.length === 2)
-    assert.equal(connects.get(polite.id).pid, polite.pid)
-    assert.equal(connects.get(polite.id).ppid, process.pid)
-    assert.equal(connects.get(polite.id).name, 'child-close')
-    assert.equal(connects.get(killed.id).pid, killed.pid)
-    assert.deepEqual(new Map(disconnects), new Map([[polite.id, 'goodbye'], [killed.id, 'closed']]))
-    assert.deepEqual(server.clients(), [])
-    await server.close()
+    try {
+      const [polite, killed] = await Promise.all([run('close'), run('kill')])
+      await waitFor(() => disconnects.length === 2)
+      assert.equal(connects.get(polite.id).pid, polite.pid)
+      assert.equal(connects.get(polite.id).ppid, process.pid)
+      assert.equal(connects.get(polite.id).name, 'child-close')
+      assert.equal(connects.get(killed.id).pid, killed.pid)
+      assert.deepEqual(new Map(disconnects), new Map([[polite.id, 'goodbye'], [killed.id, 'closed']]))
+      assert.deepEqual(server.clients(), [])
+    } finally {
+      // A failed assertion must not leave the server keeping the file's process alive.
+      await server.close()
+    }
   })
 
   test(`[${proto}] a zerowire Client against a plain pyzmq ROUTER works without ready or ids`, async () => {
