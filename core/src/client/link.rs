@@ -473,7 +473,9 @@ impl Link {
             return Goodbye::Waiting;
         }
         let ready = matches!(self.server, ServerKind::Acks | ServerKind::Counts);
-        if !self.unconfirmed && (!ready || self.said_goodbye) {
+        // Said is not enough: only the server's answer proves it read everything before it.
+        let answered = self.said_goodbye && self.barrier.is_none();
+        if !self.unconfirmed && (!ready || answered) {
             return Goodbye::Done;
         }
         if self.barrier.is_none() {
