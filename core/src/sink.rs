@@ -217,11 +217,6 @@ impl Sink {
         }
     }
 
-    /// How many rows have been pushed: the next row is number `pushed() + 1`.
-    pub fn pushed(&self) -> u64 {
-        self.pushed
-    }
-
     /// How many of the rows pushed are committed.
     pub fn committed(&self) -> u64 {
         self.shared.committed.load(Acquire)
