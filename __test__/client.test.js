@@ -98,12 +98,18 @@ for (const proto of testProtos('ipc', 'tcp')) {
     await assert.rejects(c.request('x', { signal: pre.signal }), { name: 'AbortError', code: 'ABORT_ERR' })
     assert.equal(c.stats().requests, 0, 'a pre-aborted request is never sent')
 
+    // Aborted once written: the server still answers, and that answer is counted as late. The
+    // abort waits for the write, not for a fixed time (under load the connection alone can take
+    // longer than any small delay), and the server holds its answer long enough that the abort
+    // cannot lose the race with it even on a starved event loop.
     const ac = new AbortController()
-    const p = c.request('slow:150', { signal: ac.signal })
-    setTimeout(() => ac.abort(new Error('user left')), 20)
+    const p = c.request('slow:2000', { signal: ac.signal })
+    await waitFor(() => c.stats().written === 1, 10_000)
+    ac.abort(new Error('user left'))
     await assert.rejects(p, (err) => err.name === 'AbortError' && err.cause.message === 'user left')
-    await waitFor(() => c.stats().lateReplies === 1, 3000)
+    await waitFor(() => c.stats().lateReplies === 1, 10_000)
     assert.equal(c.stats().pending, 0)
+    assert.equal(c.stats().expiredUnsent, 0)
     assert.equal(await c.request('after'), 'echo:after')
     await c.close()
   })
