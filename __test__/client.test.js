@@ -114,6 +114,38 @@ for (const proto of testProtos('ipc', 'tcp')) {
     await c.close()
   })
 
+  test(`[${proto}] requests aborted or timed out while queued are never written and free their room at once`, async () => {
+    // No server yet: requests wait in the client's queue. Each that is aborted or times out
+    // there is counted in expiredUnsent and leaves the queue then, not when a server comes:
+    // dead requests must not hold the high-water mark against live ones during an outage.
+    const ep = await uniqAddress(proto)
+    const c = new Client(ep, { lingerMs: 0, sendHighWaterMark: 4, requestTimeoutMs: 40 })
+    const ac = new AbortController()
+    const aborted = c.request('aborted', { signal: ac.signal })
+    ac.abort()
+    await assert.rejects(aborted, { name: 'AbortError' })
+    await waitFor(() => c.stats().expiredUnsent === 1 && c.stats().queued === 0, 10_000)
+
+    // Fill the queue with requests that time out unsent; then it has room again.
+    const timedOut = Array.from({ length: 4 }, (_, i) => c.request(`t${i}`))
+    await assert.rejects(c.request('over'), { code: 'EFULL' })
+    for (const p of timedOut) await assert.rejects(p, { code: 'ETIMEDOUT' })
+    await waitFor(() => c.stats().expiredUnsent === 5 && c.stats().queued === 0, 10_000)
+
+    // A server that comes up afterwards gets only what was asked after all that.
+    const live = c.request('later', { timeoutMs: 30_000 })
+    const r = await startPyRouter(ep)
+    try {
+      assert.equal(await live, 'echo:later')
+      const s = c.stats()
+      assert.deepEqual([s.requests, s.requestsRefused, s.written, s.expiredUnsent, s.timeouts, s.lateReplies, s.pending],
+        [6, 1, 1, 5, 4, 0, 0])
+    } finally {
+      await c.close()
+      await r.stop()
+    }
+  })
+
   test(`[${proto}] a 100 000-message burst from one tick never throws (zeromq.js throws EBUSY at 514)`, async (t) => {
     const r = await startPyRouter(bindAddress(proto))
     const ep = r.endpoint

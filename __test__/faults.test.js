@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { Client, Server } = require('..')
-const { testProtos, bindAddress, uniqAddress, waitFor, runNode } = require('./helpers')
+const { testProtos, bindAddress, uniqAddress, waitFor, runNode, startPyRouter } = require('./helpers')
 
 const COUNTING_SERVER = path.join(__dirname, 'peers', 'counting_server.js')
 const SINK_SERVER = path.join(__dirname, 'peers', 'sink_server.js')
@@ -388,6 +388,32 @@ sys.stdin.read()
     await lost
     await Promise.all([c.close(), c2.close(), server.close()])
     await assert.rejects(c.request('x', { retries: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+  })
+
+  test(`[${proto}] retried requests take their room under the marks once: the queue never looks full after them`, async () => {
+    // Each retry is a second write of a request the queue counted once. Counting its room back
+    // again made the client's queue look full for good once it next filled up: every later
+    // send() refused, with nothing queued.
+    const r = await startPyRouter(bindAddress(proto))
+    const c = new Client(r.endpoint, { sendHighWaterMark: 4, lingerMs: 0 })
+    try {
+      assert.equal(await c.request('hi'), 'echo:hi')
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(c.request('silent', { timeoutMs: 40, retries: 2 }), { code: 'ETIMEDOUT' })
+      }
+      assert.equal(c.stats().retries, 6)
+      for (let round = 0; round < 3; round++) {
+        const accepted = Array.from({ length: 4 }, (_, i) => c.send(`m${round}.${i}`))
+        assert.deepEqual(accepted, [true, true, true, true], `round ${round}: ${JSON.stringify(c.stats())}`)
+        assert.equal(c.send('over'), false, 'the fifth is over the mark')
+        await waitFor(() => c.stats().queued === 0, 10_000)
+      }
+      const s = c.stats()
+      assert.equal(s.sent, s.delivered + s.refused + s.dropped + s.inFlight)
+    } finally {
+      await c.close()
+      await r.stop()
+    }
   })
 
   // A request written on a connection that is then lost is retried elsewhere: it may be

@@ -31,6 +31,7 @@ use crate::protocol::{self, Inbound};
 use crate::spin::Spin;
 use crate::trim::Trim;
 
+mod backlog;
 mod inbound;
 mod replay;
 
@@ -176,7 +177,11 @@ impl ClientEngine {
     fn take_control(&mut self, now: Instant) {
         while let Ok(order) = self.queue.ctl.try_recv() {
             match order {
-                ClientControl::Cancel(id) => self.requests.cancel(id),
+                ClientControl::Cancel(id) => {
+                    if let Some(p) = self.requests.cancel(id) {
+                        self.give_back_room(&p, true);
+                    }
+                }
                 ClientControl::Close { linger } => {
                     if self.close_deadline.is_none() {
                         self.close_deadline = Some(now + linger);
@@ -195,56 +200,6 @@ impl ClientEngine {
         self.fail_unauthenticated();
         if self.options.drop_oldest {
             self.trim_backlog();
-        }
-    }
-
-    fn admit(&mut self, batch: Vec<ClientOut>) {
-        // The host stamps no time: deadlines run from here. Batches leave the host at the end
-        // of its tick and are taken on every wake-up, so the error is that delay (micro-seconds).
-        let now = Instant::now();
-        let stamp = Some(now.into_std());
-        for mut out in batch {
-            out.queued_at = stamp;
-            match &out.request {
-                None => {
-                    self.backlog_sends += 1;
-                    self.backlog_send_bytes += out.body.len() as u64;
-                }
-                Some(r) => {
-                    // One cancelled before it arrived stays in the backlog unregistered:
-                    // `flush` drops it as expired.
-                    self.requests.admit(r, &out.body, now);
-                }
-            }
-            self.backlog.push_back(out);
-        }
-    }
-
-    /// `whenFull: "drop-oldest"`: the host admits up to twice the marks; the oldest sends go
-    /// until the backlog is within them again.
-    fn trim_backlog(&mut self) {
-        let (mark, mark_bytes) = (
-            self.options.send_high_water_mark,
-            self.options.send_high_water_bytes as u64,
-        );
-        let mut dropped = 0u64;
-        let mut dropped_bytes = 0u64;
-        while self.backlog_sends > mark
-            || (self.backlog_sends > 1 && self.backlog_send_bytes > mark_bytes)
-        {
-            let Some(at) = self.backlog.iter().position(|o| o.request.is_none()) else {
-                break;
-            };
-            let out = self.backlog.remove(at).expect("position is in range");
-            let len = out.body.len() as u64;
-            self.backlog_sends -= 1;
-            self.backlog_send_bytes -= len;
-            dropped += 1;
-            dropped_bytes += len;
-        }
-        if dropped > 0 {
-            self.shared.release(dropped, dropped_bytes);
-            self.drop_sends(DropReason::Overflow, dropped);
         }
     }
 
@@ -323,14 +278,17 @@ impl ClientEngine {
             }
             let out = self.backlog.pop_front().expect("not empty");
             let len = out.body.len() as u64;
+            let counted = out.counted;
             let corr = match &out.request {
                 Some(r) => match self.requests.get_mut(r.id) {
-                    // Timed out or cancelled before it left: sending it would only earn a
-                    // late reply.
+                    // Settled before it left: sending it would only earn a late reply. Its
+                    // room went back when it settled, unless it was never pending.
                     None => {
-                        released += 1;
-                        released_bytes += len;
-                        expired += 1;
+                        if self.requests.holds_room(r.id, counted) {
+                            released += 1;
+                            released_bytes += len;
+                            expired += 1;
+                        }
                         continue;
                     }
                     Some(p) => {
@@ -377,9 +335,13 @@ impl ClientEngine {
                     }
                     link.next_seq += 1;
                     link.advance_run();
-                } else {
+                } else if counted {
+                    // A request's first copy; its retries never held room.
                     released += 1;
                     released_bytes += len;
+                    if let Some(r) = &out.request {
+                        self.requests.written(r.id);
+                    }
                 }
             }
             match result {
@@ -396,6 +358,7 @@ impl ClientEngine {
                             request: out.request,
                             body,
                             queued_at: None,
+                            counted,
                         });
                     }
                     lost_link = Some(i);
@@ -448,7 +411,9 @@ impl ClientEngine {
     fn expire(&mut self, now: Instant) {
         while let Some(id) = self.requests.next_expired(now) {
             if !self.send_again(id, now) {
-                self.requests.remove(id);
+                if let Some(p) = self.requests.remove(id) {
+                    self.give_back_room(&p, true);
+                }
                 bump(&self.counters.engine.timeouts, 1);
                 self.events.push(ClientEvent::Timeout { id });
             }
@@ -458,11 +423,13 @@ impl ClientEngine {
     /// Queues a retryable request's next attempt ahead of everything else; false when it has
     /// none left.
     fn send_again(&mut self, id: u32, now: Instant) -> bool {
-        let Some(out) = self.requests.again(id, now) else {
+        let Some(copy) = self.requests.again(id, now) else {
             return false;
         };
-        self.backlog.push_front(out);
-        bump(&self.counters.engine.retries, 1);
+        if let Some(out) = copy {
+            self.backlog.push_front(out);
+            bump(&self.counters.engine.retries, 1);
+        }
         true
     }
 
@@ -509,7 +476,9 @@ impl ClientEngine {
         // Requests written on that connection will get no reply: retry or say so now.
         for id in self.requests.written_on(epoch) {
             if !self.send_again(id, now) {
-                self.requests.remove(id);
+                if let Some(p) = self.requests.remove(id) {
+                    self.give_back_room(&p, false);
+                }
                 bump(&self.counters.engine.resets, 1);
                 self.events.push(ClientEvent::Reset { id });
             }
@@ -581,7 +550,9 @@ impl ClientEngine {
         }
         let uid = self.links.iter().any(|l| l.uid_refused);
         for id in self.requests.ids() {
-            self.requests.remove(id);
+            if let Some(p) = self.requests.remove(id) {
+                self.give_back_room(&p, false);
+            }
             self.events.push(if uid {
                 ClientEvent::ServerUidRefused { id }
             } else {
@@ -589,12 +560,15 @@ impl ClientEngine {
             });
         }
         let (mut released, mut released_bytes) = (0u64, 0u64);
+        let requests = &mut self.requests;
         self.backlog.retain(|o| {
-            if o.request.is_none() {
+            let Some(r) = &o.request else {
                 return true;
+            };
+            if requests.holds_room(r.id, o.counted) {
+                released += 1;
+                released_bytes += o.body.len() as u64;
             }
-            released += 1;
-            released_bytes += o.body.len() as u64;
             false
         });
         self.shared.release(released, released_bytes);
@@ -689,10 +663,20 @@ impl ClientEngine {
 
     /// After the drain: drop what could not be sent (counted) and close the sockets.
     fn finish_close(&mut self) {
-        let mut left = self.backlog.len() as u64;
-        let mut left_bytes: u64 = self.backlog.iter().map(|o| o.body.len() as u64).sum();
+        let (mut left, mut left_bytes) = (0u64, 0u64);
+        for o in std::mem::take(&mut self.backlog) {
+            let holds = match &o.request {
+                None => true,
+                Some(r) => {
+                    self.requests.contains(r.id) || self.requests.holds_room(r.id, o.counted)
+                }
+            };
+            if holds {
+                left += 1;
+                left_bytes += o.body.len() as u64;
+            }
+        }
         let mut sends = self.backlog_sends as u64;
-        self.backlog.clear();
         // Nothing new can arrive after close, but what raced with it is dropped the same way.
         while let Ok(batch) = self.queue.rx.try_recv() {
             left += batch.len() as u64;

@@ -48,6 +48,9 @@ pub struct ClientOut {
     pub body: Bytes,
     /// When the engine took it (the host leaves it `None`): its queue wait runs from there.
     pub queued_at: Option<std::time::Instant>,
+    /// Whether it holds room under the host's marks until written: everything the host queues
+    /// does; a request's retry does not (its first copy did, once).
+    pub counted: bool,
 }
 
 impl Weighed for ClientOut {
@@ -168,6 +171,7 @@ impl Client {
             request: None,
             body,
             queued_at: None,
+            counted: true,
         };
         let queued = self.host.push(staging, out)?;
         bump(&self.counters.host.sent, 1);
@@ -211,6 +215,7 @@ impl Client {
             }),
             body,
             queued_at: None,
+            counted: true,
         };
         let queued = self.host.push(staging, out)?;
         bump(

@@ -28,6 +28,9 @@ pub(super) struct Pending {
     pub confirms: u64,
     /// When the engine took it: the round trip runs from there (retries included).
     pub started: Instant,
+    /// The bytes of its first copy while that copy waits in the backlog, holding room under
+    /// the host's marks; `None` once it is written (retries never hold room).
+    pub room: Option<u64>,
     retry: Option<Box<Retry>>,
 }
 
@@ -37,6 +40,10 @@ pub(super) struct Requests {
     pending: HashMap<u32, Pending>,
     /// Cancels that overtook their request (the control channel is separate from the queue).
     cancelled_early: HashSet<u32>,
+    /// Requests that settled (aborted, timed out, refused) while their first copy still waited
+    /// in the backlog: its room was given back then, so the backlog drops the copy without
+    /// counting it again.
+    settled_unsent: HashSet<u32>,
     /// Deadlines in order; entries whose request is gone are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
 }
@@ -63,6 +70,7 @@ impl Requests {
                 written_in: None,
                 confirms: 0,
                 started: now,
+                room: Some(body.len() as u64),
                 retry,
             },
         );
@@ -70,20 +78,61 @@ impl Requests {
         true
     }
 
-    /// The caller gave up on `id`: forget it, or remember to when it arrives.
-    pub fn cancel(&mut self, id: u32) {
-        if self.pending.remove(&id).is_none() {
+    /// The caller gave up on `id`: forget it (as `remove`), or remember to when it arrives.
+    pub fn cancel(&mut self, id: u32) -> Option<Pending> {
+        let p = self.remove(id);
+        if p.is_none() {
             self.cancelled_early.insert(id);
         }
+        p
     }
 
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Pending> {
         self.pending.get_mut(&id)
     }
 
-    /// Settles `id` (replied, timed out, reset); `None` if it was not pending.
+    /// Settles `id` (replied, timed out, reset, cancelled); `None` if it was not pending. When
+    /// its `room` is `Some`, its first copy was never written: the caller gives that room back
+    /// now and counts it as expired unsent, and [`Requests::holds_room`] says no when the
+    /// backlog reaches the copy.
     pub fn remove(&mut self, id: u32) -> Option<Pending> {
-        self.pending.remove(&id)
+        let p = self.pending.remove(&id)?;
+        if p.room.is_some() {
+            self.settled_unsent.insert(id);
+        }
+        Some(p)
+    }
+
+    /// Settles `id` on a reply: only if it was written. A reply to a request whose first copy
+    /// still waits in the backlog answers nothing this client asked (`None`, counted late).
+    pub fn remove_replied(&mut self, id: u32) -> Option<Pending> {
+        if self.pending.get(&id)?.room.is_some() {
+            return None;
+        }
+        self.remove(id)
+    }
+
+    /// The first copy of `id` was handed to a socket: its room goes back with the write.
+    pub fn written(&mut self, id: u32) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.room = None;
+        }
+    }
+
+    /// Whether a backlog entry of request `id` that is no longer pending still holds room
+    /// under the marks (and is expired unsent when dropped): a first copy (`counted`) whose
+    /// request did not settle before (one cancelled before it arrived, say). Forgets `id`.
+    pub fn holds_room(&mut self, id: u32, counted: bool) -> bool {
+        counted && !self.settled_unsent.remove(&id)
+    }
+
+    /// Settled requests whose first copies still wait in the backlog.
+    pub fn settled_unsent(&self) -> usize {
+        self.settled_unsent.len()
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.pending.contains_key(&id)
     }
 
     /// The next request whose deadline passed by `now`, if any.
@@ -125,15 +174,20 @@ impl Requests {
 
     /// Lazy Pirate: a retryable request's next attempt, with a fresh deadline, to go out
     /// before anything else. A reply to an earlier copy still settles it (same id); later
-    /// copies' replies are counted as late. `None` when it has no attempts left.
-    pub fn again(&mut self, id: u32, now: Instant) -> Option<ClientOut> {
+    /// copies' replies are counted as late. `None` when it has no attempts left; `Some(None)`
+    /// when its first copy was never written: that copy still waits in the backlog and is
+    /// the next attempt.
+    pub fn again(&mut self, id: u32, now: Instant) -> Option<Option<ClientOut>> {
         let p = self.pending.get_mut(&id)?;
         let retry = p.retry.as_mut().filter(|r| r.left > 0)?;
         retry.left -= 1;
         p.deadline = now + retry.timeout;
-        p.written_in = None;
         self.deadlines.push(Reverse((p.deadline, id)));
-        Some(ClientOut {
+        if p.room.is_some() {
+            return Some(None);
+        }
+        p.written_in = None;
+        Some(Some(ClientOut {
             request: Some(Request {
                 id,
                 timeout: retry.timeout,
@@ -141,7 +195,8 @@ impl Requests {
             }),
             body: retry.body.clone(),
             queued_at: Some(now.into_std()),
-        })
+            counted: false,
+        }))
     }
 }
 
@@ -177,12 +232,63 @@ mod tests {
         assert_eq!(r.next_expired(later), Some(2));
         r.remove(2);
         assert_eq!(r.next_expired(later), Some(1));
-        let again = r.again(1, later).expect("one retry left");
+        r.written(1);
+        let again = r
+            .again(1, later)
+            .expect("one retry left")
+            .expect("written before");
         assert_eq!(&again.body[..], b"a");
         assert_eq!(again.request.unwrap().retries, 0);
         // The old deadline is stale now; the new one is 30 ms on.
         assert_eq!(r.next_expired(later), None);
         assert_eq!(r.next_expired(later + Duration::from_millis(30)), Some(1));
         assert!(r.again(1, later).is_none(), "no attempts left");
+    }
+
+    #[test]
+    fn a_request_settled_unsent_gives_its_room_back_once() {
+        let mut r = Requests::default();
+        let now = Instant::now();
+        r.admit(&request(1, 10, 0), &Bytes::from_static(b"abc"), now);
+        r.admit(&request(2, 10, 0), &Bytes::from_static(b"de"), now);
+        r.written(2);
+        // 1 never left the backlog: its 3 bytes are the caller's to give back, once.
+        assert_eq!(r.cancel(1).and_then(|p| p.room), Some(3));
+        assert_eq!(r.settled_unsent(), 1);
+        assert!(!r.holds_room(1, true), "given back when it settled");
+        assert!(r.holds_room(1, true), "forgotten after that");
+        assert_eq!(r.settled_unsent(), 0);
+        // 2 was written: its room went with the write.
+        assert_eq!(r.remove(2).map(|p| p.room), Some(None));
+        assert_eq!(r.settled_unsent(), 0);
+        // A retry's copy never holds room.
+        assert!(!r.holds_room(3, false));
+    }
+
+    #[test]
+    fn a_retry_of_an_unsent_request_queues_no_second_copy() {
+        let mut r = Requests::default();
+        let now = Instant::now();
+        r.admit(&request(1, 10, 2), &Bytes::from_static(b"a"), now);
+        let later = now + Duration::from_millis(20);
+        assert_eq!(r.next_expired(later), Some(1));
+        assert!(
+            matches!(r.again(1, later), Some(None)),
+            "the first copy is still queued"
+        );
+        r.written(1);
+        assert!(matches!(r.again(1, later), Some(Some(_))));
+        assert!(r.again(1, later).is_none(), "two attempts were allowed");
+    }
+
+    #[test]
+    fn a_reply_to_an_unwritten_request_settles_nothing() {
+        let mut r = Requests::default();
+        let now = Instant::now();
+        r.admit(&request(1, 10, 0), &Bytes::new(), now);
+        assert!(r.remove_replied(1).is_none());
+        assert!(r.contains(1));
+        r.written(1);
+        assert!(r.remove_replied(1).is_some());
     }
 }

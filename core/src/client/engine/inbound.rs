@@ -12,7 +12,7 @@ impl ClientEngine {
         let counters = &self.counters.engine;
         match protocol::classify(message.into_vec()) {
             Inbound::Reply { id, body } => {
-                if let Some(p) = self.requests.remove(id) {
+                if let Some(p) = self.requests.remove_replied(id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     // The host often answers a reply with its next request.
                     self.spin.after_traffic(now);
@@ -23,7 +23,7 @@ impl ClientEngine {
                 }
             }
             Inbound::ErrorReply { id, message } => {
-                if let Some(p) = self.requests.remove(id) {
+                if let Some(p) = self.requests.remove_replied(id) {
                     Self::settled(&self.options, counters, &mut self.events, link, id, &p, now);
                     bump(&counters.error_replies, 1);
                     self.events.push(ClientEvent::ErrorReply { id, message });
