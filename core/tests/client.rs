@@ -510,3 +510,43 @@ fn a_server_of_an_unexpected_uid_gets_nothing_and_requests_fail_with_the_uid_err
     let got = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(got[2].as_ref(), b"hello");
 }
+
+#[test]
+fn a_retry_waiting_at_close_gives_back_no_room() {
+    // A retry is a second copy of a request the host queued once; its room under the marks
+    // went back with the first write. (Debug builds assert that nothing is released twice.)
+    let (ep, _dir) = tmp_endpoint("retry-close");
+    let r = router(&ep, Duration::ZERO);
+    let h = Harness::new(
+        &ep,
+        ClientOptions {
+            linger: Duration::ZERO,
+            ..Default::default()
+        },
+    );
+    let timeout = Some(Duration::from_secs(30));
+    h.client
+        .request_retrying(
+            &mut h.staging.borrow_mut(),
+            1,
+            body("no-answer"),
+            timeout,
+            1,
+        )
+        .unwrap();
+    h.flush();
+    let got = r.received.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got[2], body("no-answer"));
+    // The server goes and the connection with it: the retry waits for the next server.
+    drop(r);
+    let end = Instant::now() + Duration::from_secs(10);
+    while h.client.stats().retries == 0 {
+        assert!(Instant::now() < end, "no retry: {:?}", h.client.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(h.close());
+    let ev = h.events(2, Duration::from_secs(10));
+    assert!(ev.contains(&ClientEvent::Closed), "{ev:?}");
+    let s = h.client.stats();
+    assert_eq!((s.requests, s.written, s.retries, s.queued), (1, 1, 1, 0));
+}

@@ -665,10 +665,12 @@ impl ClientEngine {
     fn finish_close(&mut self) {
         let (mut left, mut left_bytes) = (0u64, 0u64);
         for o in std::mem::take(&mut self.backlog) {
+            // A request's retry holds no room; its first copy does unless it settled unsent.
             let holds = match &o.request {
                 None => true,
                 Some(r) => {
-                    self.requests.contains(r.id) || self.requests.holds_room(r.id, o.counted)
+                    o.counted
+                        && (self.requests.contains(r.id) || self.requests.holds_room(r.id, true))
                 }
             };
             if holds {

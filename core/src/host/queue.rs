@@ -80,6 +80,15 @@ impl QueueShared {
     /// Engine side: messages left the queue (written or dropped); the host's marks see them go.
     pub(crate) fn release(&self, messages: u64, bytes: u64) {
         let e = &self.engine;
+        // Each message the host pushed is released once: more would make the queue look full
+        // for good (the host subtracts these from what it pushed).
+        debug_assert!(
+            e.released.load(Ordering::Relaxed) + messages
+                <= self.host.pushed.load(Ordering::Acquire)
+                && e.released_bytes.load(Ordering::Relaxed) + bytes
+                    <= self.host.pushed_bytes.load(Ordering::Acquire),
+            "released more than the host queued"
+        );
         bump(&e.released_bytes, bytes);
         // Release count last: the host reads it with Acquire and must then see the bytes too.
         e.released.store(
