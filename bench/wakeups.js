@@ -11,7 +11,10 @@
 //
 // Usage: node bench/wakeups.js [zerowire] [net] [zeromq.js]   (npm run bench:wakeups)
 //   WAKEUPS_BYTES=100 (body size), WAKEUPS_N=4000 (timed round trips), WAKEUPS_INFLIGHT=1,
-//   WAKEUPS_PERF=0 to leave perf out, WAKEUPS_JSON=1 for one JSON line per run.
+//   WAKEUPS_PERF=0 to leave perf out, WAKEUPS_JSON=1 for one JSON line per run,
+//   WAKEUPS_ALLOCS=1 to count malloc + realloc calls per thread too. That needs uprobes on
+//   libc, made once as root: `perf probe -x <libc.so.6> -a malloc -a realloc`. Each probed call
+//   traps into the kernel, so the times of such a run mean nothing; the counts do.
 
 const { fork, spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -25,6 +28,12 @@ const N = Number(process.env.WAKEUPS_N) || 4000
 const WARMUP = 500
 const INFLIGHT = Number(process.env.WAKEUPS_INFLIGHT) || 1
 const USE_PERF = process.env.WAKEUPS_PERF !== '0' && spawnSync('perf', ['--version']).status === 0
+const ALLOC_EVENTS = ['probe_libc:malloc', 'probe_libc:realloc']
+const USE_ALLOCS = USE_PERF && process.env.WAKEUPS_ALLOCS === '1' && (() => {
+  const listed = spawnSync('perf', ['probe', '-l'], { encoding: 'utf8' })
+  if (ALLOC_EVENTS.every((e) => (listed.stdout || '').includes(e))) return true
+  throw new Error(`WAKEUPS_ALLOCS=1 needs the uprobes ${ALLOC_EVENTS.join(', ')} (perf probe -x <libc.so.6> -a malloc -a realloc, as root)`)
+})()
 const BODY = 'x'.repeat(BYTES)
 
 /** Per thread of `pid`: name, voluntary and involuntary switches, CPU ns. */
@@ -63,14 +72,15 @@ function delta (before, after) {
 /** perf stat over both processes while the timed round trips run: per-thread counts. */
 function startPerf (pids) {
   if (!USE_PERF) return null
-  const child = spawn('perf', ['stat', '--per-thread', '-x', ',', '-e', 'raw_syscalls:sys_enter,sched:sched_wakeup', '-p', pids.join(',')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const events = ['raw_syscalls:sys_enter', 'sched:sched_wakeup', ...(USE_ALLOCS ? ALLOC_EVENTS : [])]
+  const child = spawn('perf', ['stat', '--per-thread', '-x', ',', '-e', events.join(','), '-p', pids.join(',')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let text = ''
   child.stderr.on('data', (d) => { text += d })
   const done = new Promise((resolve) => child.on('close', () => resolve(text)))
   return { child, done }
 }
 
-/** `comm-tid,count,,event,...` lines → Map tid → { syscalls, wakes }. */
+/** `comm-tid,count,,event,...` lines → Map tid → { syscalls, wakes, allocs }. */
 function parsePerf (text) {
   const out = new Map()
   for (const line of text.split('\n')) {
@@ -79,9 +89,10 @@ function parsePerf (text) {
     const m = /-(\d+)$/.exec(f[0])
     const count = Number(f[1])
     if (!m || !Number.isFinite(count)) continue
-    const e = out.get(m[1]) || { syscalls: 0, wakes: 0 }
+    const e = out.get(m[1]) || { syscalls: 0, wakes: 0, allocs: 0 }
     if (f[3].startsWith('raw_syscalls')) e.syscalls += count
     else if (f[3].startsWith('sched:sched_wakeup')) e.wakes += count
+    else if (f[3].startsWith('probe_libc:')) e.allocs += count
     out.set(m[1], e)
   }
   return out
@@ -204,6 +215,7 @@ async function measure (lib, dir) {
         const e = d.get(t.name)
         e.syscalls = (e.syscalls || 0) + p.syscalls
         e.wakes = (e.wakes || 0) + p.wakes
+        if (USE_ALLOCS) e.allocs = (e.allocs || 0) + p.allocs
       }
       return { role, threads: d }
     })
@@ -217,16 +229,17 @@ const fmt = (v) => v === undefined ? '—' : v.toFixed(2)
 
 function print (r) {
   console.log(`\n${r.lib}: ${N} round trips of ${BYTES} B, ${INFLIGHT} in flight; p50 ${r.p50.toFixed(1)} µs, p99 ${r.p99.toFixed(1)} µs (wall, noisy)`)
-  console.log('  process  thread            vol.cs  invol.cs  syscalls  wakes-issued  cpu µs   (per round trip)')
-  const total = { vol: 0, invol: 0, syscalls: 0, wakes: 0, cpuNs: 0 }
+  console.log(`  process  thread            vol.cs  invol.cs  syscalls  wakes-issued  cpu µs${USE_ALLOCS ? '   allocs' : ''}   (per round trip)`)
+  const total = { vol: 0, invol: 0, syscalls: 0, wakes: 0, cpuNs: 0, allocs: 0 }
+  const allocs = (d) => USE_ALLOCS ? ` ${fmt(d.allocs === undefined ? undefined : d.allocs / N).padStart(8)}` : ''
   for (const p of r.procs) {
     for (const [name, d] of [...p.threads].sort((a, b) => b[1].vol - a[1].vol)) {
       if (d.vol + d.invol === 0 && !d.syscalls) continue
       for (const k in total) total[k] += d[k] || 0
-      console.log(`  ${p.role.padEnd(8)} ${name.padEnd(16)} ${fmt(d.vol / N).padStart(7)} ${fmt(d.invol / N).padStart(9)} ${fmt(d.syscalls === undefined ? undefined : d.syscalls / N).padStart(9)} ${fmt(d.wakes === undefined ? undefined : d.wakes / N).padStart(13)} ${fmt(d.cpuNs / 1e3 / N).padStart(7)}`)
+      console.log(`  ${p.role.padEnd(8)} ${name.padEnd(16)} ${fmt(d.vol / N).padStart(7)} ${fmt(d.invol / N).padStart(9)} ${fmt(d.syscalls === undefined ? undefined : d.syscalls / N).padStart(9)} ${fmt(d.wakes === undefined ? undefined : d.wakes / N).padStart(13)} ${fmt(d.cpuNs / 1e3 / N).padStart(7)}${allocs(d)}`)
     }
   }
-  console.log(`  ${'total'.padEnd(25)} ${fmt(total.vol / N).padStart(7)} ${fmt(total.invol / N).padStart(9)} ${fmt(USE_PERF ? total.syscalls / N : undefined).padStart(9)} ${fmt(USE_PERF ? total.wakes / N : undefined).padStart(13)} ${fmt(total.cpuNs / 1e3 / N).padStart(7)}`)
+  console.log(`  ${'total'.padEnd(25)} ${fmt(total.vol / N).padStart(7)} ${fmt(total.invol / N).padStart(9)} ${fmt(USE_PERF ? total.syscalls / N : undefined).padStart(9)} ${fmt(USE_PERF ? total.wakes / N : undefined).padStart(13)} ${fmt(total.cpuNs / 1e3 / N).padStart(7)}${allocs(total)}`)
 }
 
 async function main () {
