@@ -184,9 +184,10 @@ enum CachedSend {
         send_queue: mpsc::Sender<Message>,
         message: Message,
     },
+    // zerowire patch: the message is kept (not the channel's error) for `try_send_now`.
     Disconnected {
         peer_id: PeerIdentity,
-        error: mpsc::SendError,
+        message: Message,
     },
     Miss(Message),
 }
@@ -550,9 +551,21 @@ impl GenericSocketBackend {
                 uncount(&single_peer.queue);
                 CachedSend::Disconnected {
                     peer_id: single_peer.peer_id.clone(),
-                    error: error.into_send_error(),
+                    message: error.into_inner(),
                 }
             }
+        }
+    }
+
+    /// zerowire patch: the single-peer send of `send_round_robin` without a future. `Err` gives
+    /// the message back untouched when it could not be queued at once (no single peer, its
+    /// queue full or gone); nothing has changed then, and `send_round_robin` does the rest.
+    pub(crate) fn try_send_now(&self, message: Message) -> Result<(), Message> {
+        match self.try_send_cached_single_peer(message, None) {
+            CachedSend::Sent => Ok(()),
+            CachedSend::Full { message, .. }
+            | CachedSend::Disconnected { message, .. }
+            | CachedSend::Miss(message) => Err(message),
         }
     }
 
@@ -581,9 +594,12 @@ impl GenericSocketBackend {
                     }
                 }
             }
-            CachedSend::Disconnected { peer_id, error } => {
+            CachedSend::Disconnected { peer_id, .. } => {
                 self.peer_disconnected(&peer_id);
-                Err(error.into())
+                // What `From<mpsc::SendError>` made of the channel's error.
+                Err(ZmqError::BufferFull(
+                    "Failed to send message. Send queue full/broken",
+                ))
             }
             CachedSend::Miss(message) => Ok(SendResolution::Miss(message)),
         }

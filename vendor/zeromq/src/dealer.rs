@@ -15,6 +15,7 @@ use futures::StreamExt;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 pub struct DealerSocket {
     backend: Arc<GenericSocketBackend>,
@@ -162,6 +163,20 @@ pub struct DealerRecvHalf {
     fair_queue: FairQueue<ZmqFramedRead, PeerIdentity>,
 }
 
+impl DealerSendHalf {
+    /// zerowire patch: `send` without a future, for the usual case of a message that the
+    /// socket's only peer's queue takes at once. `SocketSend::send` is an `async_trait` method,
+    /// so each call boxes its future: an allocation per message. `Err` gives the message back
+    /// untouched; `send` then does what it always did.
+    pub fn try_send_now(&mut self, message: ZmqMessage) -> Result<(), ZmqMessage> {
+        match self.inner.backend.try_send_now(Message::Message(message)) {
+            Ok(()) => Ok(()),
+            Err(Message::Message(message)) => Err(message),
+            Err(_) => unreachable!("a message given back is the message sent"),
+        }
+    }
+}
+
 #[async_trait]
 impl SocketSend for DealerSendHalf {
     async fn send(&mut self, message: ZmqMessage) -> ZmqResult<()> {
@@ -175,22 +190,30 @@ impl SocketSend for DealerSendHalf {
 
 impl CaptureSocket for DealerSendHalf {}
 
-#[async_trait]
-impl SocketRecv for DealerRecvHalf {
-    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+impl DealerRecvHalf {
+    /// zerowire patch: `recv` without a future. `SocketRecv::recv` is an `async_trait` method,
+    /// so each call boxes its future: an allocation per message read.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
         loop {
-            match self.fair_queue.next().await {
+            match ready!(self.fair_queue.poll_next_unpin(cx)) {
                 Some((_peer_id, Ok(Message::Message(message)))) => {
-                    return Ok(message);
+                    return Poll::Ready(Ok(message));
                 }
                 Some((_peer_id, Ok(_))) => {}
                 Some((_peer_id, Err(e))) => {
-                    return Err(e.into());
+                    return Poll::Ready(Err(e.into()));
                 }
                 None => {
-                    return Err(ZmqError::NoMessage);
+                    return Poll::Ready(Err(ZmqError::NoMessage));
                 }
             };
         }
+    }
+}
+
+#[async_trait]
+impl SocketRecv for DealerRecvHalf {
+    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+        futures::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 // zerowire patch: a stream is taken out of `streams` and `queued` and put back for every
@@ -19,16 +19,29 @@ pub(crate) struct QueueInner<S, K: Clone> {
     counter: atomic::AtomicUsize,
     ready_queue: BinaryHeap<ReadyEvent<K>>,
     queued: HashSet<K, FastState>,
-    streams: HashMap<K, Pin<Box<S>>, FastState>,
+    streams: HashMap<K, Slot<S, K>, FastState>,
     waker: Option<Waker>,
     /// Callback invoked when a stream ends (peer disconnected).
     /// Wrapped in Arc so it can be cloned and called outside the lock.
     on_disconnect: Option<Arc<dyn Fn(K) + Send + Sync>>,
 }
 
+/// zerowire patch: a stream and the waker its reads are polled with, made on its first read
+/// and kept: upstream allocated a new waker for every message read.
+struct Slot<S, K: Clone> {
+    stream: Pin<Box<S>>,
+    waker: Option<Arc<StreamWaker<S, K>>>,
+}
+
 impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn insert(&mut self, k: K, s: S) {
-        self.streams.insert(k.clone(), Box::pin(s));
+        self.streams.insert(
+            k.clone(),
+            Slot {
+                stream: Box::pin(s),
+                waker: None,
+            },
+        );
         self.push_ready(k);
         if let Some(w) = &self.waker {
             w.wake_by_ref();
@@ -94,8 +107,9 @@ impl<K: Clone> Ord for ReadyEvent<K> {
 }
 
 struct StreamWaker<S, K: Clone> {
-    inner: Arc<Mutex<QueueInner<S, K>>>,
-    event: ReadyEvent<K>,
+    // Weak: the queue holds this waker in the stream's slot.
+    inner: Weak<Mutex<QueueInner<S, K>>>,
+    key: K,
 }
 
 impl<S, K> ArcWake for StreamWaker<S, K>
@@ -104,8 +118,11 @@ where
     K: Clone + Eq + Hash + Send + Sync,
 {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        let mut inner = arc_self.inner.lock();
-        inner.push_ready(arc_self.event.key.clone());
+        let Some(inner) = arc_self.inner.upgrade() else {
+            return;
+        };
+        let mut inner = inner.lock();
+        inner.push_ready(arc_self.key.clone());
         if let Some(waker) = inner.waker.take() {
             waker.wake_by_ref();
         }
@@ -131,7 +148,7 @@ where
 
         while remaining_ready > 0 {
             remaining_ready -= 1;
-            let (event, mut io_stream) = {
+            let (event, mut slot) = {
                 let mut inner = fair_queue.inner.lock();
                 inner.waker = Some(cx.waker().clone());
                 let event = match inner.ready_queue.pop() {
@@ -146,23 +163,26 @@ where
                 };
                 inner.queued.remove(&event.key);
                 match inner.streams.remove(&event.key) {
-                    Some(stream) => (event, stream),
+                    Some(slot) => (event, slot),
                     None => continue,
                 }
             };
 
-            let waker = Arc::new(StreamWaker {
-                inner: fair_queue.inner.clone(),
-                event: event.clone(),
+            let waker = slot.waker.get_or_insert_with(|| {
+                Arc::new(StreamWaker {
+                    inner: Arc::downgrade(&fair_queue.inner),
+                    key: event.key.clone(),
+                })
             });
-            let waker_ref = waker_ref(&waker);
+            let waker_ref = waker_ref(waker);
             let mut cx = Context::from_waker(&waker_ref);
-            match io_stream.as_mut().poll_next(&mut cx) {
+            let polled = slot.stream.as_mut().poll_next(&mut cx);
+            match polled {
                 Poll::Ready(Some(res)) => {
                     let key = event.key.clone();
                     let item = Some((key.clone(), res));
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
+                    inner.streams.insert(event.key, slot);
                     inner.push_ready(key);
                     return Poll::Ready(item);
                 }
@@ -183,7 +203,7 @@ where
                 }
                 Poll::Pending => {
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
+                    inner.streams.insert(event.key, slot);
                     continue;
                 }
             }
@@ -578,8 +598,8 @@ mod test {
         let poll_count: usize = lock
             .streams
             .values_mut()
-            .map(|stream| {
-                let UnifiedStream::CountPending(stream) = stream.as_mut().get_mut() else {
+            .map(|slot| {
+                let UnifiedStream::CountPending(stream) = slot.stream.as_mut().get_mut() else {
                     panic!("unexpected stream type");
                 };
                 stream.poll_count
@@ -624,8 +644,8 @@ mod test {
             1,
             "wake generated during poll should be tracked as queued"
         );
-        let stream = lock.streams.get_mut("pending").unwrap();
-        let UnifiedStream::WakePending(stream) = stream.as_mut().get_mut() else {
+        let slot = lock.streams.get_mut("pending").unwrap();
+        let UnifiedStream::WakePending(stream) = slot.stream.as_mut().get_mut() else {
             panic!("unexpected stream type");
         };
         assert_eq!(

@@ -19,6 +19,15 @@ pub struct ZmqMessage {
 }
 
 impl ZmqMessage {
+    /// zerowire patch: a message of `first` with room for `capacity` frames in all, so the
+    /// frames pushed after it (and a routing id put in front) need no reallocation.
+    /// `ZmqMessage::from(frame)` has room for that one frame only.
+    pub fn with_capacity(first: Bytes, capacity: usize) -> Self {
+        let mut frames = VecDeque::with_capacity(capacity.max(1));
+        frames.push_back(first);
+        Self { frames }
+    }
+
     pub fn push_back(&mut self, frame: Bytes) {
         self.frames.push_back(frame);
     }

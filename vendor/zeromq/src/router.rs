@@ -17,6 +17,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 pub struct RouterSocket {
     backend: Arc<GenericSocketBackend>,
@@ -277,23 +278,31 @@ impl SocketSend for RouterSendHalf {
     }
 }
 
-#[async_trait]
-impl SocketRecv for RouterRecvHalf {
-    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+impl RouterRecvHalf {
+    /// zerowire patch: `recv` without a future. `SocketRecv::recv` is an `async_trait` method,
+    /// so each call boxes its future: an allocation per message read.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
         loop {
-            match self.fair_queue.next().await {
+            match ready!(self.fair_queue.poll_next_unpin(cx)) {
                 Some((peer_id, Ok(Message::Message(mut message)))) => {
                     message.push_front(peer_id.into());
-                    return Ok(message);
+                    return Poll::Ready(Ok(message));
                 }
                 Some((_peer_id, Ok(_))) => {}
                 Some((peer_id, Err(_e))) => {
                     self.inner.backend.peer_disconnected(&peer_id);
                 }
                 None => {
-                    return Err(ZmqError::NoMessage);
+                    return Poll::Ready(Err(ZmqError::NoMessage));
                 }
             };
         }
+    }
+}
+
+#[async_trait]
+impl SocketRecv for RouterRecvHalf {
+    async fn recv(&mut self) -> ZmqResult<ZmqMessage> {
+        futures::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }

@@ -10,6 +10,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use std::convert::TryFrom;
 
+/// zerowire patch: frames a decoded message has room for from its first frame on: a routing id
+/// put in front by a ROUTER, a correlation frame, a body and an error flag.
+const MESSAGE_FRAMES: usize = 4;
+
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     command: bool,
@@ -181,7 +185,12 @@ impl Decoder for ZmqCodec {
                     self.message_bytes += data.len();
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
-                        None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
+                        // zerowire patch: room for the frames that usually follow and a
+                        // ROUTER's routing id in front, instead of a reallocation per message.
+                        None => {
+                            self.buffered_message =
+                                Some(ZmqMessage::with_capacity(data.freeze(), MESSAGE_FRAMES))
+                        }
                     }
 
                     if !frame.more {
