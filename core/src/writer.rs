@@ -22,7 +22,21 @@ pub(crate) struct Writer<H: 'static> {
     slot: Option<ReusableBoxFuture<'static, Written<H>>>,
 }
 
-impl<H: SocketSend + Send + 'static> Writer<H> {
+/// A send half that can queue a message without a future when its peer's queue takes it at
+/// once: the crate's `SocketSend::send` is an `async_trait` method, which boxes its future on
+/// every call (an allocation per message).
+pub(crate) trait SendNow: SocketSend {
+    /// `Err` gives the message back untouched; `send` then does the rest.
+    fn try_send_now(&mut self, message: ZmqMessage) -> Result<(), ZmqMessage>;
+}
+
+impl SendNow for zeromq::DealerSendHalf {
+    fn try_send_now(&mut self, message: ZmqMessage) -> Result<(), ZmqMessage> {
+        zeromq::DealerSendHalf::try_send_now(self, message)
+    }
+}
+
+impl<H: SendNow + Send + 'static> Writer<H> {
     pub(crate) fn new(half: H) -> Self {
         Writer {
             idle: Some(half),
@@ -37,7 +51,14 @@ impl<H: SocketSend + Send + 'static> Writer<H> {
     /// Starts sending `message`; returns the result if it finished without waiting, `None` if
     /// it is suspended (the socket owns the message either way; [`Writer::finish`] ends it).
     pub(crate) fn start(&mut self, message: ZmqMessage) -> Option<ZmqResult<()>> {
-        let half = self.idle.take().expect("start() on a busy writer");
+        let idle = self.idle.as_mut().expect("start() on a busy writer");
+        // The usual case, queued at once without a future; what that cannot queue takes the
+        // future below, which tries the same first and then waits or fails as `send` does.
+        let message = match idle.try_send_now(message) {
+            Ok(()) => return Some(Ok(())),
+            Err(message) => message,
+        };
+        let half = self.idle.take().expect("idle above");
         let future = write(half, message);
         let slot = match &mut self.slot {
             Some(slot) => {

@@ -314,7 +314,8 @@ impl ClientEngine {
             // until then), so a lost connection loses nothing: the engine owns the body
             // already, keeping it costs a reference count.
             let kept = (is_send && keeps).then(|| out.body.clone());
-            let mut message = ZmqMessage::from(corr);
+            // Room for the body: `from` has room for one frame, and a push reallocates.
+            let mut message = ZmqMessage::with_capacity(corr, 2);
             message.push_back(out.body);
             let result = conn.writer.start(message);
             let handed_over = !matches!(result, Some(Err(ZmqError::ReturnToSender { .. })));

@@ -15,8 +15,8 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use tokio::time::Instant;
 use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, SocketRecv, ZmqError,
-    ZmqMessage, ZmqResult,
+    DealerRecvHalf, DealerSendHalf, DealerSocket, Socket, SocketEvent, ZmqError, ZmqMessage,
+    ZmqResult,
 };
 
 use super::options::ClientOptions;
@@ -571,12 +571,8 @@ pub(super) fn poll(
                 return Poll::Ready(Io::Written(i, r));
             }
         }
-        // The crate's recv only polls its stream: dropping it while pending loses
-        // nothing and leaves the waker registered.
         if reading {
-            let recv = conn.recv.recv();
-            let mut recv = std::pin::pin!(recv);
-            if let Poll::Ready(m) = recv.as_mut().poll(cx) {
+            if let Poll::Ready(m) = conn.recv.poll_recv(cx) {
                 return Poll::Ready(Io::Message(i, m));
             }
         }

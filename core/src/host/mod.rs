@@ -19,8 +19,9 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use zeromq::{SocketRecv, ZmqMessage, ZmqResult};
+use std::task::{Context, Poll};
+
+use zeromq::{ZmqMessage, ZmqResult};
 
 use crate::counter::bump;
 use crate::error::Error;
@@ -269,8 +270,30 @@ pub(crate) fn woke(shared: &QueueShared) {
     shared.sleeping.store(false, Ordering::Relaxed);
 }
 
+/// A socket's receive half, read without a future: the crate's `SocketRecv::recv` is an
+/// `async_trait` method, which boxes its future on every call (an allocation per message).
+pub(crate) trait PollRecv {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>>;
+}
+
+impl PollRecv for zeromq::DealerRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
+        zeromq::DealerRecvHalf::poll_recv(self, cx)
+    }
+}
+
+impl PollRecv for zeromq::RouterRecvHalf {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ZmqResult<ZmqMessage>> {
+        zeromq::RouterRecvHalf::poll_recv(self, cx)
+    }
+}
+
 /// A message the socket already holds, without waiting: the rest of a receive batch is taken
-/// with this after the first one woke the engine.
-pub(crate) fn ready<R: SocketRecv>(recv: &mut R) -> Option<ZmqResult<ZmqMessage>> {
-    recv.recv().now_or_never()
+/// with this after the first one woke the engine. (The no-op waker replaces the engine's in
+/// the socket only until its next wait polls the socket again.)
+pub(crate) fn ready<R: PollRecv>(recv: &mut R) -> Option<ZmqResult<ZmqMessage>> {
+    match recv.poll_recv(&mut Context::from_waker(futures::task::noop_waker_ref())) {
+        Poll::Ready(m) => Some(m),
+        Poll::Pending => None,
+    }
 }

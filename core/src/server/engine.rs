@@ -20,8 +20,8 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use tokio::time::Instant;
 use zeromq::{
-    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, SocketRecv, TrySendError,
-    ZmqMessage, ZmqResult,
+    RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent, TrySendError, ZmqMessage,
+    ZmqResult,
 };
 
 use zeromq::util::PeerIdentity;
@@ -315,9 +315,11 @@ impl ServerEngine {
         }
     }
 
-    fn reply_frames(identity: &Bytes, corr: &Bytes, body: Bytes) -> ZmqMessage {
-        let mut m = ZmqMessage::from(identity.clone());
-        m.push_back(corr.clone());
+    /// Room for an error flag after the body, so no frame pushed reallocates; `corr` is moved
+    /// in, not cloned (a clone of a copied corr would allocate its shared count).
+    fn reply_frames(identity: &Bytes, corr: Bytes, body: Bytes) -> ZmqMessage {
+        let mut m = ZmqMessage::with_capacity(identity.clone(), 4);
+        m.push_back(corr);
         m.push_back(body);
         m
     }
@@ -517,7 +519,7 @@ impl ServerEngine {
             if paused || !reading {
                 std::future::pending().await
             } else {
-                router.recv.recv().await
+                std::future::poll_fn(|cx| host::PollRecv::poll_recv(&mut router.recv, cx)).await
             }
         };
         let spin = crate::spin::turn(spinning);

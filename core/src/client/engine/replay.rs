@@ -50,7 +50,7 @@ impl ClientEngine {
         }
         let epoch = target.epoch;
         let conn = target.conn.as_mut().expect("usable link");
-        let mut message = ZmqMessage::from(protocol::empty_corr());
+        let mut message = ZmqMessage::with_capacity(protocol::empty_corr(), 2);
         message.push_back(body);
         let result = conn.writer.start(message);
         if matches!(result, Some(Err(ZmqError::ReturnToSender { .. }))) {

@@ -287,9 +287,7 @@ impl ServerEngine {
                     } else {
                         protocol::encode_ack(id, s.handled_next)
                     };
-                    let mut m = ZmqMessage::from(peer.identity.clone());
-                    m.push_back(corr);
-                    m.push_back(body);
+                    let m = Self::reply_frames(&peer.identity, corr, body);
                     self.backlog.push_back(Outbound::control(m));
                 }
             }

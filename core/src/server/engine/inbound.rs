@@ -36,7 +36,7 @@ impl ServerEngine {
                 let id = self.peers[&index].id.clone();
                 let ack = protocol::ack_body(&id, std::process::id());
                 self.backlog
-                    .push_back(Outbound::control(Self::reply_frames(&identity, &corr, ack)));
+                    .push_back(Outbound::control(Self::reply_frames(&identity, corr, ack)));
             }
             Some(CONTROL_GOODBYE) => {
                 let index = self.by_identity.get(&identity).copied();
@@ -48,7 +48,7 @@ impl ServerEngine {
                 // Everything this client sent before the goodbye has been read: confirm it.
                 self.backlog.push_back(Outbound::control(Self::reply_frames(
                     &identity,
-                    &corr,
+                    corr,
                     Bytes::new(),
                 )));
                 if let Some(index) = index {
@@ -65,7 +65,7 @@ impl ServerEngine {
                 // Pings, and unknown kinds (a newer client), get an empty reply.
                 self.backlog.push_back(Outbound::control(Self::reply_frames(
                     &identity,
-                    &corr,
+                    corr,
                     Bytes::new(),
                 )));
             }
@@ -116,7 +116,7 @@ impl ServerEngine {
                         bump(&self.counters.requests_refused, 1);
                         let mut m = Self::reply_frames(
                             &identity,
-                            &corr,
+                            corr,
                             Bytes::from_static(b"too many requests pending on the server"),
                         );
                         m.push_back(Bytes::from_static(ERROR_STATUS));

@@ -56,7 +56,7 @@ impl ServerEngine {
                         });
                         match target {
                             Some((peer, corr, at)) => {
-                                let mut m = Self::reply_frames(&peer.identity, &corr, body);
+                                let mut m = Self::reply_frames(&peer.identity, corr, body);
                                 if error {
                                     m.push_back(Bytes::from_static(ERROR_STATUS));
                                 }
@@ -69,7 +69,7 @@ impl ServerEngine {
                     }
                     ServerOut::SendTo { client, body } => match self.peers.get(&client) {
                         Some(peer) => {
-                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body);
+                            let m = Self::reply_frames(&peer.identity, Bytes::new(), body);
                             bump(&self.counters.pushes, 1);
                             self.backlog.push_back(Outbound::data(m, Some(size), None));
                         }
@@ -78,7 +78,7 @@ impl ServerEngine {
                     ServerOut::Broadcast { body } => {
                         let n = self.peers.len();
                         for (i, peer) in self.peers.values().enumerate() {
-                            let m = Self::reply_frames(&peer.identity, &Bytes::new(), body.clone());
+                            let m = Self::reply_frames(&peer.identity, Bytes::new(), body.clone());
                             // The host's message is released with its last copy.
                             let release = (i + 1 == n).then_some(size);
                             self.backlog.push_back(Outbound::data(m, release, None));

@@ -60,7 +60,7 @@ impl ServerEngine {
             bump(&self.counters.requests, 1);
             self.sink_replies[i].push_back(SinkReply {
                 row,
-                message: Self::reply_frames(identity, &corr, Bytes::new()),
+                message: Self::reply_frames(identity, corr, Bytes::new()),
                 arrived: arrival.at,
             });
         }
@@ -120,7 +120,7 @@ impl ServerEngine {
             };
             self.backlog.push_back(Outbound::control(Self::reply_frames(
                 &identity,
-                &corr,
+                corr,
                 Bytes::new(),
             )));
             self.forget(client, DisconnectReason::Goodbye);
