@@ -13,6 +13,8 @@ pub const ZERO_COPY_MIN: usize = 16 * 1024;
 /// Strings up to this many UTF-16 units are encoded straight into a shared arena chunk (no
 /// allocation per message); longer ones into a buffer of their own, pooled from 64 KiB up.
 const ARENA_UNITS: usize = 8 * 1024;
+/// Buffers up to this size are copied into the arena.
+const ARENA_COPY_MAX: usize = 16 * 1024;
 /// The most a string is encoded into the arena before its length is known (see
 /// `short_string`). A longer one is encoded again after measuring, so this bounds the waste.
 const FAST_TRY: usize = 16 * 1024;
@@ -249,8 +251,17 @@ pub(super) unsafe fn payload(
     typed_payload(env, v, limit, refs)
 }
 
-/// A copy of a Buffer's bytes: large ones into a pooled buffer, whose pages are warm.
+/// A copy of a Buffer's bytes: short ones into the arena, as short strings are (an allocation
+/// per message otherwise), large ones into a pooled buffer, whose pages are warm.
 fn copied(bytes: &[u8]) -> Bytes {
+    if bytes.len() <= ARENA_COPY_MAX {
+        return ARENA.with(|arena| {
+            let mut arena = arena.borrow_mut();
+            let chunk = arena.room(bytes.len());
+            chunk.extend_from_slice(bytes);
+            chunk.split().freeze()
+        });
+    }
     if bytes.len() < POOL_MIN {
         return Bytes::copy_from_slice(bytes);
     }
