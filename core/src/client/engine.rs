@@ -294,6 +294,11 @@ impl ClientEngine {
                     Some(p) => {
                         p.written_in = Some(self.links[i].epoch);
                         p.confirms = self.links[i].written;
+                        // Its room goes back with the write (put back below if the socket
+                        // gives it back).
+                        if counted {
+                            p.room = None;
+                        }
                         self.spin.after_traffic(Instant::from_std(now));
                         protocol::encode_corr(r.id)
                     }
@@ -340,9 +345,6 @@ impl ClientEngine {
                     // A request's first copy; its retries never held room.
                     released += 1;
                     released_bytes += len;
-                    if let Some(r) = &out.request {
-                        self.requests.written(r.id);
-                    }
                 }
             }
             match result {
@@ -354,6 +356,11 @@ impl ClientEngine {
                         if is_send {
                             self.backlog_sends += 1;
                             self.backlog_send_bytes += len;
+                        }
+                        if let (Some(r), true) = (&out.request, counted) {
+                            if let Some(p) = self.requests.get_mut(r.id) {
+                                p.room = Some(len);
+                            }
                         }
                         self.backlog.push_front(ClientOut {
                             request: out.request,
@@ -669,10 +676,7 @@ impl ClientEngine {
             // A request's retry holds no room; its first copy does unless it settled unsent.
             let holds = match &o.request {
                 None => true,
-                Some(r) => {
-                    o.counted
-                        && (self.requests.contains(r.id) || self.requests.holds_room(r.id, true))
-                }
+                Some(r) => self.requests.holds_room(r.id, o.counted),
             };
             if holds {
                 left += 1;

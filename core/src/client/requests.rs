@@ -112,18 +112,11 @@ impl Requests {
         self.remove(id)
     }
 
-    /// The first copy of `id` was handed to a socket: its room goes back with the write.
-    pub fn written(&mut self, id: u32) {
-        if let Some(p) = self.pending.get_mut(&id) {
-            p.room = None;
-        }
-    }
-
-    /// Whether a backlog entry of request `id` that is no longer pending still holds room
-    /// under the marks (and is expired unsent when dropped): a first copy (`counted`) whose
-    /// request did not settle before (one cancelled before it arrived, say). Forgets `id`.
+    /// Whether a backlog entry of request `id` holds room under the marks: a first copy
+    /// (`counted`; retries never do) of a pending request, or of one that did not settle
+    /// while unsent (whose room went back then). Forgets `id` once it is not pending.
     pub fn holds_room(&mut self, id: u32, counted: bool) -> bool {
-        counted && !self.settled_unsent.remove(&id)
+        counted && (self.pending.contains_key(&id) || !self.settled_unsent.remove(&id))
     }
 
     /// Settled requests whose first copies still wait in the backlog.
@@ -232,7 +225,7 @@ mod tests {
         assert_eq!(r.next_expired(later), Some(2));
         r.remove(2);
         assert_eq!(r.next_expired(later), Some(1));
-        r.written(1);
+        r.get_mut(1).unwrap().room = None;
         let again = r
             .again(1, later)
             .expect("one retry left")
@@ -251,7 +244,7 @@ mod tests {
         let now = Instant::now();
         r.admit(&request(1, 10, 0), &Bytes::from_static(b"abc"), now);
         r.admit(&request(2, 10, 0), &Bytes::from_static(b"de"), now);
-        r.written(2);
+        r.get_mut(2).unwrap().room = None;
         // 1 never left the backlog: its 3 bytes are the caller's to give back, once.
         assert_eq!(r.cancel(1).and_then(|p| p.room), Some(3));
         assert_eq!(r.settled_unsent(), 1);
@@ -276,7 +269,7 @@ mod tests {
             matches!(r.again(1, later), Some(None)),
             "the first copy is still queued"
         );
-        r.written(1);
+        r.get_mut(1).unwrap().room = None;
         assert!(matches!(r.again(1, later), Some(Some(_))));
         assert!(r.again(1, later).is_none(), "two attempts were allowed");
     }
@@ -288,7 +281,7 @@ mod tests {
         r.admit(&request(1, 10, 0), &Bytes::new(), now);
         assert!(r.remove_replied(1).is_none());
         assert!(r.contains(1));
-        r.written(1);
+        r.get_mut(1).unwrap().room = None;
         assert!(r.remove_replied(1).is_some());
     }
 }

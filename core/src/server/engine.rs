@@ -519,7 +519,7 @@ impl ServerEngine {
             if paused || !reading {
                 std::future::pending().await
             } else {
-                std::future::poll_fn(|cx| host::PollRecv::poll_recv(&mut router.recv, cx)).await
+                std::future::poll_fn(|cx| router.recv.poll_recv(cx)).await
             }
         };
         let spin = crate::spin::turn(spinning);

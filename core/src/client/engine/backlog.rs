@@ -84,6 +84,7 @@ impl ClientEngine {
         let requests = &mut self.requests;
         self.backlog.retain(|o| match &o.request {
             None => true,
+            // A pending request's retry waits for its turn.
             Some(r) if requests.contains(r.id) => true,
             // A copy still holding room is one `flush` must count; it stays for `flush`.
             Some(r) => requests.holds_room(r.id, o.counted),
