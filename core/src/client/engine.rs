@@ -39,6 +39,8 @@ use replay::Resend;
 
 /// How often an engine paused at its receive bound looks whether the host caught up.
 const RECEIVE_PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+/// Fewest replies handed to the host at once while more are being read (see `wait`).
+const REPLY_HANDOFF: usize = 32;
 
 pub(super) struct ClientEngine {
     options: ClientOptions,
@@ -641,9 +643,18 @@ impl ClientEngine {
                 self.disconnected(i);
             }
             Some(Io::Message(i, Ok(m))) => {
+                // Replies go to the host in halves of what is in flight (at least
+                // REPLY_HANDOFF): it resolves the first half, and the caller writes new
+                // requests, while this engine reads the second. One batch of every reply
+                // would have the two threads take turns, each idle while the other works.
+                let in_flight = self.requests.len();
+                let handoff = REPLY_HANDOFF.max(in_flight / 2);
                 self.handle_inbound(i, m);
                 // Take what else is already there without sleeping again.
                 for _ in 1..RECV_BATCH {
+                    if in_flight.saturating_sub(self.requests.len()) >= handoff {
+                        break;
+                    }
                     let Some(conn) = self.links[i].conn.as_mut() else {
                         break;
                     };

@@ -124,6 +124,11 @@ impl Requests {
         self.settled_unsent.len()
     }
 
+    /// Requests awaiting their reply.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn contains(&self, id: u32) -> bool {
         self.pending.contains_key(&id)
     }

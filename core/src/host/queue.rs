@@ -123,8 +123,10 @@ pub enum Refusal {
     Closed,
 }
 
-/// Most messages staged before they are handed over without waiting for the end of the tick.
-pub const STAGE_MAX: usize = 64;
+/// Most messages staged before they are handed over without waiting for the end of the tick:
+/// the engine starts writing the first while the host still makes the rest (a tick that
+/// answers a batch of replies makes as many new requests, or replies).
+pub const STAGE_MAX: usize = 32;
 
 /// Messages admitted by the host but not yet handed to the engine, and the engine's release
 /// counters as the host last read them. Owned by the host thread.
