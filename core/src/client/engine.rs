@@ -604,7 +604,7 @@ impl ClientEngine {
         // or they starve the JS threads they wait for.
         let any_conn = self.links.iter().any(|l| l.conn.is_some());
         let want = any_conn && self.spin.wanted();
-        let Some(spinning) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
+        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
             return;
         };
         // Past the receive bound, leave what servers send in the sockets until the host has
@@ -627,14 +627,14 @@ impl ClientEngine {
         let links = &mut self.links;
         let watch = &mut self.watch;
         let io = std::future::poll_fn(|cx| link::poll(links, watch, from, reading, cx));
-        let spin = crate::spin::turn(spinning);
+        let spin = crate::spin::turn(waiting.spinning);
         let woke = tokio::select! {
             _ = shared.notify.notified() => None,
             _ = sleep => None,
             _ = spin => None,
             io = io => Some(io),
         };
-        host::woke(&shared);
+        host::woke(&shared, &mut self.spin, waiting);
         match woke {
             None | Some(Io::Written(_, Ok(()))) => {}
             Some(Io::Written(i, Err(_))) => {

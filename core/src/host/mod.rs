@@ -243,15 +243,20 @@ impl<O: Weighed, C: Orders, E> Drop for Host<O, C, E> {
     }
 }
 
-/// An engine's step before it waits: poll (when `want_spin` and a slot is free) or tell the
-/// host it may have to wake us. `None` when the host handed something over meanwhile: look at
-/// once instead of waiting. Otherwise whether the wait polls.
+/// An engine's step before it waits: offer the core after a long stretch of work, then poll
+/// (when `want_spin` and a slot is free) or tell the host it may have to wake us. `None` when
+/// the host handed something over meanwhile: look at once instead of waiting. Otherwise when
+/// the wait began and whether it polls (for [`woke`]).
 pub(crate) fn prepare_wait<O, C>(
     shared: &QueueShared,
     queue: &Consumer<O, C>,
     spin: &mut Spin,
     want_spin: bool,
-) -> Option<bool> {
+) -> Option<Waiting> {
+    let began = tokio::time::Instant::now();
+    if spin.stretch_done(began) {
+        std::thread::yield_now();
+    }
     let spinning = spin.claim(want_spin);
     if !spinning {
         shared.sleeping.store(true, Ordering::Relaxed);
@@ -262,12 +267,21 @@ pub(crate) fn prepare_wait<O, C>(
         shared.sleeping.store(false, Ordering::Relaxed);
         return None;
     }
-    Some(spinning)
+    Some(Waiting { began, spinning })
 }
 
-/// After a wait: the engine is awake and the host need not wake it.
-pub(crate) fn woke(shared: &QueueShared) {
+/// A wait [`prepare_wait`] cleared.
+#[derive(Clone, Copy)]
+pub(crate) struct Waiting {
+    began: tokio::time::Instant,
+    /// Whether the wait polls (one turn) instead of parking.
+    pub spinning: bool,
+}
+
+/// After a wait: the engine is awake and the host need not wake it; a long wait was a rest.
+pub(crate) fn woke(shared: &QueueShared, spin: &mut Spin, wait: Waiting) {
     shared.sleeping.store(false, Ordering::Relaxed);
+    spin.waited(wait.began, tokio::time::Instant::now(), wait.spinning);
 }
 
 /// A socket's receive half, read without a future: the crate's `SocketRecv::recv` is an

@@ -478,7 +478,7 @@ impl ServerEngine {
     async fn wait(&mut self, router: &mut Router) {
         let shared = self.shared.clone();
         let want = self.spin.wanted();
-        let Some(spinning) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
+        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
             return;
         };
         // Stop reading while the host has not taken what we already gave it: the kernel and
@@ -522,7 +522,7 @@ impl ServerEngine {
                 std::future::poll_fn(|cx| router.recv.poll_recv(cx)).await
             }
         };
-        let spin = crate::spin::turn(spinning);
+        let spin = crate::spin::turn(waiting.spinning);
         enum Woke {
             Other,
             Message(ZmqResult<ZmqMessage>),
@@ -535,7 +535,7 @@ impl ServerEngine {
             m = recv => Woke::Message(m),
             e = router.monitor.next() => Woke::Monitor(e),
         };
-        host::woke(&shared);
+        host::woke(&shared, &mut self.spin, waiting);
         match woke {
             Woke::Other | Woke::Message(Err(_)) | Woke::Monitor(None) => {}
             Woke::Message(Ok(m)) => {
