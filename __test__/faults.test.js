@@ -189,6 +189,27 @@ for (const proto of testProtos('ipc', 'tcp')) {
     for (const gap of gaps) assert.ok(gap < 2000, `bind → first message took ${gap} ms (backoff, not the bind, decided)`)
   })
 
+  // close() waits for the server's answer to its goodbye; that answer must also mean "handled",
+  // as the acks do: a service stopped the moment the client has closed (a deploy) loses
+  // nothing the client counted as delivered, however far its handlers lag behind its reading.
+  test(`[${proto}] close() resolves once the server has handled every send: killing it right after loses nothing`, async (t) => {
+    const ep = await uniqAddress(proto)
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-goodbye-')), 'server.txt')
+    // 40 µs per message: 20 000 take the handlers ~0.8 s, far longer than reading them.
+    const server = await startPeer(COUNTING_SERVER, ep, file, '-', '40')
+    const c = new Client(ep, { lingerMs: 30_000 })
+    await waitFor(() => c.isReady, 10_000)
+    const TOTAL = 20_000
+    for (let n = 0; n < TOTAL; n++) assert.ok(c.send(String(n)))
+    await c.close()
+    await kill(server)
+    const s = c.stats()
+    const { seqs } = readServerFile(file)
+    t.diagnostic(`client delivered ${s.delivered} of ${s.sent}; server handled ${seqs.length}`)
+    assert.equal(s.delivered, TOTAL)
+    assert.equal(new Set(seqs).size, TOTAL, 'every send the client counted as delivered was handled')
+  })
+
   // The same storm into toSqlite: the client replays what a killed server did not confirm
   // (acked only once written), and the database skips what it already holds.
   test(`[${proto}] a toSqlite server SIGKILLed and restarted 5 times during a 100 k stream: every message stored exactly once`, async (t) => {

@@ -136,7 +136,8 @@ pub(super) struct ServerEngine {
     sink_replies: Vec<VecDeque<SinkReply>>,
     /// While reading is held back: when clients are next told the server is alive.
     next_keepalive: Option<Instant>,
-    /// Goodbyes (client, corr) to answer once the client's rows in sinks are committed.
+    /// Goodbyes (client, corr) to answer once the client's sends are confirmed: handled by the
+    /// host, and committed where a sink took them.
     goodbyes: Vec<(u32, Bytes)>,
     peers: HashMap<u32, KnownClient>,
     by_identity: HashMap<Bytes, u32>,
@@ -431,7 +432,7 @@ impl ServerEngine {
             self.keep_alive(now);
             // Before the flush, so the acks go out now rather than at the next wake-up: the
             // clients keep (and count against their marks) every send until it is acked.
-            // Goodbyes held for sink rows follow their acks.
+            // Goodbyes held for unconfirmed sends follow their acks.
             self.send_acks(now);
             self.answer_goodbyes();
             self.flush(&mut router);

@@ -195,16 +195,38 @@ impl ServerEngine {
         }
     }
 
-    /// Whether some of this client's sends are sink rows not yet committed.
-    pub(super) fn awaits_sink(&self, client: u32) -> bool {
+    /// Whether some of this client's numbered sends are not yet confirmed: handled by the host
+    /// and, for sink rows, committed.
+    pub(super) fn unconfirmed(&self, client: u32) -> bool {
         let Some(peer) = self.peers.get(&client) else {
             return false;
         };
-        peer.sessions.iter().any(|id| {
-            self.sessions
-                .get(id)
-                .is_some_and(|s| s.marks.iter().any(|m| m.sink.is_some()))
-        })
+        peer.sessions
+            .iter()
+            .any(|id| self.sessions.get(id).is_some_and(|s| !s.marks.is_empty()))
+    }
+
+    /// Answers the goodbyes held for sends that are now confirmed (their acks went first).
+    pub(super) fn answer_goodbyes(&mut self) {
+        if self.goodbyes.is_empty() {
+            return;
+        }
+        for (client, corr) in std::mem::take(&mut self.goodbyes) {
+            if self.unconfirmed(client) {
+                self.goodbyes.push((client, corr));
+                continue;
+            }
+            // Gone meanwhile: its connection closed, nobody to answer.
+            let Some(identity) = self.peers.get(&client).map(|p| p.identity.clone()) else {
+                continue;
+            };
+            self.backlog.push_back(Outbound::control(Self::reply_frames(
+                &identity,
+                corr,
+                Bytes::new(),
+            )));
+            self.forget(client, DisconnectReason::Goodbye);
+        }
     }
 
     /// Sends every connected session its last ack again at the next round (cumulative, so it

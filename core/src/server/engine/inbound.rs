@@ -40,12 +40,13 @@ impl ServerEngine {
             }
             Some(CONTROL_GOODBYE) => {
                 let index = self.by_identity.get(&identity).copied();
-                if let Some(index) = index.filter(|&i| self.awaits_sink(i)) {
-                    // The reply confirms everything before it: not before its rows commit.
+                if let Some(index) = index.filter(|&i| self.unconfirmed(i)) {
+                    // The reply confirms everything before it, as an ack does: not before the
+                    // host has handled it all and the sinks have committed their rows.
                     self.goodbyes.push((index, corr));
                     return;
                 }
-                // Everything this client sent before the goodbye has been read: confirm it.
+                // Everything this client sent before the goodbye is confirmed: say so.
                 self.backlog.push_back(Outbound::control(Self::reply_frames(
                     &identity,
                     corr,

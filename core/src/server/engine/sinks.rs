@@ -104,29 +104,6 @@ impl ServerEngine {
         self.sinks.iter().all(Sink::settled) && self.sink_replies.iter().all(VecDeque::is_empty)
     }
 
-    /// Answers the goodbyes held for rows that are now committed (their acks went first).
-    pub(super) fn answer_goodbyes(&mut self) {
-        if self.goodbyes.is_empty() {
-            return;
-        }
-        for (client, corr) in std::mem::take(&mut self.goodbyes) {
-            if self.awaits_sink(client) {
-                self.goodbyes.push((client, corr));
-                continue;
-            }
-            // Gone meanwhile: its connection closed, nobody to answer.
-            let Some(identity) = self.peers.get(&client).map(|p| p.identity.clone()) else {
-                continue;
-            };
-            self.backlog.push_back(Outbound::control(Self::reply_frames(
-                &identity,
-                corr,
-                Bytes::new(),
-            )));
-            self.forget(client, DisconnectReason::Goodbye);
-        }
-    }
-
     /// Whether the engine must look at its sinks again soon, having requests waiting on them.
     pub(super) fn sink_replies_waiting(&self) -> bool {
         self.sink_replies.iter().any(|r| !r.is_empty())
