@@ -254,7 +254,7 @@ pub(crate) fn prepare_wait<O, C>(
     want_spin: bool,
 ) -> Option<Waiting> {
     let began = tokio::time::Instant::now();
-    if spin.stretch_done(began) {
+    if spin.stretch_done(began, crate::spin::thread_cpu) {
         std::thread::yield_now();
     }
     let spinning = spin.claim(want_spin);
