@@ -14,7 +14,9 @@
 //! out the tick, which shows as event-loop delay. A stretch counts the engine's own CPU time:
 //! one where other threads had the core for a good part was a rest already, and offering the
 //! core again then would only hand it to whoever is busiest (another process, say) and starve
-//! the engine. A yield with nothing else runnable returns at once.
+//! the engine. The exception is an engine whose own host has events waiting: its JS thread
+//! has work, and under a flood that turn is what keeps the pipeline moving. A yield with
+//! nothing else runnable returns at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -133,6 +135,7 @@ impl Spin {
         &mut self,
         now: tokio::time::Instant,
         cpu: impl FnOnce() -> Option<Duration>,
+        host_behind: impl FnOnce() -> bool,
     ) -> bool {
         let (began, cpu_then) = match self.stretch {
             None => {
@@ -154,8 +157,9 @@ impl Spin {
             wall: now,
             cpu: cpu_now,
         });
-        // On its core for at least three quarters of it; otherwise others had it meanwhile.
-        cpu_then.is_some_and(|then| cpu_now.saturating_sub(then) * 4 >= wall * 3)
+        // On its core for at least three quarters of it (otherwise others had it meanwhile), or
+        // its own host has events waiting: its JS thread is who most needs a turn.
+        cpu_then.is_some_and(|then| cpu_now.saturating_sub(then) * 4 >= wall * 3) || host_behind()
     }
 
     /// After a wait from `began` to `now`: a long wait, or a polling turn (which gave the core
@@ -203,13 +207,17 @@ mod tests {
     /// Steps of 10 µs of wall time, each a wait that returned at once (no rest), the engine's
     /// CPU clock advancing by `share` of each step: the steps (in µs) where it offered its core.
     fn offers(share: f64, steps: u32) -> Vec<u32> {
+        offers_with(share, steps, false)
+    }
+
+    fn offers_with(share: f64, steps: u32, host_behind: bool) -> Vec<u32> {
         let mut spin = Spin::default();
         let t0 = Instant::now();
         let mut offered = Vec::new();
         for step in 0..=steps {
             let now = t0 + 10 * step * US;
             let cpu = Duration::from_secs_f64(10e-6 * share * f64::from(step));
-            if spin.stretch_done(now, || Some(cpu)) {
+            if spin.stretch_done(now, || Some(cpu), || host_behind) {
                 offered.push(step * 10);
             }
             spin.waited(now, now + 2 * US, false);
@@ -231,11 +239,16 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_whose_host_has_events_waiting_offers_its_core_however_preempted() {
+        assert_eq!(offers_with(0.5, 50, true), [100, 200, 300, 400, 500]);
+    }
+
+    #[test]
     fn without_a_cpu_clock_it_never_offers() {
         let mut spin = Spin::default();
         let t0 = Instant::now();
         for step in 0..=100u32 {
-            assert!(!spin.stretch_done(t0 + 10 * step * US, || None));
+            assert!(!spin.stretch_done(t0 + 10 * step * US, || None, || false));
         }
     }
 
@@ -244,16 +257,16 @@ mod tests {
         let mut spin = Spin::default();
         let t0 = Instant::now();
         let cpu = |us: u64| move || Some(Duration::from_micros(us));
-        assert!(!spin.stretch_done(t0, cpu(0)));
-        assert!(!spin.stretch_done(t0 + 100 * US, cpu(100)));
-        assert!(spin.stretch_done(t0 + 200 * US, cpu(200)));
+        assert!(!spin.stretch_done(t0, cpu(0), || false));
+        assert!(!spin.stretch_done(t0 + 100 * US, cpu(100), || false));
+        assert!(spin.stretch_done(t0 + 200 * US, cpu(200), || false));
         // A wait of 60 µs: the stretch starts again after it, its clock not read yet.
         spin.waited(t0 + 200 * US, t0 + 260 * US, false);
-        assert!(!spin.stretch_done(t0 + 360 * US, cpu(300)));
-        assert!(spin.stretch_done(t0 + 460 * US, cpu(400)));
+        assert!(!spin.stretch_done(t0 + 360 * US, cpu(300), || false));
+        assert!(spin.stretch_done(t0 + 460 * US, cpu(400), || false));
         // A polling turn yields the core itself: it is a rest however short.
         spin.waited(t0 + 460 * US, t0 + 461 * US, true);
-        assert!(!spin.stretch_done(t0 + 561 * US, cpu(500)));
-        assert!(spin.stretch_done(t0 + 661 * US, cpu(600)));
+        assert!(!spin.stretch_done(t0 + 561 * US, cpu(500), || false));
+        assert!(spin.stretch_done(t0 + 661 * US, cpu(600), || false));
     }
 }

@@ -604,7 +604,9 @@ impl ClientEngine {
         // or they starve the JS threads they wait for.
         let any_conn = self.links.iter().any(|l| l.conn.is_some());
         let want = any_conn && self.spin.wanted();
-        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
+        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want, || {
+            !self.outbox.is_empty()
+        }) else {
             return;
         };
         // Past the receive bound, leave what servers send in the sockets until the host has

@@ -252,9 +252,10 @@ pub(crate) fn prepare_wait<O, C>(
     queue: &Consumer<O, C>,
     spin: &mut Spin,
     want_spin: bool,
+    host_behind: impl FnOnce() -> bool,
 ) -> Option<Waiting> {
     let began = tokio::time::Instant::now();
-    if spin.stretch_done(began, crate::spin::thread_cpu) {
+    if spin.stretch_done(began, crate::spin::thread_cpu, host_behind) {
         std::thread::yield_now();
     }
     let spinning = spin.claim(want_spin);

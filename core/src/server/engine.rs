@@ -479,7 +479,9 @@ impl ServerEngine {
     async fn wait(&mut self, router: &mut Router) {
         let shared = self.shared.clone();
         let want = self.spin.wanted();
-        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want) else {
+        let Some(waiting) = host::prepare_wait(&shared, &self.queue, &mut self.spin, want, || {
+            !self.outbox.is_empty()
+        }) else {
             return;
         };
         // Stop reading while the host has not taken what we already gave it: the kernel and
