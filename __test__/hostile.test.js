@@ -260,3 +260,49 @@ for (const [flood, forgotten] of [[20_000, true], [100, false]]) {
     }
   })
 }
+
+// A goodbye is answered only once what came before it is handled, so the server holds it
+// meanwhile: a peer repeating its goodbye while its sends are being handled must not make the
+// server hold one per repeat. One is held per client, the latest, and answered once.
+const GOODBYE_FLOOD = `
+import json, sys, time, zmq
+sock = zmq.Context().socket(zmq.DEALER)
+sock.connect(sys.argv[1])
+repeats = int(sys.argv[2])
+sock.send_multipart([b"\\x00H\\x01\\x00\\x00\\x00", json.dumps({"pid": 1, "ppid": 1, "session": "%016x" % 7, "seq": 0, "resent": 0}).encode()])
+sock.recv_multipart()
+sock.send_multipart([b"", b'{"type":"slow"}'])
+time.sleep(0.05)
+for k in range(repeats):
+    sock.send_multipart([b"\\x00G" + k.to_bytes(4, "little"), b""])
+answered = []
+poller = zmq.Poller()
+poller.register(sock, zmq.POLLIN)
+deadline = time.time() + 10
+while time.time() < deadline and poller.poll(500 if answered else 10000):
+    corr = sock.recv_multipart()[0]
+    if corr[:2] == b"\\x00G":
+        answered.append(int.from_bytes(corr[2:6], "little"))
+print(json.dumps(answered), flush=True)
+`
+test('a peer repeating its goodbye while its sends are handled: the server holds one, answers the latest once', async () => {
+  const { Server } = require('..')
+  const server = new Server(bindAddress('ipc'))
+  const REPEATS = 20_000
+  // Busy long enough for every repeat to be read while the send before them is unhandled.
+  server.route('slow', () => {
+    const until = Date.now() + 1500
+    while (Date.now() < until);
+  })
+  const child = spawn(process.env.PYTHON || 'python3', ['-c', GOODBYE_FLOOD, server.endpoint, String(REPEATS)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  try {
+    let out = ''
+    child.stdout.on('data', (d) => { out += d })
+    const [code] = await once(child, 'exit')
+    assert.equal(code, 0)
+    assert.deepEqual(JSON.parse(out), [REPEATS - 1])
+  } finally {
+    child.kill('SIGKILL')
+    await server.close()
+  }
+})

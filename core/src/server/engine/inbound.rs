@@ -42,8 +42,12 @@ impl ServerEngine {
                 let index = self.by_identity.get(&identity).copied();
                 if let Some(index) = index.filter(|&i| self.unconfirmed(i)) {
                     // The reply confirms everything before it, as an ack does: not before the
-                    // host has handled it all and the sinks have committed their rows.
-                    self.goodbyes.push((index, corr));
+                    // host has handled it all and the sinks have committed their rows. One held
+                    // per client (the latest), however many a peer sends.
+                    match self.goodbyes.iter_mut().find(|(c, _)| *c == index) {
+                        Some(held) => held.1 = corr,
+                        None => self.goodbyes.push((index, corr)),
+                    }
                     return;
                 }
                 // Everything this client sent before the goodbye is confirmed: say so.
