@@ -217,14 +217,20 @@ impl ServerEngine {
                 continue;
             }
             // Gone meanwhile: its connection closed, nobody to answer.
-            let Some(identity) = self.peers.get(&client).map(|p| p.identity.clone()) else {
-                continue;
-            };
-            self.backlog.push_back(Outbound::control(Self::reply_frames(
-                &identity,
-                corr,
-                Bytes::new(),
-            )));
+            if let Some(identity) = self.peers.get(&client).map(|p| p.identity.clone()) {
+                self.answer_goodbye(&identity, corr, Some(client));
+            }
+        }
+    }
+
+    /// Answers a goodbye (everything before it is confirmed) and forgets its client, if known.
+    pub(super) fn answer_goodbye(&mut self, identity: &Bytes, corr: Bytes, client: Option<u32>) {
+        self.backlog.push_back(Outbound::control(Self::reply_frames(
+            identity,
+            corr,
+            Bytes::new(),
+        )));
+        if let Some(client) = client {
             self.forget(client, DisconnectReason::Goodbye);
         }
     }

@@ -51,14 +51,7 @@ impl ServerEngine {
                     return;
                 }
                 // Everything this client sent before the goodbye is confirmed: say so.
-                self.backlog.push_back(Outbound::control(Self::reply_frames(
-                    &identity,
-                    corr,
-                    Bytes::new(),
-                )));
-                if let Some(index) = index {
-                    self.forget(index, DisconnectReason::Goodbye);
-                }
+                self.answer_goodbye(&identity, corr, index);
             }
             Some(protocol::CONTROL_SEQ) => {
                 // A sequence mark is not answered: it only renumbers what follows.
