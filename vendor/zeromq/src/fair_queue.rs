@@ -3,7 +3,7 @@ use futures::Stream;
 use parking_lot::Mutex;
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic;
@@ -18,7 +18,6 @@ type FastState = foldhash::fast::RandomState;
 pub(crate) struct QueueInner<S, K: Clone> {
     counter: atomic::AtomicUsize,
     ready_queue: BinaryHeap<ReadyEvent<K>>,
-    queued: HashSet<K, FastState>,
     streams: HashMap<K, Slot<S, K>, FastState>,
     waker: Option<Waker>,
     /// Callback invoked when a stream ends (peer disconnected).
@@ -27,30 +26,45 @@ pub(crate) struct QueueInner<S, K: Clone> {
 }
 
 /// zerowire patch: a stream and the waker its reads are polled with, made on its first read
-/// and kept: upstream allocated a new waker for every message read.
+/// and kept: upstream allocated a new waker for every message read. The slot stays in
+/// `streams` while its stream is out being polled (outside the lock, as the stream's waker
+/// takes it), so a read costs two lookups of the key, not a removal and an insertion into
+/// each of two maps and four clones of the key; whether the key waits in `ready_queue` is a
+/// flag here rather than a second set.
 struct Slot<S, K: Clone> {
-    stream: Pin<Box<S>>,
+    /// `None` while `poll_next` is polling it.
+    stream: Option<Pin<Box<S>>>,
     waker: Option<Arc<StreamWaker<S, K>>>,
+    queued: bool,
 }
 
 impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn insert(&mut self, k: K, s: S) {
-        self.streams.insert(
-            k.clone(),
-            Slot {
-                stream: Box::pin(s),
-                waker: None,
-            },
-        );
-        self.push_ready(k);
+        let slot = Slot {
+            stream: Some(Box::pin(s)),
+            waker: None,
+            queued: false,
+        };
+        // A key already waiting in the ready queue keeps its one place there.
+        let queued = self
+            .streams
+            .insert(k.clone(), slot)
+            .is_some_and(|old| old.queued);
+        if queued {
+            if let Some(slot) = self.streams.get_mut(&k) {
+                slot.queued = true;
+            }
+        } else {
+            self.push_ready(k);
+        }
         if let Some(w) = &self.waker {
             w.wake_by_ref();
         }
     }
 
+    /// A stream removed while `poll_next` is polling it is dropped once that poll returns.
     pub fn remove(&mut self, k: &K) {
         self.streams.remove(k);
-        self.queued.remove(k);
     }
 
     /// Clear all streams and the ready queue.
@@ -60,7 +74,6 @@ impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn clear(&mut self) {
         self.streams.clear();
         self.ready_queue.clear();
-        self.queued.clear();
         // Wake the waker so any pending poll_next returns
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -68,11 +81,36 @@ impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     }
 
     fn push_ready(&mut self, k: K) {
-        if self.queued.insert(k.clone()) {
+        let Some(slot) = self.streams.get_mut(&k) else {
+            return;
+        };
+        if !slot.queued {
+            slot.queued = true;
             self.ready_queue.push(ReadyEvent {
                 priority: self.counter.fetch_add(1, atomic::Ordering::Relaxed),
                 key: k,
             });
+        }
+    }
+
+    /// A polled stream back into its slot. False if the slot went (`remove`) or holds a
+    /// stream inserted under the same key meanwhile: this one is dropped then.
+    fn put_back(&mut self, k: &K, stream: Pin<Box<S>>, waker: Arc<StreamWaker<S, K>>) -> bool {
+        match self.streams.get_mut(k) {
+            Some(slot) if slot.stream.is_none() => {
+                slot.stream = Some(stream);
+                slot.waker = Some(waker);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// zerowire patch: the queue's task waker, cloned only when it changed (upstream cloned
+    /// and dropped it twice per message read).
+    fn set_waker(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
         }
     }
 }
@@ -142,15 +180,14 @@ where
         let fair_queue = self.get_mut();
         let mut remaining_ready = {
             let mut inner = fair_queue.inner.lock();
-            inner.waker = Some(cx.waker().clone());
+            inner.set_waker(cx.waker());
             inner.ready_queue.len()
         };
 
         while remaining_ready > 0 {
             remaining_ready -= 1;
-            let (event, mut slot) = {
+            let (key, mut stream, waker) = {
                 let mut inner = fair_queue.inner.lock();
-                inner.waker = Some(cx.waker().clone());
                 let event = match inner.ready_queue.pop() {
                     Some(s) => s,
                     None => {
@@ -161,56 +198,64 @@ where
                         }
                     }
                 };
-                inner.queued.remove(&event.key);
-                match inner.streams.remove(&event.key) {
-                    Some(slot) => (event, slot),
-                    None => continue,
-                }
+                let Some(slot) = inner.streams.get_mut(&event.key) else {
+                    continue;
+                };
+                slot.queued = false;
+                let Some(stream) = slot.stream.take() else {
+                    continue;
+                };
+                let waker = slot.waker.take().unwrap_or_else(|| {
+                    Arc::new(StreamWaker {
+                        inner: Arc::downgrade(&fair_queue.inner),
+                        key: event.key.clone(),
+                    })
+                });
+                (event.key, stream, waker)
             };
 
-            let waker = slot.waker.get_or_insert_with(|| {
-                Arc::new(StreamWaker {
-                    inner: Arc::downgrade(&fair_queue.inner),
-                    key: event.key.clone(),
-                })
-            });
-            let waker_ref = waker_ref(waker);
-            let mut cx = Context::from_waker(&waker_ref);
-            let polled = slot.stream.as_mut().poll_next(&mut cx);
+            let waker_ref = waker_ref(&waker);
+            let mut stream_cx = Context::from_waker(&waker_ref);
+            let polled = stream.as_mut().poll_next(&mut stream_cx);
+            let mut inner = fair_queue.inner.lock();
             match polled {
                 Poll::Ready(Some(res)) => {
-                    let key = event.key.clone();
-                    let item = Some((key.clone(), res));
-                    let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, slot);
-                    inner.push_ready(key);
-                    return Poll::Ready(item);
+                    // Back in its slot (unless it was removed meanwhile) and at the end of
+                    // the ready queue: it may have more buffered, and the others go first.
+                    if inner.put_back(&key, stream, waker) {
+                        inner.push_ready(key.clone());
+                    }
+                    return Poll::Ready(Some((key, res)));
                 }
                 Poll::Ready(None) => {
                     // Peer disconnected. Don't put the stream back.
+                    if inner
+                        .streams
+                        .get(&key)
+                        .is_some_and(|slot| slot.stream.is_none())
+                    {
+                        inner.streams.remove(&key);
+                    }
                     // Clone the callback Arc so we can call it outside the lock
                     // (to avoid deadlock if callback accesses inner)
-                    let callback = {
-                        let inner = fair_queue.inner.lock();
-                        inner.on_disconnect.clone()
-                    };
+                    let callback = inner.on_disconnect.clone();
+                    drop(inner);
                     // Call callback outside the lock
                     if let Some(callback) = callback {
-                        callback(event.key.clone());
+                        callback(key);
                     }
                     // Continue to poll other streams instead of returning None immediately.
                     continue;
                 }
                 Poll::Pending => {
-                    let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, slot);
+                    inner.put_back(&key, stream, waker);
                     continue;
                 }
             }
         }
 
         let mut inner = fair_queue.inner.lock();
-        inner.waker = Some(cx.waker().clone());
+        inner.set_waker(cx.waker());
         let should_wake = !inner.ready_queue.is_empty();
         let result = if !inner.streams.is_empty() || fair_queue.block_on_no_clients {
             Poll::Pending
@@ -233,7 +278,6 @@ impl<S, K: Clone> FairQueue<S, K> {
             inner: Arc::new(Mutex::new(QueueInner {
                 counter: atomic::AtomicUsize::new(0),
                 ready_queue: BinaryHeap::new(),
-                queued: HashSet::default(),
                 streams: HashMap::default(),
                 waker: None,
                 on_disconnect: None,
@@ -599,7 +643,9 @@ mod test {
             .streams
             .values_mut()
             .map(|slot| {
-                let UnifiedStream::CountPending(stream) = slot.stream.as_mut().get_mut() else {
+                let UnifiedStream::CountPending(stream) =
+                    slot.stream.as_mut().unwrap().as_mut().get_mut()
+                else {
                     panic!("unexpected stream type");
                 };
                 stream.poll_count
@@ -640,17 +686,103 @@ mod test {
             "wake generated during poll should remain queued for a later poll"
         );
         assert_eq!(
-            lock.queued.len(),
+            lock.streams.values().filter(|slot| slot.queued).count(),
             1,
             "wake generated during poll should be tracked as queued"
         );
         let slot = lock.streams.get_mut("pending").unwrap();
-        let UnifiedStream::WakePending(stream) = slot.stream.as_mut().get_mut() else {
+        let UnifiedStream::WakePending(stream) = slot.stream.as_mut().unwrap().as_mut().get_mut()
+        else {
             panic!("unexpected stream type");
         };
         assert_eq!(
             stream.poll_count, 1,
             "FairQueue should not consume same-poll wake events immediately"
+        );
+    }
+
+    /// Yields one message, and during that poll removes its own key from the queue (a peer
+    /// dropped by its owner while its stream is being read), or replaces it with `replacement`.
+    struct RemovesItselfStream {
+        inner: std::sync::Arc<
+            parking_lot::Mutex<super::QueueInner<RemovesItselfStream, &'static str>>,
+        >,
+        replacement: Option<Box<RemovesItselfStream>>,
+        message: Option<&'static str>,
+    }
+
+    impl Stream for RemovesItselfStream {
+        type Item = &'static str;
+
+        fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let this = self.get_mut();
+            let mut inner = this.inner.lock();
+            match this.replacement.take() {
+                Some(next) => inner.insert("peer", *next),
+                None => inner.remove(&"peer"),
+            }
+            Poll::Ready(this.message.take())
+        }
+    }
+
+    #[test]
+    fn test_fair_queue_drops_a_stream_removed_while_polled() {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut fair_queue: FairQueue<RemovesItselfStream, &str> = FairQueue::new(false);
+        let inner = fair_queue.inner();
+        inner.lock().insert(
+            "peer",
+            RemovesItselfStream {
+                inner: inner.clone(),
+                replacement: None,
+                message: Some("last"),
+            },
+        );
+
+        let first = Pin::new(&mut fair_queue).poll_next(&mut cx);
+        assert!(matches!(first, Poll::Ready(Some(("peer", "last")))));
+        assert!(
+            inner.lock().streams.is_empty(),
+            "a removed stream is not put back"
+        );
+        assert!(inner.lock().ready_queue.is_empty());
+        let next = Pin::new(&mut fair_queue).poll_next(&mut cx);
+        assert!(matches!(next, Poll::Ready(None)), "got {next:?}");
+        // The stream's own clone of the queue is gone with it.
+        assert_eq!(std::sync::Arc::strong_count(&inner), 2);
+    }
+
+    #[test]
+    fn test_fair_queue_keeps_a_stream_inserted_under_the_same_key_while_polled() {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut fair_queue: FairQueue<RemovesItselfStream, &str> = FairQueue::new(false);
+        let inner = fair_queue.inner();
+        let replacement = RemovesItselfStream {
+            inner: inner.clone(),
+            replacement: None,
+            message: Some("from the new stream"),
+        };
+        inner.lock().insert(
+            "peer",
+            RemovesItselfStream {
+                inner: inner.clone(),
+                replacement: Some(Box::new(replacement)),
+                message: Some("from the old stream"),
+            },
+        );
+
+        let first = Pin::new(&mut fair_queue).poll_next(&mut cx);
+        assert!(matches!(
+            first,
+            Poll::Ready(Some(("peer", "from the old stream")))
+        ));
+        assert_eq!(inner.lock().ready_queue.len(), 1, "the key waits once");
+        let second = Pin::new(&mut fair_queue).poll_next(&mut cx);
+        assert!(
+            matches!(second, Poll::Ready(Some(("peer", "from the new stream")))),
+            "got {second:?}"
         );
     }
 }
