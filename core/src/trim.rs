@@ -4,8 +4,8 @@
 //! to the high-water marks, then it all is freed, and glibc keeps most of it in its arenas.
 //! After a flood a client kept far more RSS than zeromq.js's (bench/NOTES.md, "Client RSS stays
 //! high after a burst"). So once an engine has let go of [`AFTER`] bytes and then been quiet for [`QUIET`],
-//! it asks the host to return free memory to the OS (`hooks`; the binding calls glibc's
-//! `malloc_trim`).
+//! it empties the socket library's pool of large-frame buffers and asks the host to return free
+//! memory to the OS (`hooks`; the binding calls glibc's `malloc_trim`).
 //! Only when quiet: trimming during a flood would hand back pages that are faulted in again
 //! at once, and it holds the allocator's locks while it walks the heap.
 
@@ -47,6 +47,7 @@ impl Trim {
         match self.due {
             Some(t) if t <= now && idle() => {
                 *self = Trim::default();
+                zeromq::release_frame_pool();
                 crate::hooks::return_free_memory();
                 true
             }

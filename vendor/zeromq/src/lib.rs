@@ -200,6 +200,7 @@ pub mod __bench {
 }
 
 pub use crate::backend::{QueuedStats, TrySendError, URGENT_LANE_MESSAGES};
+pub use crate::codec::release_frame_pool;
 pub use crate::credentials::{IpcPeerCheck, JoiningPeer, PeerAuthorizer, PeerCredentials};
 pub use crate::curve::{
     CurveAuthorizer, CurveKeyError, CurveKeyPair, CurvePeer, CurvePublicKey, CurveSecretKey,

@@ -7,6 +7,10 @@ impl ClientEngine {
     pub(super) fn handle_inbound(&mut self, i: usize, message: ZmqMessage) {
         // One clock read per message serves the heartbeat, the round trip and the spin.
         let now = Instant::now();
+        // Received bytes are freed later (by the host): they count towards a trim, as on a
+        // server.
+        let bytes: usize = message.iter().map(|frame| frame.len()).sum();
+        self.trim.released(bytes as u64, now);
         let link = &mut self.links[i];
         link.last_heard = now;
         let counters = &self.counters.engine;

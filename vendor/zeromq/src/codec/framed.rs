@@ -4,9 +4,10 @@ use crate::SocketOptions;
 use super::error::{CodecError, CodecResult};
 use super::Message;
 
+use super::frame_pool::{FrameBuf, FramePool, POOL};
 use super::write::ZmqFramedWrite;
 use asynchronous_codec::Decoder;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{ready, AsyncRead, AsyncWrite, Stream};
 
 use std::io;
@@ -34,6 +35,10 @@ pub struct ZmqFramedRead {
     // Configuration is shared; adaptation state belongs to this connection.
     options: Arc<SocketOptions>,
     short_reads: usize,
+    /// zerowire patch: a large frame body being read whole (`frame_pool`), with the bytes
+    /// read of it so far, and where such bodies' memory comes from.
+    whole: Option<FrameBuf>,
+    pool: &'static FramePool,
 }
 
 /// zerowire patch: what the framed reader reads from. A tokio reader fills memory that may be
@@ -61,13 +66,18 @@ impl ZmqFramedRead {
     }
 
     fn with_source(inner: Source, options: Arc<SocketOptions>) -> Self {
+        let mut codec = ZmqCodec::with_options(&options);
+        #[cfg(feature = "tokio-runtime")]
+        codec.set_whole_frames(matches!(inner, Source::Tokio(_)));
         Self {
             inner,
-            codec: ZmqCodec::with_options(&options),
+            codec,
             buffer: BytesMut::with_capacity(options.read_buffer_initial_size),
             read_chunk_size: options.read_buffer_initial_size,
             options,
             short_reads: 0,
+            whole: None,
+            pool: &POOL,
         }
     }
 
@@ -162,6 +172,23 @@ impl Stream for ZmqFramedRead {
         }
 
         loop {
+            #[cfg(feature = "tokio-runtime")]
+            if let Some(len) = this.codec.whole_frame_len(this.buffer.len()) {
+                if let Source::Tokio(inner) = &mut this.inner {
+                    let frame = ready!(poll_whole_frame(
+                        inner,
+                        &mut this.whole,
+                        this.pool,
+                        &mut this.buffer,
+                        len,
+                        cx
+                    ))?;
+                    if let Some(item) = this.codec.whole_frame(frame) {
+                        return Poll::Ready(Some(Ok(item)));
+                    }
+                    continue;
+                }
+            }
             let min_read_size = this.codec.bytes_needed(this.buffer.len());
             let n = ready!(this.poll_read_into_buffer(cx, min_read_size))?;
             let ended = n == 0;
@@ -186,6 +213,48 @@ impl Stream for ZmqFramedRead {
                 }
                 None => {}
             }
+        }
+    }
+}
+
+/// zerowire patch: reads the rest of a large frame body of `len` bytes into memory of its own
+/// (kept warm between messages by `frame_pool`), taking the part already in `buffer` first.
+/// Reads stop at the frame's end, so the buffer holds nothing of it afterwards. Ready with
+/// the body once all of it is in; an end of stream before then is an error, as a truncated
+/// frame is on the buffered path.
+#[cfg(feature = "tokio-runtime")]
+fn poll_whole_frame(
+    inner: &mut Box<dyn tokio::io::AsyncRead + Unpin + Send + Sync>,
+    whole: &mut Option<FrameBuf>,
+    pool: &'static FramePool,
+    buffer: &mut BytesMut,
+    len: usize,
+    cx: &mut Context<'_>,
+) -> Poll<CodecResult<Bytes>> {
+    let body = whole.get_or_insert_with(|| {
+        let mut body = pool.frame_buf(len);
+        body.vec().extend_from_slice(buffer);
+        buffer.clear();
+        body
+    });
+    loop {
+        let remaining = len - body.vec().len();
+        if remaining == 0 {
+            let body = whole.take().expect("set above");
+            return Poll::Ready(Ok(Bytes::from_owner(body)));
+        }
+        // Into the spare capacity, uninitialised, as `poll_read_into_buffer` does.
+        let mut room = bytes::BufMut::limit(body.vec(), remaining);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(inner),
+            cx,
+            &mut room
+        ))?;
+        if n == 0 {
+            return Poll::Ready(Err(CodecError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ended within a frame",
+            ))));
         }
     }
 }

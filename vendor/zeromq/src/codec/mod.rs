@@ -3,6 +3,7 @@
 
 mod command;
 mod error;
+mod frame_pool;
 mod framed;
 mod greeting;
 // zerowire patch: the framed writer (no copy of large frames).
@@ -13,6 +14,7 @@ mod zmq_codec;
 pub(crate) use command::{parse_properties, put_properties, ZmqCommand, ZmqCommandName};
 pub use error::CodecError;
 pub(crate) use error::CodecResult;
+pub use frame_pool::release_frame_pool;
 pub(crate) use framed::FramedIo;
 pub use framed::ZmqFramedRead;
 pub(crate) use greeting::{ZmqGreeting, ZmtpVersion};

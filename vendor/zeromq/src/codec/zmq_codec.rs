@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use std::convert::TryFrom;
 
+use super::frame_pool::WHOLE_FRAME_MIN;
+
 /// zerowire patch: frames a decoded message has room for from its first frame on: a routing id
 /// put in front by a ROUTER, a correlation frame, a body and an error flag.
 const MESSAGE_FRAMES: usize = 4;
@@ -48,6 +50,8 @@ pub struct ZmqCodec {
     // handed over whole; after it every frame is a MESSAGE whose box holds the real frame.
     mechanism_commands: bool,
     curve: Option<CurveReceiver>,
+    // zerowire patch: whether the reader reads large frame bodies whole (`whole_frame_len`).
+    whole_frames: bool,
 }
 
 impl ZmqCodec {
@@ -65,6 +69,7 @@ impl ZmqCodec {
             message_bytes: 0,
             mechanism_commands: false,
             curve: None,
+            whole_frames: false,
         }
     }
 
@@ -79,6 +84,64 @@ impl ZmqCodec {
     /// Returns the minimum additional bytes needed before decode can progress.
     pub(crate) fn bytes_needed(&self, buffered_len: usize) -> usize {
         self.waiting_for.saturating_sub(buffered_len)
+    }
+
+    /// zerowire patch: the reader can read large frame bodies whole (a tokio reader).
+    pub(crate) fn set_whole_frames(&mut self, on: bool) {
+        self.whole_frames = on;
+    }
+
+    /// zerowire patch: the length of the data frame body being waited for, when the reader
+    /// should read it whole into a buffer of its own (`frame_pool`) rather than into the
+    /// shared read buffer: a large one, not all of it read yet, and not under CURVE (whose
+    /// frames are opened in place in the read buffer).
+    pub(crate) fn whole_frame_len(&self, buffered_len: usize) -> Option<usize> {
+        match self.state {
+            DecoderState::Frame(frame)
+                if self.whole_frames
+                    && !frame.command
+                    && self.curve.is_none()
+                    && self.waiting_for >= WHOLE_FRAME_MIN
+                    && buffered_len < self.waiting_for =>
+            {
+                Some(self.waiting_for)
+            }
+            _ => None,
+        }
+    }
+
+    /// zerowire patch: the body [`Self::whole_frame_len`] asked for, read whole by the
+    /// reader; the message, if that frame was its last.
+    pub(crate) fn whole_frame(&mut self, data: Bytes) -> Option<Message> {
+        let DecoderState::Frame(frame) = self.state else {
+            unreachable!("a whole frame is read only while the decoder waits for one");
+        };
+        debug_assert_eq!(data.len(), self.waiting_for);
+        self.state = DecoderState::FrameHeader;
+        self.waiting_for = 1;
+        self.data_frame(frame, data)
+    }
+
+    /// A data frame's body: added to the message being assembled, which is returned if the
+    /// frame was its last.
+    fn data_frame(&mut self, frame: Frame, data: Bytes) -> Option<Message> {
+        self.message_bytes += data.len();
+        match &mut self.buffered_message {
+            Some(v) => v.push_back(data),
+            // zerowire patch: room for the frames that usually follow and a
+            // ROUTER's routing id in front, instead of a reallocation per message.
+            None => self.buffered_message = Some(ZmqMessage::with_capacity(data, MESSAGE_FRAMES)),
+        }
+        if frame.more {
+            return None;
+        }
+        self.message_bytes = 0;
+        // Quoth the Raven “Nevermore.”
+        Some(Message::Message(
+            self.buffered_message
+                .take()
+                .expect("Corrupted decoder state"),
+        ))
     }
 }
 
@@ -96,6 +159,10 @@ impl Decoder for ZmqCodec {
         // A single read can contain thousands of frames; keep stack use independent of that count.
         loop {
             if src.len() < self.waiting_for {
+                if self.whole_frame_len(src.len()).is_some() {
+                    // The reader takes it from here, into memory of its own.
+                    return Ok(None);
+                }
                 // The final read may coalesce bytes from the following frame. Reserve
                 // its headroom now rather than grow shared storage again at the frame tail.
                 // Qualifying retained frames must leave a full chunk for the next read.
@@ -181,26 +248,8 @@ impl Decoder for ZmqCodec {
                         return Ok(Some(Message::Command(ZmqCommand::try_from(data.freeze())?)));
                     }
 
-                    // process incoming message frame
-                    self.message_bytes += data.len();
-                    match &mut self.buffered_message {
-                        Some(v) => v.push_back(data.freeze()),
-                        // zerowire patch: room for the frames that usually follow and a
-                        // ROUTER's routing id in front, instead of a reallocation per message.
-                        None => {
-                            self.buffered_message =
-                                Some(ZmqMessage::with_capacity(data.freeze(), MESSAGE_FRAMES))
-                        }
-                    }
-
-                    if !frame.more {
-                        self.message_bytes = 0;
-                        // Quoth the Raven “Nevermore.”
-                        return Ok(Some(Message::Message(
-                            self.buffered_message
-                                .take()
-                                .expect("Corrupted decoder state"),
-                        )));
+                    if let Some(message) = self.data_frame(frame, data.freeze()) {
+                        return Ok(Some(message));
                     }
                 }
             }

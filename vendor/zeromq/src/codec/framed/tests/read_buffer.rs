@@ -320,3 +320,136 @@ async fn tokio_reader_decodes_the_same_frames_without_zeroed_room() {
         assert_eq!(got.as_ref(), *want);
     }
 }
+
+/// A greeting, then each message's frames with their MORE flags.
+fn encoded_messages(messages: &[Vec<&[u8]>]) -> Vec<u8> {
+    let mut bytes = BytesMut::from(ZmqGreeting::default());
+    for message in messages {
+        for (i, frame) in message.iter().enumerate() {
+            let more = u8::from(i + 1 < message.len());
+            if frame.len() > u8::MAX as usize {
+                bytes.extend_from_slice(&[0b0000_0010 | more]);
+                bytes.extend_from_slice(&(frame.len() as u64).to_be_bytes());
+            } else {
+                bytes.extend_from_slice(&[more, frame.len() as u8]);
+            }
+            bytes.extend_from_slice(frame);
+        }
+    }
+    bytes.to_vec()
+}
+
+/// A tokio reader over a socket pair whose other end writes `stream` in `chunk`-byte writes.
+fn tokio_reader(stream: Vec<u8>, chunk: usize, pool: &'static FramePool) -> ZmqFramedRead {
+    use tokio::io::AsyncWriteExt;
+    let (mut write, read) = tokio::net::UnixStream::pair().unwrap();
+    tokio::spawn(async move {
+        for part in stream.chunks(chunk) {
+            write.write_all(part).await.unwrap();
+        }
+    });
+    let mut reader = ZmqFramedRead::from_tokio(Box::new(read), Arc::new(SocketOptions::default()));
+    reader.pool = pool;
+    reader
+}
+
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i + seed) % 251) as u8).collect()
+}
+
+#[async_rt::test]
+async fn large_frames_are_read_whole_within_multipart_messages() {
+    static POOL: FramePool = FramePool::new(std::time::Duration::from_secs(3600));
+    let min = crate::codec::frame_pool::WHOLE_FRAME_MIN;
+    let small = pattern(190, 1);
+    let (below, at, large) = (
+        pattern(min - 1, 2),
+        pattern(min, 3),
+        pattern((1 << 20) + 3, 4),
+    );
+    let messages: Vec<Vec<&[u8]>> = vec![
+        vec![&small, &large, &small],
+        vec![&large, &large],
+        vec![&below],
+        vec![&at, &small],
+        vec![&small],
+        vec![&large],
+    ];
+    for chunk in [7919, 1 << 20, 3] {
+        let stream = encoded_messages(&messages);
+        // Three-byte writes take a while; a shorter run of them covers reads ending anywhere.
+        let take = if chunk == 3 { 4 } else { messages.len() };
+        let stream = if chunk == 3 {
+            encoded_messages(&messages[..take])
+        } else {
+            stream
+        };
+        let mut reader = tokio_reader(stream, chunk, &POOL);
+        let mut got = Vec::new();
+        while let Some(item) = reader.next().await {
+            if let Message::Message(message) = item.unwrap() {
+                got.push(message);
+            }
+        }
+        assert_eq!(got.len(), take, "chunk {chunk}");
+        for (got, want) in got.iter().zip(&messages) {
+            assert_eq!(got.len(), want.len());
+            for (frame, want) in got.iter().zip(want) {
+                assert_eq!(frame.as_ref(), *want, "chunk {chunk}");
+            }
+        }
+    }
+}
+
+/// The next message's last frame (after the greeting).
+async fn next_body(reader: &mut ZmqFramedRead) -> Bytes {
+    loop {
+        match reader.next().await.unwrap().unwrap() {
+            Message::Message(m) => return m.into_vec().pop().unwrap(),
+            Message::Greeting(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[async_rt::test]
+async fn a_large_frame_reuses_the_memory_of_one_dropped_before() {
+    static POOL: FramePool = FramePool::new(std::time::Duration::from_secs(3600));
+    let large = pattern(1 << 20, 5);
+    let other = pattern(1 << 20, 6);
+    let stream = encoded_messages(&[vec![&large], vec![&other], vec![&large]]);
+    let mut reader = tokio_reader(stream, 65536, &POOL);
+    let first = next_body(&mut reader).await;
+    assert_eq!(first.as_ref(), large.as_slice());
+    let at = first.as_ptr();
+    assert_eq!(POOL.held(), (0, 0), "the body is the pooled memory itself");
+    drop(first);
+    assert_eq!(POOL.held(), (1, 1 << 20));
+    let second = next_body(&mut reader).await;
+    assert_eq!(second.as_ptr(), at, "read into the same memory");
+    assert_eq!(second.as_ref(), other.as_slice());
+    // Still held: the next one gets memory of its own.
+    let third = next_body(&mut reader).await;
+    assert_ne!(third.as_ptr(), at);
+    assert_eq!(third.as_ref(), large.as_slice());
+}
+
+#[async_rt::test]
+async fn a_stream_ending_within_a_large_frame_is_an_error() {
+    static POOL: FramePool = FramePool::new(std::time::Duration::from_secs(3600));
+    let large = pattern(1 << 20, 7);
+    let mut stream = encoded_messages(&[vec![&large]]);
+    stream.truncate(stream.len() - 1000);
+    let mut reader = tokio_reader(stream, 65536, &POOL);
+    assert!(matches!(
+        reader.next().await,
+        Some(Ok(Message::Greeting(_)))
+    ));
+    match reader.next().await {
+        Some(Err(CodecError::Io(e))) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+        other => panic!("{other:?}"),
+    }
+    // Its memory went back to the pool with the reader's state.
+    drop(reader);
+    assert_eq!(POOL.held().0, 1);
+}
