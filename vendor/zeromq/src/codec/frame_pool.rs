@@ -2,9 +2,9 @@
 //!
 //! A frame body of [`WHOLE_FRAME_MIN`] bytes or more is read into a buffer of its own
 //! (`ZmqFramedRead`), and that buffer is the frame's `Bytes`. Each one used to be a fresh
-//! allocation: on a flood of 1 MiB messages the reader faulted every page of every message in
-//! (a fifth of a server engine's CPU), and the free, wherever the last reference went,
-//! trimmed or unmapped the pages again. A dropped frame's buffer now waits here for the next
+//! allocation: on a flood of 1 MiB messages the reader faulted every page of every message in,
+//! and the free, wherever the last reference went, trimmed or unmapped the pages again
+//! (bench/NOTES.md, "Per-message costs on the read path"). A dropped frame's buffer now waits here for the next
 //! large frame, process-wide, up to [`POOL_BUFFERS`] buffers and [`POOL_BYTES`] of written
 //! pages, and only while large frames are being read ([`KEEP_WHILE_READING`]); otherwise it is
 //! freed as before. `release_frame_pool` empties it (after a burst, when the owner gives
