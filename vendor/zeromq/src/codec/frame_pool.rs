@@ -4,11 +4,11 @@
 //! (`ZmqFramedRead`), and that buffer is the frame's `Bytes`. Each one used to be a fresh
 //! allocation: on a flood of 1 MiB messages the reader faulted every page of every message in,
 //! and the free, wherever the last reference went, trimmed or unmapped the pages again
-//! (bench/NOTES.md, "Per-message costs on the read path"). A dropped frame's buffer now waits here for the next
-//! large frame, process-wide, up to [`POOL_BUFFERS`] buffers and [`POOL_BYTES`] of written
-//! pages, and only while large frames are being read ([`KEEP_WHILE_READING`]); otherwise it is
-//! freed as before. `release_frame_pool` empties it (after a burst, when the owner gives
-//! memory back).
+//! (bench/NOTES.md, "Per-message costs on the read path"). A dropped frame's buffer now waits
+//! here for the next large frame, process-wide, up to [`POOL_BUFFERS`] buffers and
+//! [`POOL_BYTES`] of written pages, and only while large frames are being read
+//! ([`KEEP_WHILE_READING`]); otherwise it is freed as before. `release_frame_pool` empties it
+//! (after a burst, when the owner gives memory back).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -95,6 +95,7 @@ impl FramePool {
             state.kept.push(Kept { buf, touched });
             return;
         }
+        // Freed outside the lock: a large free may unmap pages.
         drop(state);
         drop(buf);
     }
