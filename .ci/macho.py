@@ -4,8 +4,9 @@
     python3 .ci/macho.py FILE x86_64|arm64
 
 Exits non-zero unless FILE is a Mach-O dylib or bundle for that CPU that defines and exports
-_napi_register_module_v1 (the entry point Node looks up), leaves Node's napi_* functions
-undefined (bound when Node loads it) and links nothing beyond the system's libraries.
+_napi_register_module_v1 (the entry point Node looks up), takes Node's napi_* functions from
+the process (looked up with dlsym when Node loads it, or left undefined for the loader to bind)
+rather than carrying any, and links nothing beyond the system's libraries.
 Prints what it found.
 """
 import struct
@@ -54,14 +55,17 @@ def main(path, arch):
     if "_napi_register_module_v1" not in defined:
         problems.append("_napi_register_module_v1 is not an exported symbol")
     napi_undefined = sorted(s for s in undefined if s.startswith("_napi_"))
-    if not napi_undefined:
-        problems.append("no undefined _napi_* symbols: N-API calls are not left for Node to bind")
+    napi_defined = sorted(s for s in defined if s.startswith("_napi_") and s != "_napi_register_module_v1")
+    if napi_defined:
+        problems.append(f"defines N-API functions itself: {napi_defined[:5]}")
+    if not napi_undefined and "_dlsym" not in undefined:
+        problems.append("neither imports _napi_* symbols nor looks them up with _dlsym: N-API calls have nowhere to go")
     foreign = [d for d in dylibs if not d.startswith(SYSTEM)]
     if foreign:
         problems.append(f"links libraries outside the system's: {foreign}")
     print(f"{path}: Mach-O {arch} {'dylib' if filetype == MH_DYLIB else 'bundle'}, "
           f"exports _napi_register_module_v1: {'_napi_register_module_v1' in defined}, "
-          f"{len(napi_undefined)} napi_* imports, links {', '.join(dylibs)}")
+          f"{len(napi_undefined)} napi_* imports, dlsym: {'_dlsym' in undefined}, links {', '.join(dylibs)}")
     if problems:
         sys.exit(f"{path}: " + "; ".join(problems))
 

@@ -31,7 +31,7 @@ impl Wing for Client {
             match event {
                 ClientEvent::Reply { id, body } => {
                     batch.event([EV_REPLY, id, 0, 0, 0]);
-                    batch.str(&body);
+                    batch.text(body);
                 }
                 ClientEvent::ErrorReply { id, message } => {
                     batch.event([EV_ERROR_REPLY, id, 0, 0, 0]);
@@ -43,7 +43,7 @@ impl Wing for Client {
                 ClientEvent::ServerUidRefused { id } => batch.event([EV_PEER_UID, id, 0, 0, 0]),
                 ClientEvent::Push { body } => {
                     batch.event([EV_PUSH, 0, 0, 0, 0]);
-                    batch.str(&body);
+                    batch.text(body);
                 }
                 ClientEvent::Ready {
                     link,

@@ -130,7 +130,7 @@ impl Wing for JsServer {
                     if self.buffers {
                         batch.bytes(body);
                     } else {
-                        batch.str(&body);
+                        batch.text(body);
                     }
                 }
                 ServerEvent::Disconnect { client, reason } => {

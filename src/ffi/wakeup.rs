@@ -27,6 +27,37 @@ extern "C" {
 /// `UV_ASYNC` in `uv_handle_type`.
 const UV_ASYNC: c_int = 1;
 
+/// Bodies of this many bytes or more, if ASCII, become external strings (`EventArray::text`):
+/// from here V8 allocates a string in its large-object space, each in fresh pages.
+const EXTERNAL_TEXT_MIN: usize = 128 * 1024;
+
+/// Whether this Node has external Latin-1 strings as a stable API (Node-API 10; Node 20 has
+/// them only as an experiment). Asked once per process: all its environments are one Node.
+fn external_strings(env: Env) -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        let mut version = 0u32;
+        // SAFETY: valid env; the version is written on success only.
+        let status = unsafe { sys::napi_get_version(env, &mut version) };
+        status == sys::Status::napi_ok && version >= 10
+    })
+}
+
+/// The finalizer of `EventArray::text`'s strings, called by Node on the JS thread, once per
+/// string, with the box `text` made. Adjusting the external memory is allowed there (it takes
+/// a finalizer's env); the env is null when the string goes down with its Node instance.
+unsafe extern "C" fn drop_text(
+    env: sys::node_api_basic_env,
+    _data: *mut c_void,
+    owner: *mut c_void,
+) {
+    let body = Box::from_raw(owner as *mut Bytes);
+    if !env.is_null() {
+        let mut total = 0i64;
+        sys::napi_adjust_external_memory(env as Env, -(body.len() as i64), &mut total);
+    }
+}
+
 /// A libuv async handle, which the engine thread may signal.
 #[derive(Clone, Copy)]
 struct UvAsync(*mut c_void);
@@ -377,6 +408,46 @@ impl EventArray {
     pub fn str(&mut self, bytes: &[u8]) {
         let v = string_value(self.env, bytes);
         self.set(v);
+    }
+
+    /// A body as a string: UTF-8 decoded into a new string, except a long ASCII one where
+    /// Node-API 10 has external strings: that becomes a string over the received bytes
+    /// themselves (ASCII is Latin-1 too), which its finalizer lets go. A copy that long would
+    /// be in fresh pages of V8's large-object space every time. V8 is told the body's size as
+    /// external memory, so that it collects such strings as soon as it would collect copies.
+    pub fn text(&mut self, body: Bytes) {
+        if body.len() < EXTERNAL_TEXT_MIN || !external_strings(self.env) || !body.is_ascii() {
+            return self.str(&body);
+        }
+        let (data, len) = (body.as_ptr() as *const c_char, body.len());
+        let owner = Box::into_raw(Box::new(body));
+        let (mut v, mut copied, mut total) = (ptr::null_mut(), false, 0i64);
+        // SAFETY: valid env. The boxed Bytes keeps `data` alive and unmoved until `drop_text`
+        // drops it, once: when V8 collects the string, or before this call returns if Node
+        // copied the bytes instead. The bytes are ASCII, so valid Latin-1 of the same length,
+        // and nothing writes through the pointer. The external memory added here is taken
+        // back by `drop_text` (or below, if Node refused the string).
+        let status = unsafe {
+            sys::napi_adjust_external_memory(self.env, len as i64, &mut total);
+            sys::node_api_create_external_string_latin1(
+                self.env,
+                data,
+                len as isize,
+                Some(drop_text),
+                owner as *mut c_void,
+                &mut v,
+                &mut copied,
+            )
+        };
+        if status == sys::Status::napi_ok {
+            return self.set(v);
+        }
+        // SAFETY: Node refused it without calling the finalizer, so the box is still ours.
+        let body = *unsafe {
+            sys::napi_adjust_external_memory(self.env, -(len as i64), &mut total);
+            Box::from_raw(owner)
+        };
+        self.str(&body);
     }
 
     /// Bytes as a Buffer. From ZERO_COPY_MIN up the Buffer is backed by the received bytes
