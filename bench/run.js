@@ -35,8 +35,8 @@ const RTT_WARMUP = 500
 const RTT_SAMPLES = 5_000
 // With 64 in flight a request costs less wall time each: more samples for the tail.
 const INFLIGHT = 64
-const INFLIGHT_WARMUP = 1_000
-const INFLIGHT_SAMPLES = 10_000
+const INFLIGHT_WARMUP = 5_000
+const INFLIGHT_SAMPLES = 50_000
 const WAIT_TIMEOUT_MS = 60_000
 // How long a server must see no message before it reports its final counts.
 const QUIET_MS = 100
