@@ -421,12 +421,13 @@ impl EventArray {
         }
         let (data, len) = (body.as_ptr() as *const c_char, body.len());
         let owner = Box::into_raw(Box::new(body));
-        let (mut v, mut copied, mut total) = (ptr::null_mut(), false, 0i64);
+        let (mut v, mut total) = (ptr::null_mut(), 0i64);
         // SAFETY: valid env. The boxed Bytes keeps `data` alive and unmoved until `drop_text`
-        // drops it, once: when V8 collects the string, or before this call returns if Node
-        // copied the bytes instead. The bytes are ASCII, so valid Latin-1 of the same length,
-        // and nothing writes through the pointer. The external memory added here is taken
-        // back by `drop_text` (or below, if Node refused the string).
+        // drops it, once: when V8 collects the string, or as soon as Node has copied the
+        // bytes if it copies them instead (whether it did is of no use here, so not asked).
+        // The bytes are ASCII, so valid Latin-1 of the same length, and nothing writes
+        // through the pointer. The external memory added here is taken back by `drop_text`
+        // (or below, if Node refused the string).
         let status = unsafe {
             sys::napi_adjust_external_memory(self.env, len as i64, &mut total);
             sys::node_api_create_external_string_latin1(
@@ -436,7 +437,7 @@ impl EventArray {
                 Some(drop_text),
                 owner as *mut c_void,
                 &mut v,
-                &mut copied,
+                ptr::null_mut(),
             )
         };
         if status == sys::Status::napi_ok {
