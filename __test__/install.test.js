@@ -168,3 +168,38 @@ test('without the platform package, require throws one error naming the platform
   assert.match(message, /optional dependencies/)
   assert.match(message, /npm run build/)
 })
+
+// A prebuilt addon linked against a newer glibc than the system's: a real one, which the
+// dynamic loader refuses. It is linked against a stand-in libc.so.6 that defines a symbol at
+// version GLIBC_9.99, so loading it against the real libc fails the way a package built on a
+// newer system does on an older one.
+const glibc = process.platform === 'linux' && platformKey().endsWith('-gnu')
+const cc = glibc && spawnSync('cc', ['--version']).status === 0
+test('a prebuilt addon that needs a newer glibc: require throws one error naming both glibcs and the fix', { skip: !cc && 'needs Linux with glibc and a C compiler' }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerowire-glibc-'))
+  try {
+    const main = path.join(dir, 'zerowire')
+    const prebuilt = path.join(main, 'node_modules', PLATFORM_PKG)
+    const stub = path.join(dir, 'stub')
+    fs.mkdirSync(prebuilt, { recursive: true })
+    fs.mkdirSync(stub)
+    for (const f of ['binding.js', 'package.json']) fs.copyFileSync(path.join(ROOT, f), path.join(main, f))
+    fs.writeFileSync(path.join(prebuilt, 'package.json'), JSON.stringify({ name: PLATFORM_PKG, main: 'zerowire.node' }))
+    fs.writeFileSync(path.join(stub, 'stub.c'), 'int zw_newer_symbol(void) { return 1; }\n')
+    fs.writeFileSync(path.join(stub, 'v.map'), 'GLIBC_9.99 { global: zw_newer_symbol; local: *; };\n')
+    fs.writeFileSync(path.join(stub, 'addon.c'), 'extern int zw_newer_symbol(void);\nint napi_register_module_v1(void) { return zw_newer_symbol(); }\n')
+    run('cc', ['-shared', '-fPIC', '-o', path.join(stub, 'libc.so.6'), '-Wl,--version-script=' + path.join(stub, 'v.map'), '-Wl,-soname,libc.so.6', path.join(stub, 'stub.c')], { env: process.env })
+    run('cc', ['-shared', '-fPIC', '-o', path.join(prebuilt, 'zerowire.node'), path.join(stub, 'addon.c'), '-L' + stub, '-l:libc.so.6'], { env: process.env })
+    const r = spawnSync(process.execPath, ['-e', `
+      try { require(${JSON.stringify(path.join(main, 'binding.js'))}); console.log('{}') } catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message, cause: err.cause && err.cause.code })) }`],
+    { encoding: 'utf8' })
+    const { code, message, cause } = JSON.parse(r.stdout)
+    assert.strictEqual(code, 'ERR_ZEROWIRE_NO_ADDON', r.stdout + r.stderr)
+    assert.strictEqual(cause, 'ERR_DLOPEN_FAILED')
+    assert.ok(message.includes(`${PLATFORM_PKG} needs glibc 9.99 or later`), message)
+    assert.ok(message.includes(`this system has glibc ${process.report.getReport().header.glibcVersionRuntime}`), message)
+    assert.match(message, /npm run build/)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
