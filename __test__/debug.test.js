@@ -10,7 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { once } = require('node:events')
 const { Client, Server, curveKeypair } = require('..')
-const { testProtos, uniqAddress, runNode } = require('./helpers')
+const { testProtos, uniqAddress, runNode, scratchDir } = require('./helpers')
 
 // An idle client does not keep the process alive; while these wait for its events, this does.
 function keepAlive (t) {
@@ -20,7 +20,7 @@ function keepAlive (t) {
 
 test('[ipc] a mistyped path: connectError ENOENT with the errno, and the request timeout names it', async (t) => {
   keepAlive(t)
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-'))
+  const dir = scratchDir('zw-')
   const endpoint = `ipc://${path.join(dir, 'no-such-dir', 'svc.sock')}`
   const client = new Client(endpoint, { requestTimeoutMs: 400, reconnectIntervalMs: 50 })
   const [err] = await once(client, 'connectError')

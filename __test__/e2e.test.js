@@ -7,17 +7,16 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const WebSocket = require('ws')
-const { ROOT, waitFor } = require('./helpers')
+const { ROOT, waitFor, scratchDir } = require('./helpers')
 
 function startDemo (db) {
   const child = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], {
     cwd: ROOT,
     // The demo's default endpoint is in the temporary directory: a fresh one per run keeps it
     // apart from a demo or test running beside it.
-    env: { ...process.env, PORT: '0', ZW_DB: db, ZW_STATS_MS: '100', TMPDIR: fs.mkdtempSync(path.join(os.tmpdir(), 'zw-demo-')) },
+    env: { ...process.env, PORT: '0', ZW_DB: db, ZW_STATS_MS: '100', TMPDIR: scratchDir('zw-demo-') },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const out = { stdout: '', stderr: '' }
@@ -55,7 +54,7 @@ function parseMetrics (text) {
 }
 
 test('npm run demo: logs land in SQLite once each, /time answers, ws frames relay byte-identical, /metrics parses, Ctrl-C exits 0', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-e2e-'))
+  const dir = scratchDir('zw-e2e-')
   const db = path.join(dir, 'logs.db')
   const demo = startDemo(db)
   t.after(() => { if (demo.child.exitCode === null) demo.child.kill('SIGKILL') })

@@ -5,10 +5,9 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
-const { ROOT, runNode, tmpEndpoint, waitFor } = require('./helpers')
+const { ROOT, runNode, tmpEndpoint, waitFor, scratchDir } = require('./helpers')
 
 test('the quick start runs against the demo service, whose SQLite sink stores its 1000 logs', async () => {
   const endpoint = tmpEndpoint()
@@ -53,7 +52,7 @@ test('the README examples are the example files verbatim, and the README names t
 
 test('the demo prints the quick start command, which works as printed; POST /log answers 422 for what is not a log', async (t) => {
   // A fresh temporary directory stands for a shared /tmp: the demo's defaults live under it.
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-demo-'))
+  const tmp = scratchDir('zw-demo-')
   fs.chmodSync(tmp, 0o1777)
   // Another user's database at a guessable path, created first to read the logs: not used.
   const planted = path.join(tmp, 'zerowire-demo.db')

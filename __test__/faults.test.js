@@ -6,10 +6,9 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { spawn, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { Client, Server } = require('..')
-const { testProtos, bindAddress, uniqAddress, waitFor, runNode, startPyRouter } = require('./helpers')
+const { testProtos, bindAddress, uniqAddress, waitFor, runNode, startPyRouter, scratchDir } = require('./helpers')
 
 const COUNTING_SERVER = path.join(__dirname, 'peers', 'counting_server.js')
 const SINK_SERVER = path.join(__dirname, 'peers', 'sink_server.js')
@@ -106,7 +105,7 @@ for (const proto of testProtos('ipc', 'tcp')) {
   // marked redelivered, with the same messageId each time.
   test(`[${proto}] a server SIGKILLed and restarted 5 times during a 100 k stream: every send is handled, duplicates marked`, async (t) => {
     const ep = await uniqAddress(proto)
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-count-'))
+    const dir = scratchDir('zw-count-')
     const files = []
     const start = async () => {
       const file = path.join(dir, `server-${files.length}.txt`)
@@ -194,7 +193,7 @@ for (const proto of testProtos('ipc', 'tcp')) {
   // nothing the client counted as delivered, however far its handlers lag behind its reading.
   test(`[${proto}] close() resolves once the server has handled every send: killing it right after loses nothing`, async (t) => {
     const ep = await uniqAddress(proto)
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-goodbye-')), 'server.txt')
+    const file = path.join(scratchDir('zw-goodbye-'), 'server.txt')
     // 40 µs per message: 20 000 take the handlers ~0.8 s, far longer than reading them.
     const server = await startPeer(COUNTING_SERVER, ep, file, '-', '40')
     const c = new Client(ep, { lingerMs: 30_000 })
@@ -214,7 +213,7 @@ for (const proto of testProtos('ipc', 'tcp')) {
   // (acked only once written), and the database skips what it already holds.
   test(`[${proto}] a toSqlite server SIGKILLed and restarted 5 times during a 100 k stream: every message stored exactly once`, async (t) => {
     const ep = await uniqAddress(proto)
-    const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-sink-')), 'log.db')
+    const db = path.join(scratchDir('zw-sink-'), 'log.db')
     let server = await startPeer(SINK_SERVER, ep, db)
     const c = new Client(ep, { lingerMs: 10_000 })
     const TOTAL = 100_000
@@ -242,7 +241,7 @@ for (const proto of testProtos('ipc', 'tcp')) {
   // first, under its own messageIds, marked redelivered.
   test(`[${proto}] failover: a killed endpoint's unconfirmed sends are replayed on the other one`, async (t) => {
     const eps = [await uniqAddress(proto, 'a'), await uniqAddress(proto, 'b')]
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-failover-'))
+    const dir = scratchDir('zw-failover-')
     const files = [path.join(dir, 'a.txt'), path.join(dir, 'b.txt')]
     const servers = await Promise.all(eps.map((ep, i) => startCountingServer(ep, files[i])))
     const c = new Client(eps, { lingerMs: 10_000 })
@@ -441,7 +440,7 @@ sys.stdin.read()
   // handled twice (at-least-once), but the caller gets exactly one answer.
   test(`[${proto}] a retried request handled by a server killed before answering is answered once, by the next`, async () => {
     const eps = [await uniqAddress(proto, 'a'), await uniqAddress(proto, 'b')]
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-retry-'))
+    const dir = scratchDir('zw-retry-')
     const files = [path.join(dir, 'a.txt'), path.join(dir, 'b.txt')]
     // a answers after 60 s: it handles the request and dies first.
     const a = await startPeer(COUNTING_SERVER, eps[0], files[0], '60000')

@@ -12,9 +12,27 @@ const readline = require('node:readline')
 const ROOT = path.join(__dirname, '..')
 const PYTHON = process.env.PYTHON || 'python3'
 
+// Everything a test file writes (sockets, databases, logs) goes under one directory per test
+// process, removed when the process exits: runs on a long-lived machine must not fill its /tmp.
+let scratchRoot = null
+
+/** A fresh directory (prefix + random suffix) under this process's scratch directory. */
+function scratchDir (prefix = 'zw-') {
+  if (scratchRoot === null) {
+    scratchRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-test-'))
+    // Others may pass through (a test runs a peer as another user), not list.
+    fs.chmodSync(scratchRoot, 0o711)
+    const root = scratchRoot
+    process.once('exit', () => {
+      // A tmpfs a failed test left mounted inside stays (EBUSY); everything else goes.
+      try { fs.rmSync(root, { recursive: true, force: true, maxRetries: 2 }) } catch {}
+    })
+  }
+  return fs.mkdtempSync(path.join(scratchRoot, prefix))
+}
+
 function tmpEndpoint (name = 's') {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-'))
-  return `ipc://${path.join(dir, name + '.sock')}`
+  return `ipc://${path.join(scratchDir(), name + '.sock')}`
 }
 
 const PROTOS = ['ipc', 'tcp']
@@ -181,4 +199,4 @@ async function waitFor (fn, ms = 5000, step = 10) {
   }
 }
 
-module.exports = { ROOT, tmpEndpoint, testProtos, bindAddress, uniqAddress, netAddress, startPyRouter, runNode, routerStats, routerCount, waitFor }
+module.exports = { ROOT, scratchDir, tmpEndpoint, testProtos, bindAddress, uniqAddress, netAddress, startPyRouter, runNode, routerStats, routerCount, waitFor }

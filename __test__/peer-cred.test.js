@@ -8,11 +8,10 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const { Client, Server, curveKeypair } = require('..')
-const { ROOT, waitFor } = require('./helpers')
+const { ROOT, waitFor, scratchDir } = require('./helpers')
 
 const NOBODY = (() => {
   try {
@@ -27,7 +26,7 @@ const skip = !(hasSetpriv && asRoot) && 'needs root and setpriv (util-linux) to 
 
 /** A directory nobody can reach (0755), for a socket file nobody may connect to (0666). */
 function openDir () {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-cred-'))
+  const dir = scratchDir('zw-cred-')
   fs.chmodSync(dir, 0o755)
   return dir
 }

@@ -12,10 +12,9 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync, spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { Client, Server } = require('..')
-const { ROOT, tmpEndpoint, waitFor } = require('./helpers')
+const { ROOT, tmpEndpoint, waitFor, scratchDir } = require('./helpers')
 
 const PYTHON = process.env.PYTHON || 'python3'
 const isRoot = process.getuid?.() === 0
@@ -23,7 +22,7 @@ const hasSetpriv = spawnSync('setpriv', ['--version']).status === 0
 const NOBODY = 65534
 
 function tmpDir () {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'zw-fault-'))
+  return scratchDir('zw-fault-')
 }
 
 function query (db, sql) {

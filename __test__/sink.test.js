@@ -8,11 +8,11 @@ const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const { Client, Server } = require('..')
-const { tmpEndpoint, testProtos, bindAddress } = require('./helpers')
+const { tmpEndpoint, testProtos, bindAddress, scratchDir } = require('./helpers')
 
 /** A database file in a directory of its own. */
 function tmpDb (name) {
-  return path.join(fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'zw-')), name)
+  return path.join(scratchDir('zw-'), name)
 }
 
 function query (db, sql) {
@@ -62,7 +62,7 @@ test('toSqlite: bad arguments and unwritable paths throw at the call', async () 
   try {
     assert.throws(() => server.route('log').toSqlite(42), { code: 'ERR_INVALID_ARG_TYPE' })
     assert.throws(() => server.route('log').toSqlite('/nonexistent-zw/dir/log.db'), { code: 'ERR_ZEROWIRE_SINK' })
-    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'zw-'))
+    const dir = scratchDir('zw-')
     assert.throws(() => server.route('log').toSqlite(path.join(dir, 'x.db'), { table: 'x; DROP' }), RangeError)
   } finally {
     await server.close()

@@ -8,11 +8,10 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { Server } = require('..')
-const { runNode, ROOT } = require('./helpers')
+const { runNode, ROOT, scratchDir } = require('./helpers')
 
 const root = process.getuid && process.getuid() === 0
 const NOBODY = (() => {
@@ -26,7 +25,7 @@ const skip = root ? false : 'needs root to set up directories of another uid'
 
 /** A fresh directory of root, 0700: a safe place to build each case in. */
 function base () {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'zw-dir-'))
+  return scratchDir('zw-dir-')
 }
 
 test('a directory others may write to (0777, not sticky) is refused', { skip }, () => {

@@ -5,12 +5,11 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { once } = require('node:events')
 const { Client, Server } = require('..')
-const { ROOT, tmpEndpoint } = require('./helpers')
+const { ROOT, tmpEndpoint, scratchDir } = require('./helpers')
 
 function fileOf (endpoint) {
   return endpoint.slice('ipc://'.length)
@@ -65,7 +64,7 @@ test('a path that exists and is not a socket is never replaced', () => {
 })
 
 test('an ipc path over the 107-byte limit is refused with a clear error', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-'))
+  const dir = scratchDir('zw-')
   const long = path.join(dir, 'x'.repeat(120 - dir.length) + '.sock')
   assert.throws(() => new Server(`ipc://${long}`), (err) => {
     assert.equal(err.code, 'ENAMETOOLONG')
@@ -92,7 +91,7 @@ test('tcp: port 0 picks a free port; a taken port is EADDRINUSE', async () => {
 const setpriv = spawnSync('setpriv', ['--version']).status === 0
 const asRoot = process.getuid?.() === 0
 test('the socket is owner-only by default: another uid cannot connect', { skip: !(setpriv && asRoot) && 'needs root and setpriv (util-linux) to switch to nobody' }, async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-perm-'))
+  const dir = scratchDir('zw-perm-')
   fs.chmodSync(dir, 0o755)
   const connectAs = (file) => spawnSync('setpriv', [
     '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
