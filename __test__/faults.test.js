@@ -243,14 +243,19 @@ for (const proto of testProtos('ipc', 'tcp')) {
     const eps = [await uniqAddress(proto, 'a'), await uniqAddress(proto, 'b')]
     const dir = scratchDir('zw-failover-')
     const files = [path.join(dir, 'a.txt'), path.join(dir, 'b.txt')]
-    const servers = await Promise.all(eps.map((ep, i) => startCountingServer(ep, files[i])))
+    // The endpoint to be killed handles a message per millisecond, slower than it is sent
+    // them: it always holds sends it has not confirmed, which the kill leaves to be replayed.
+    const servers = await Promise.all([
+      startPeer(COUNTING_SERVER, eps[0], files[0], '-', '1000'),
+      startCountingServer(eps[1], files[1])
+    ])
     const c = new Client(eps, { lingerMs: 10_000 })
     const ready = new Set()
     c.on('ready', (info) => ready.add(info.endpoint))
     await waitFor(() => ready.size === 2, 10_000)
     const TOTAL = 20_000
     await streamThrough(c, TOTAL, (n) => String(n), async () => {
-      await sleep(300)
+      await waitFor(() => c.stats().sent - c.stats().delivered >= 200, 10_000)
       await kill(servers[0])
     })
     await waitFor(() => c.stats().delivered === TOTAL, 60_000)
