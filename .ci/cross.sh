@@ -5,8 +5,9 @@
 #                           qemu-user with an arm64 glibc (Debian), each only when missing
 #   .ci/cross.sh check      cargo check and cargo clippy -D warnings for macOS x64 and arm64 and
 #                           Windows x64
-#   .ci/cross.sh verify     each cross-built platform package in dist/, as far as this machine
-#                           can: linux-arm64-gnu installed (npm --cpu arm64) and run with Node's
+#   .ci/cross.sh verify     each platform package in dist/, as far as this machine can: the
+#                           Linux gnu addons ask for no glibc above ZEROWIRE_GLIBC;
+#                           linux-arm64-gnu installed (npm --cpu arm64) and run with Node's
 #                           arm64 binary under qemu (a request round trip over ipc:// and
 #                           tcp://); linux-x64-musl's dynamic dependencies; the macOS addons'
 #                           Mach-O headers and exports (.ci/macho.py)
@@ -123,6 +124,25 @@ verify_musl () {
   rm -rf "$dir"
 }
 
+# The Linux gnu addons ask for no glibc newer than ZEROWIRE_GLIBC, the floor they were built for
+# (the dynamic loader refuses an addon that needs a newer one than the system's).
+verify_glibc () {
+  [ -n "${ZEROWIRE_GLIBC:-}" ] || die "ZEROWIRE_GLIBC is not set: the glibc floor to check against"
+  local key tgz dir newest
+  for key in linux-x64-gnu linux-arm64-gnu; do
+    tgz="dist/zerowire-$key-$VERSION.tgz"
+    [ -f "$tgz" ] || die "$tgz is missing"
+    dir=$(mktemp -d /tmp/zw-glibc-XXXXXX)
+    tar -xzf "$tgz" -C "$dir"
+    newest=$(readelf -W -V "$dir/package/zerowire.$key.node" | sed -n 's/.*Name: GLIBC_\([0-9.]*\).*/\1/p' | sort -uV | tail -1)
+    rm -rf "$dir"
+    [ -n "$newest" ] || die "$key asks for no glibc symbol version at all"
+    [ "$(printf '%s\n%s\n' "$newest" "$ZEROWIRE_GLIBC" | sort -V | tail -1)" = "$ZEROWIRE_GLIBC" ] \
+      || die "$key asks for glibc $newest, newer than the floor $ZEROWIRE_GLIBC"
+    echo "$key: asks for glibc $newest at most (floor $ZEROWIRE_GLIBC)"
+  done
+}
+
 verify_macos () {
   local key arch tgz dir
   for key in darwin-x64:x86_64 darwin-arm64:arm64; do
@@ -140,9 +160,10 @@ case "${1:-}" in
   setup) setup ;;
   check) check ;;
   targets) printf '%s\n' "${BUILD_TARGETS[@]}" ;;
-  verify) verify_arm64; verify_musl; verify_macos ;;
+  verify) verify_glibc; verify_arm64; verify_musl; verify_macos ;;
+  verify-glibc) verify_glibc ;;
   verify-arm64) verify_arm64 ;;
   verify-musl) verify_musl ;;
   verify-macos) verify_macos ;;
-  *) die "usage: .ci/cross.sh setup | check | targets | verify[-arm64|-musl|-macos]" ;;
+  *) die "usage: .ci/cross.sh setup | check | targets | verify[-glibc|-arm64|-musl|-macos]" ;;
 esac

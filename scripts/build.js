@@ -12,6 +12,21 @@ const root = path.join(__dirname, '..')
 const debug = process.argv.includes('--debug')
 const args = ['build', '-p', 'zerowire', '--lib']
 if (!debug) args.push('--release')
+// An addon built here asks for this system's glibc. ZEROWIRE_GLIBC=2.28 links it against that
+// glibc's symbol versions instead, with cargo-zigbuild and zig (PyPI: `pip install
+// cargo-zigbuild ziglang`), so that it loads on every system with that glibc or newer: how the
+// zerowire-linux-*-gnu packages are built (and the addon CI tests).
+const glibc = process.env.ZEROWIRE_GLIBC
+let outDir = debug ? 'debug' : 'release'
+if (glibc) {
+  if (!/^2\.\d+$/.test(glibc)) fail(`ZEROWIRE_GLIBC is ${JSON.stringify(glibc)}: a glibc version such as 2.28`)
+  const host = spawnSync('rustc', ['-vV'], { encoding: 'utf8' })
+  const triple = /^host: (\S+-linux-gnu)$/m.exec(host.stdout || '')
+  if (!triple) fail('ZEROWIRE_GLIBC applies to Linux glibc hosts only (`rustc -vV` names another)')
+  args[0] = 'zigbuild'
+  args.push('--target', `${triple[1]}.${glibc}`)
+  outDir = path.join(triple[1], outDir)
+}
 // The SQLite sink (server.route(name).toSqlite) compiles SQLite from source, which adds about a
 // minute to the first build; ZEROWIRE_SQLITE=0 leaves it out.
 if (process.env.ZEROWIRE_SQLITE === '0') args.push('--no-default-features')
@@ -34,7 +49,7 @@ try {
     status = r.status ?? 1
   } else {
     const lib = { linux: 'libzerowire.so', darwin: 'libzerowire.dylib', win32: 'zerowire.dll' }[process.platform]
-    const from = path.join(targetDir, debug ? 'debug' : 'release', lib)
+    const from = path.join(targetDir, outDir, lib)
     const to = path.join(root, 'zerowire.node')
     // Copy to a temporary name and rename: a process that has the old file loaded keeps it intact.
     fs.copyFileSync(from, to + '.tmp')
@@ -45,3 +60,8 @@ try {
   if (installed) fs.rmSync(targetDir, { recursive: true, force: true })
 }
 process.exit(status)
+
+function fail (message) {
+  console.error(`zerowire: ${message}`)
+  process.exit(1)
+}

@@ -50,6 +50,13 @@ function newestSource () {
   return newest
 }
 
+// ZEROWIRE_GLIBC (as in scripts/build.js): the glibc a Linux gnu addon is linked against, as
+// cargo-zigbuild spells it (`aarch64-unknown-linux-gnu.2.28`). Unset, zig picks its own.
+function zigTarget (target) {
+  const glibc = process.env.ZEROWIRE_GLIBC
+  return glibc && target.endsWith('-linux-gnu') ? `${target}.${glibc}` : target
+}
+
 async function main () {
   const { parseTriple } = require('@napi-rs/cli')
   const pkg = require('../package.json')
@@ -77,7 +84,7 @@ async function main () {
     // --no-js: index.js and binding.js are ours. The type file napi would write is not used.
     run('npx', ['--no-install', 'napi', 'build', '--platform', '--release', '--no-js',
       '--dts', path.join('..', '..', 'target', 'napi-unused.d.ts'),
-      '--cross-compile', '--target', target, '--output-dir', path.relative(root, dir)])
+      '--cross-compile', '--target', zigTarget(target), '--output-dir', path.relative(root, dir)])
   }
   fs.mkdirSync(path.join(root, 'dist'), { recursive: true })
   run('npm', ['pack', '--pack-destination', path.join(root, 'dist'), dir])
