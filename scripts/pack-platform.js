@@ -7,8 +7,8 @@
 // load), so the tarball carries the very file that was tested. Other targets are built by
 // `napi build --platform --cross-compile`, which links with cargo-zigbuild and zig (PyPI:
 // `pip install cargo-zigbuild ziglang`). Release builds use LTO and take minutes; a target
-// whose addon is already in its package and newer than every source is not built again
-// (`--force` rebuilds).
+// whose addon is already in its package, newer than every source and built for the same glibc
+// floor is not built again (`--force` rebuilds).
 'use strict'
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -57,6 +57,16 @@ function zigTarget (target) {
   return glibc && target.endsWith('-linux-gnu') ? `${target}.${glibc}` : target
 }
 
+// What each cross-built addon in npm/ was built as (its zig target, glibc floor included), so
+// that changing ZEROWIRE_GLIBC rebuilds it: the file's age alone cannot tell.
+function stampPath (platform) {
+  return path.join(root, 'target', 'pack-platform', `${platform}.target`)
+}
+
+function stamped (platform) {
+  try { return fs.readFileSync(stampPath(platform), 'utf8') } catch { return null }
+}
+
 async function main () {
   const { parseTriple } = require('@napi-rs/cli')
   const pkg = require('../package.json')
@@ -72,19 +82,23 @@ async function main () {
     throw new Error(`${platformPkg.name} is at ${platformPkg.version}, zerowire at ${pkg.version}: run npx napi version`)
   }
   const addon = path.join(dir, platformPkg.main)
-  const fresh = fs.existsSync(addon) && fs.statSync(addon).mtimeMs > newestSource()
+  const built = zigTarget(target)
+  const fresh = fs.existsSync(addon) && fs.statSync(addon).mtimeMs > newestSource() &&
+    stamped(platformArchABI) === built
 
   if (target === host) {
     // Cargo decides what is stale here; a no-op when the tests' build is current.
     run(process.execPath, ['scripts/build.js'])
     fs.copyFileSync(path.join(root, 'zerowire.node'), addon)
   } else if (fresh && !force) {
-    console.log(`${path.relative(root, addon)} is newer than the sources; not rebuilt (--force to rebuild)`)
+    console.log(`${path.relative(root, addon)} is newer than the sources and built as ${built}; not rebuilt (--force to rebuild)`)
   } else {
     // --no-js: index.js and binding.js are ours. The type file napi would write is not used.
     run('npx', ['--no-install', 'napi', 'build', '--platform', '--release', '--no-js',
       '--dts', path.join('..', '..', 'target', 'napi-unused.d.ts'),
-      '--cross-compile', '--target', zigTarget(target), '--output-dir', path.relative(root, dir)])
+      '--cross-compile', '--target', built, '--output-dir', path.relative(root, dir)])
+    fs.mkdirSync(path.dirname(stampPath(platformArchABI)), { recursive: true })
+    fs.writeFileSync(stampPath(platformArchABI), built)
   }
   fs.mkdirSync(path.join(root, 'dist'), { recursive: true })
   run('npm', ['pack', '--pack-destination', path.join(root, 'dist'), dir])
