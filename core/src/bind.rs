@@ -308,16 +308,13 @@ fn nonce() -> u64 {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("zw-bind-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("s.sock")
+    fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
+        crate::testing::scratch(&format!("zw-bind-{name}"), "s.sock")
     }
 
     #[test]
     fn owner_only_by_default_and_usable_after_link() {
-        let path = tmp("mode");
+        let (_dir, path) = tmp("mode");
         let Bound::Ipc(b) = bind(&Endpoint::Ipc(path.clone()), 0o600).unwrap() else {
             panic!("ipc")
         };
@@ -338,7 +335,7 @@ mod tests {
 
     #[test]
     fn live_refused_stale_replaced_non_socket_kept() {
-        let path = tmp("stale");
+        let (_dir, path) = tmp("stale");
         let ep = Endpoint::Ipc(path.clone());
         let first = bind(&ep, 0o600).unwrap();
         let err = bind(&ep, 0o600).err().unwrap();

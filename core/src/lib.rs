@@ -27,6 +27,7 @@
 //!   polling right after request traffic, giving memory back after a burst, the one send
 //!   that may be suspended on a socket.
 //! - `watch`    — noticing a server's bind of an ipc endpoint (inotify on Linux, a poll elsewhere).
+//! - `testing`  — unit tests' scratch files (integration tests have `tests/common`).
 //!
 //! Threads: the host (JS thread) stages messages and hands them over in batches; each engine
 //! thread owns its socket, its pending-request (or reply-token) table and every timer.
@@ -50,6 +51,8 @@ pub mod sniff;
 mod spin;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(test)]
+mod testing;
 mod trim;
 mod watch;
 mod writer;

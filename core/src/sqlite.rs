@@ -324,16 +324,13 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("zw-sqlite-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("log.db")
+    fn temp_db(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        crate::testing::scratch(&format!("zw-sqlite-{name}"), "log.db")
     }
 
     #[test]
     fn rows_land_once_each_with_their_fields() {
-        let path = temp_db("rows");
+        let (_dir, path) = temp_db("rows");
         let counters = Arc::new(SinkCounters::default());
         let mut sink = Sink::spawn("t", counters.clone(), open(&path, "logs").unwrap()).unwrap();
         let client: Arc<str> = Arc::from("abc123");
@@ -376,7 +373,7 @@ mod tests {
             open(Path::new("/nonexistent-dir/x/log.db"), "logs"),
             Err(Error::Sink(_))
         ));
-        let path = temp_db("names");
+        let (_dir, path) = temp_db("names");
         for bad in ["", "1logs", "logs; DROP TABLE x", "a\"b"] {
             assert!(
                 matches!(open(&path, bad), Err(Error::InvalidOption(_))),
@@ -405,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_batch_committed_to_removed_files_is_refused_and_lands_in_a_new_database() {
-        let path = temp_db("removed");
+        let (_dir, path) = temp_db("removed");
         let mut store = open(&path, "logs").unwrap();
         store.write(&rows(0, 10)).unwrap();
         assert_eq!(count(&path), 10);
@@ -425,7 +422,7 @@ mod tests {
 
     #[test]
     fn an_idle_check_notices_the_file_removed_and_reopens() {
-        let path = temp_db("idle");
+        let (_dir, path) = temp_db("idle");
         let mut store = open(&path, "logs").unwrap();
         store.write(&rows(0, 3)).unwrap();
         store.check().unwrap();
@@ -439,7 +436,7 @@ mod tests {
 
     #[test]
     fn only_the_wal_removed_keeps_every_row_committed() {
-        let path = temp_db("wal");
+        let (_dir, path) = temp_db("wal");
         let mut store = open(&path, "logs").unwrap();
         store.write(&rows(0, 10)).unwrap();
         let mut wal = path.as_os_str().to_owned();
@@ -474,7 +471,7 @@ mod tests {
 
     #[test]
     fn replays_of_stored_rows_are_skipped_across_reopens() {
-        let path = temp_db("replays");
+        let (_dir, path) = temp_db("replays");
         let (a, b) = (0xfeed_0000_0000_0001_u64, 7u64);
         let mut store = open(&path, "logs").unwrap();
         store
@@ -512,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_leaves_its_seqs_to_the_retry() {
-        let path = temp_db("failed");
+        let (_dir, path) = temp_db("failed");
         let mut store = open(&path, "logs").unwrap();
         store
             .write(&(0..10).map(|n| numbered(1, n)).collect::<Vec<_>>())
@@ -531,7 +528,7 @@ mod tests {
 
     #[test]
     fn a_new_database_after_a_removal_stores_replays_again() {
-        let path = temp_db("removed-seqs");
+        let (_dir, path) = temp_db("removed-seqs");
         let mut store = open(&path, "logs").unwrap();
         store
             .write(&(0..10).map(|n| numbered(3, n)).collect::<Vec<_>>())

@@ -203,11 +203,8 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("zw-watch-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("s.sock")
+    fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
+        crate::testing::scratch(&format!("zw-watch-{name}"), "s.sock")
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -264,7 +261,7 @@ mod tests {
 
     #[test]
     fn platform_watch_reports_each_bind() {
-        let path = tmp("platform");
+        let (_dir, path) = tmp("platform");
         runtime().block_on(async {
             let mut w = Watch::new([path.as_path()]).expect("a watch");
             bind_twice(|cx| w.poll_next(cx), &path).await;
@@ -278,7 +275,7 @@ mod tests {
 
     #[test]
     fn polling_watch_reports_each_bind() {
-        let path = tmp("poll");
+        let (_dir, path) = tmp("poll");
         runtime().block_on(async {
             let mut w = poll_watch::Poll::new([path.as_path()]).expect("a watch");
             bind_twice(|cx| w.poll_next(cx), &path).await;
@@ -287,7 +284,7 @@ mod tests {
 
     #[test]
     fn polling_watch_ignores_a_file_already_there() {
-        let path = tmp("there");
+        let (_dir, path) = tmp("there");
         let _server = UnixListener::bind(&path).unwrap();
         runtime().block_on(async {
             let mut w = poll_watch::Poll::new([path.as_path()]).expect("a watch");

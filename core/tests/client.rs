@@ -1,5 +1,7 @@
 //! The client engine against a real ROUTER (the zeromq crate's) on real ipc sockets.
 
+mod common;
+
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,11 +89,8 @@ impl Harness {
     }
 }
 
-fn tmp_endpoint(name: &str) -> (String, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("zw-core-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    (format!("ipc://{}/s.sock", dir.display()), dir)
+fn tmp_endpoint(name: &str) -> (String, tempfile::TempDir) {
+    common::ipc_endpoint(&format!("zw-core-{name}"))
 }
 
 /// A ROUTER on its own thread and runtime. It records fire-and-forget bodies and answers each
@@ -470,7 +469,7 @@ fn a_server_of_an_unexpected_uid_gets_nothing_and_requests_fail_with_the_uid_err
     use zerowire_core::peer::ServerUid;
     let (ep, dir) = tmp_endpoint("server-uid");
     let r = router(&ep, Duration::ZERO);
-    let ours = std::fs::metadata(&dir).unwrap().uid();
+    let ours = std::fs::metadata(dir.path()).unwrap().uid();
     let h = Harness::new(
         &ep,
         ClientOptions {

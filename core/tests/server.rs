@@ -1,5 +1,7 @@
 //! The server engine against zerowire clients on real ipc sockets.
 
+mod common;
+
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -19,11 +21,8 @@ impl Waker for ChannelWaker {
     }
 }
 
-fn endpoint(name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("zw-srv-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    format!("ipc://{}/s.sock", dir.display())
+fn endpoint(name: &str) -> (String, tempfile::TempDir) {
+    common::ipc_endpoint(&format!("zw-srv-{name}"))
 }
 
 /// Takes events at each wake-up until `n` arrived or 5 s passed.
@@ -120,7 +119,7 @@ impl C {
 
 #[test]
 fn hello_ack_routing_replies_and_goodbye() {
-    let ep = endpoint("basic");
+    let (ep, _dir) = endpoint("basic");
     let s = S::new(&ep);
     s.server.route("log", 1).unwrap();
     s.server.route("time_request", 2).unwrap();
@@ -239,7 +238,7 @@ fn hello_ack_routing_replies_and_goodbye() {
 
 #[test]
 fn broadcast_reaches_every_client_and_close_removes_the_file() {
-    let ep = endpoint("bcast");
+    let (ep, _dir) = endpoint("bcast");
     let s = S::new(&ep);
     let clients: Vec<C> = (0..3).map(|i| C::new(&ep, &format!("c{i}"))).collect();
     assert_eq!(s.events(3).len(), 3);
@@ -292,7 +291,7 @@ fn stats_until(
 
 #[test]
 fn acks_confirm_only_what_the_host_handled_and_the_rest_is_replayed() {
-    let ep = endpoint("acks");
+    let (ep, _dir) = endpoint("acks");
     let s = S::new(&ep);
     let c = C::new(&ep, "acks");
     assert!(matches!(&c.events(1)[..], [ClientEvent::Ready { .. }]));
@@ -373,7 +372,7 @@ fn acks_confirm_only_what_the_host_handled_and_the_rest_is_replayed() {
 
 #[test]
 fn latency_histograms_count_what_went_through_the_host() {
-    let ep = endpoint("latency");
+    let (ep, _dir) = endpoint("latency");
     let s = S::new(&ep);
     s.server.route("time_request", 1).unwrap();
     let c = C::new(&ep, "lat");
@@ -401,7 +400,7 @@ fn latency_histograms_count_what_went_through_the_host() {
 fn a_sqlite_sink_route_stores_each_message_once_and_never_reaches_the_host() {
     use zerowire_core::sink::Sink;
 
-    let ep = endpoint("sink");
+    let (ep, _dir) = endpoint("sink");
     let db = std::path::PathBuf::from(ep.trim_start_matches("ipc://")).with_file_name("log.db");
     let s = S::new(&ep);
     let writer = zerowire_core::sqlite::open(&db, "logs").unwrap();
@@ -488,7 +487,7 @@ fn dealer_handshake() -> Vec<u8> {
 #[test]
 fn a_peer_announcing_a_huge_frame_is_dropped_and_the_server_keeps_serving() {
     use std::io::{Read, Write};
-    let ep = endpoint("huge");
+    let (ep, _dir) = endpoint("huge");
     let s = S::new(&ep);
     let mut raw = std::os::unix::net::UnixStream::connect(ep.trim_start_matches("ipc://")).unwrap();
     raw.write_all(&dealer_handshake()).unwrap();
@@ -522,7 +521,7 @@ fn own_uid(ep: &str) -> u32 {
 #[cfg(unix)]
 #[test]
 fn an_ipc_client_connects_with_the_kernels_uid_and_pid() {
-    let ep = endpoint("cred");
+    let (ep, _dir) = endpoint("cred");
     let s = S::new(&ep);
     let _c = C::new(&ep, "cred");
     match &s.events(1)[..] {
@@ -541,7 +540,7 @@ fn an_ipc_client_connects_with_the_kernels_uid_and_pid() {
 #[cfg(unix)]
 #[test]
 fn the_host_decides_about_each_ipc_peer_and_a_refused_one_reaches_nothing() {
-    let ep = endpoint("authorize");
+    let (ep, _dir) = endpoint("authorize");
     let (tx, woken) = crossbeam_channel::unbounded();
     let options = ServerOptions {
         authorize_by_host: true,
@@ -609,7 +608,7 @@ fn sink_rows_are_acked_and_answered_only_once_committed_and_a_failure_is_told_on
     use std::sync::Arc;
     use zerowire_core::sink::{Row, Sink};
 
-    let ep = endpoint("sinkfail");
+    let (ep, _dir) = endpoint("sinkfail");
     let s = S::new(&ep);
     let failing = Arc::new(AtomicBool::new(true));
     let stored = Arc::new(std::sync::Mutex::new(0usize));

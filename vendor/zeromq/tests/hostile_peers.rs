@@ -451,7 +451,7 @@ async fn a_libzmq_dealer_with_a_taken_routing_id_gets_nothing() {
 async fn every_disconnect_reaches_the_monitor() {
     const PEERS: usize = 3_000;
     let dir = tempdir();
-    let path = dir.join("ghosts.sock");
+    let path = dir.path().join("ghosts.sock");
     let endpoint = format!("ipc://{}", path.display());
     let mut router = RouterSocket::new();
     let mut monitor = router.monitor();
@@ -511,7 +511,7 @@ async fn every_disconnect_reaches_the_monitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_handshake_is_closed_after_the_timeout() {
     let dir = tempdir();
-    let ipc = format!("ipc://{}", dir.join("stall.sock").display());
+    let ipc = format!("ipc://{}", dir.path().join("stall.sock").display());
     let mut router = router_with(|o| {
         o.handshake_timeout(Duration::from_millis(300));
     });
@@ -707,17 +707,12 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "zeromq-hostile-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory of its own, removed when the guard drops.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("zeromq-hostile-")
+        .tempdir()
+        .unwrap()
 }
 
 use futures::StreamExt;
