@@ -79,7 +79,9 @@ console.log(`${process.version} (N-API ${process.versions.napi}, ${process.execP
 const want = process.argv[2]
 if (want && sha !== want) throw new Error(`addon sha256 ${sha}, expected ${want}`)
 ;(async () => {
-  const ep = `ipc://${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zw-check-')), 's.sock')}`
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zw-check-'))
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  const ep = `ipc://${path.join(dir, 's.sock')}`
   const server = new Server(ep)
   server.route('ping', () => 'pong')
   const client = new Client(ep)
