@@ -7,6 +7,7 @@ const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const { hostTriple, glibcFloor, withGlibcFloor } = require('./targets')
 
 const root = path.join(__dirname, '..')
 const debug = process.argv.includes('--debug')
@@ -16,16 +17,17 @@ if (!debug) args.push('--release')
 // glibc's symbol versions instead, with cargo-zigbuild and zig (PyPI: `pip install
 // cargo-zigbuild ziglang`), so that it loads on every system with that glibc or newer: how the
 // zerowire-linux-*-gnu packages are built (and the addon CI tests).
-const glibc = process.env.ZEROWIRE_GLIBC
 let outDir = debug ? 'debug' : 'release'
-if (glibc) {
-  if (!/^2\.\d+$/.test(glibc)) fail(`ZEROWIRE_GLIBC is ${JSON.stringify(glibc)}: a glibc version such as 2.28`)
-  const host = spawnSync('rustc', ['-vV'], { encoding: 'utf8' })
-  const triple = /^host: (\S+-linux-gnu)$/m.exec(host.stdout || '')
-  if (!triple) fail('ZEROWIRE_GLIBC applies to Linux glibc hosts only (`rustc -vV` names another)')
-  args[0] = 'zigbuild'
-  args.push('--target', `${triple[1]}.${glibc}`)
-  outDir = path.join(triple[1], outDir)
+try {
+  if (glibcFloor()) {
+    const host = hostTriple()
+    if (!host.endsWith('-linux-gnu')) fail(`ZEROWIRE_GLIBC applies to Linux glibc hosts only, not ${host}`)
+    args[0] = 'zigbuild'
+    args.push('--target', withGlibcFloor(host))
+    outDir = path.join(host, outDir)
+  }
+} catch (err) {
+  fail(err.message)
 }
 // The SQLite sink (server.route(name).toSqlite) compiles SQLite from source, which adds about a
 // minute to the first build; ZEROWIRE_SQLITE=0 leaves it out.

@@ -13,6 +13,7 @@
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
+const { hostTriple, withGlibcFloor } = require('./targets')
 
 const root = path.join(__dirname, '..')
 const args = process.argv.slice(2)
@@ -30,13 +31,6 @@ function run (cmd, argv, opts = {}) {
   return r
 }
 
-function hostTriple () {
-  const r = spawnSync('rustc', ['-vV'], { encoding: 'utf8' })
-  const m = /^host: (\S+)$/m.exec(r.stdout || '')
-  if (!m) throw new Error('could not read the host triple from `rustc -vV` (is Rust installed?)')
-  return m[1]
-}
-
 // Newest modification time among the files a build reads.
 function newestSource () {
   let newest = 0
@@ -48,13 +42,6 @@ function newestSource () {
   for (const p of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src', 'core/Cargo.toml', 'core/src',
     'vendor/zeromq/Cargo.toml', 'vendor/zeromq/src']) walk(path.join(root, p))
   return newest
-}
-
-// ZEROWIRE_GLIBC (as in scripts/build.js): the glibc a Linux gnu addon is linked against, as
-// cargo-zigbuild spells it (`aarch64-unknown-linux-gnu.2.28`). Unset, zig picks its own.
-function zigTarget (target) {
-  const glibc = process.env.ZEROWIRE_GLIBC
-  return glibc && target.endsWith('-linux-gnu') ? `${target}.${glibc}` : target
 }
 
 // What each cross-built addon in npm/ was built as (its zig target, glibc floor included), so
@@ -82,7 +69,7 @@ async function main () {
     throw new Error(`${platformPkg.name} is at ${platformPkg.version}, zerowire at ${pkg.version}: run npx napi version`)
   }
   const addon = path.join(dir, platformPkg.main)
-  const built = zigTarget(target)
+  const built = withGlibcFloor(target)
   const fresh = fs.existsSync(addon) && fs.statSync(addon).mtimeMs > newestSource() &&
     stamped(platformArchABI) === built
 
