@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
@@ -391,7 +391,7 @@ impl GenericSocketBackend {
                             Ok(_) => now,
                             Err(since) => since,
                         };
-                        if now.saturating_sub(since) >= grace.as_millis() as u64 {
+                        if grace_over(since, now, grace) {
                             expired = Some(peer.serial);
                         }
                     }
@@ -823,10 +823,28 @@ impl MultiPeerBackend for GenericSocketBackend {
     }
 }
 
+/// Whether a peer full since `since` (milliseconds on the backend's clock) has been so for
+/// `grace` at `now`. Both readings are truncated to the millisecond, so their difference can
+/// overstate the time between them by almost one: a difference of the grace itself is not yet
+/// the grace.
+fn grace_over(since: u64, now: u64, grace: Duration) -> bool {
+    now.saturating_sub(since) > grace.as_millis() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ZmqMessage;
+
+    #[test]
+    fn a_full_peer_is_not_dropped_before_its_grace() {
+        let grace = Duration::from_millis(200);
+        // Both readings are truncated to whole milliseconds: 10 and 210 may be 10.999 and
+        // 210.001, 199.002 ms apart.
+        assert!(!grace_over(10, 210, grace));
+        assert!(grace_over(10, 211, grace));
+        assert!(!grace_over(10, 10, grace));
+    }
 
     use bytes::Bytes;
     use futures::StreamExt;
