@@ -836,18 +836,17 @@ mod tests {
     use super::*;
     use crate::ZmqMessage;
 
+    use bytes::Bytes;
+    use futures::StreamExt;
+
     #[test]
     fn a_full_peer_is_not_dropped_before_its_grace() {
         let grace = Duration::from_millis(200);
-        // Both readings are truncated to whole milliseconds: 10 and 210 may be 10.999 and
-        // 210.001, 199.002 ms apart.
+        // 10 and 210 may be 10.999 and 210.001: 199.002 ms apart.
         assert!(!grace_over(10, 210, grace));
         assert!(grace_over(10, 211, grace));
         assert!(!grace_over(10, 10, grace));
     }
-
-    use bytes::Bytes;
-    use futures::StreamExt;
 
     fn message_with_frame(frame: &'static [u8]) -> Message {
         Message::Message(ZmqMessage::from(Bytes::from_static(frame)))
